@@ -1,0 +1,174 @@
+"""Server settings: read once from the environment and an optional TOML file.
+
+Precedence: environment variable > config file > default. Every value is validated
+here, so a bad one stops the process at start with a message naming the setting.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """An invalid setting; the message names the setting and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = Path(".vigil")
+    database_url: str = ""  # empty: SQLite file under `home`
+    kafka_bootstrap_servers: str = ""  # empty: the embedded log under `home`
+    bind: str = "127.0.0.1:9000"
+    public_url: str = ""  # empty: http://{bind}
+    max_message_bytes: int = 1024 * 1024
+    partitions: int = 4
+    batch_size: int = 500
+    batch_time_ms: int = 1000
+    log_level: str = "INFO"
+    log_format: str = "text"
+    sqlite_busy_timeout_ms: int = 30_000
+
+    @property
+    def host(self) -> str:
+        return self.bind.rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.bind.rsplit(":", 1)[1])
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.bind}").rstrip("/")
+
+    @property
+    def uses_kafka(self) -> bool:
+        return bool(self.kafka_bootstrap_servers)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'vigil.sqlite3').resolve()}"
+
+    @property
+    def log_path(self) -> Path:
+        """The embedded log's SQLite file."""
+        return self.home / "log.sqlite3"
+
+
+def _positive_int(name: str) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+        if value <= 0:
+            raise ConfigError(f"{name} must be greater than zero, got {value}")
+        return value
+
+    return parse
+
+
+def _bind(raw: str) -> str:
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"VIGIL_BIND must be HOST:PORT, got {raw!r}")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"VIGIL_BIND port must be 1-65535, got {port!r}")
+    return raw
+
+
+def _database_url(raw: str) -> str:
+    if raw and not raw.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
+        raise ConfigError(
+            "VIGIL_DATABASE_URL must be a sqlite:/// or postgresql:// URL, "
+            f"got {raw.split('://', 1)[0]!r}"
+        )
+    if raw.startswith("postgres:"):  # the common short scheme
+        raw = "postgresql:" + raw[len("postgres:") :]
+    if raw.startswith("postgresql:"):
+        raw = "postgresql+psycopg:" + raw[len("postgresql:") :]
+    return raw
+
+
+def _choice(name: str, options: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        normalized = value.upper() if name == "VIGIL_LOG_LEVEL" else value.lower()
+        if normalized not in options:
+            raise ConfigError(f"{name} must be one of {', '.join(options)}, got {raw!r}")
+        return normalized
+
+    return parse
+
+
+def _url(raw: str) -> str:
+    if raw and not raw.startswith(("http://", "https://")):
+        raise ConfigError(f"VIGIL_PUBLIC_URL must start with http:// or https://, got {raw!r}")
+    return raw
+
+
+# setting name -> (environment variable, parser)
+_PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "home": ("VIGIL_HOME", Path),
+    "database_url": ("VIGIL_DATABASE_URL", _database_url),
+    "kafka_bootstrap_servers": ("VIGIL_KAFKA_BOOTSTRAP_SERVERS", str.strip),
+    "bind": ("VIGIL_BIND", _bind),
+    "public_url": ("VIGIL_PUBLIC_URL", _url),
+    "max_message_bytes": ("VIGIL_MAX_MESSAGE_BYTES", _positive_int("VIGIL_MAX_MESSAGE_BYTES")),
+    "partitions": ("VIGIL_PARTITIONS", _positive_int("VIGIL_PARTITIONS")),
+    "batch_size": ("VIGIL_BATCH_SIZE", _positive_int("VIGIL_BATCH_SIZE")),
+    "batch_time_ms": ("VIGIL_BATCH_TIME_MS", _positive_int("VIGIL_BATCH_TIME_MS")),
+    "log_level": (
+        "VIGIL_LOG_LEVEL",
+        _choice("VIGIL_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR")),
+    ),
+    "log_format": ("VIGIL_LOG_FORMAT", _choice("VIGIL_LOG_FORMAT", ("text", "json"))),
+    "sqlite_busy_timeout_ms": (
+        "VIGIL_SQLITE_BUSY_TIMEOUT_MS",
+        _positive_int("VIGIL_SQLITE_BUSY_TIMEOUT_MS"),
+    ),
+}
+
+ENV_VARS = {env: name for name, (env, _) in _PARSERS.items()}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from `environ` (default: os.environ) and the config file it names.
+
+    The file is `VIGIL_CONFIG` if set, else `$VIGIL_HOME/vigil.toml` if it exists. Its keys
+    are the setting names in lower case without the prefix (`database_url = "..."`).
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    home = Path(env.get("VIGIL_HOME") or ".vigil")
+    config_path = env.get("VIGIL_CONFIG")
+    path = Path(config_path) if config_path else home / "vigil.toml"
+    if config_path and not path.is_file():
+        raise ConfigError(f"VIGIL_CONFIG names {path}, which is not a readable file")
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        known = {f.name for f in fields(Settings)}
+        for key, raw in data.items():
+            if key not in known:
+                raise ConfigError(
+                    f"config file {path}: unknown setting {key!r} "
+                    f"(known: {', '.join(sorted(known))})"
+                )
+            values[key] = _PARSERS[key][1](str(raw))
+    for name, (var, parse) in _PARSERS.items():
+        raw_env = env.get(var)
+        if raw_env is not None and raw_env != "":
+            values[name] = parse(raw_env)
+    settings = replace(Settings(), **values)
+    if settings.database_url.startswith("sqlite") and settings.database_url.count("/") < 3:
+        raise ConfigError("VIGIL_DATABASE_URL: a SQLite URL needs a file path (sqlite:///path)")
+    return settings

@@ -1,0 +1,1 @@
+"""Storage: tables, the engine (the one place that knows SQLite from PostgreSQL), migrations."""

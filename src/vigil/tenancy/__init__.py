@@ -1,0 +1,1 @@
+"""Organizations, projects, DSN keys, API tokens and per-organization features."""
