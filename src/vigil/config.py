@@ -32,6 +32,8 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
     sqlite_busy_timeout_ms: int = 30_000
+    topic_prefix: str = ""  # prepended to every topic name, to share one Kafka cluster
+    kafka_session_timeout_ms: int = 10_000
 
     @property
     def host(self) -> str:
@@ -54,6 +56,10 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.home / 'vigil.sqlite3').resolve()}"
+
+    def topic(self, name: str) -> str:
+        """The name of a topic on the log (with the configured prefix)."""
+        return f"{self.topic_prefix}{name}"
 
     @property
     def log_path(self) -> Path:
@@ -107,6 +113,14 @@ def _choice(name: str, options: tuple[str, ...]) -> Callable[[str], str]:
     return parse
 
 
+def _topic_prefix(raw: str) -> str:
+    if raw and not all(c.isalnum() or c in "._-" for c in raw):
+        raise ConfigError(
+            f"VIGIL_TOPIC_PREFIX may only hold letters, digits, '.', '_' and '-', got {raw!r}"
+        )
+    return raw
+
+
 def _url(raw: str) -> str:
     if raw and not raw.startswith(("http://", "https://")):
         raise ConfigError(f"VIGIL_PUBLIC_URL must start with http:// or https://, got {raw!r}")
@@ -132,6 +146,11 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "sqlite_busy_timeout_ms": (
         "VIGIL_SQLITE_BUSY_TIMEOUT_MS",
         _positive_int("VIGIL_SQLITE_BUSY_TIMEOUT_MS"),
+    ),
+    "topic_prefix": ("VIGIL_TOPIC_PREFIX", _topic_prefix),
+    "kafka_session_timeout_ms": (
+        "VIGIL_KAFKA_SESSION_TIMEOUT_MS",
+        _positive_int("VIGIL_KAFKA_SESSION_TIMEOUT_MS"),
     ),
 }
 
