@@ -1,0 +1,59 @@
+"""Prometheus metrics. Under `vigil serve` every process writes to a shared directory
+(`PROMETHEUS_MULTIPROC_DIR`, set by the supervisor) and the web process serves the sum;
+a process run alone serves only its own."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.registry import REGISTRY, Collector
+
+MESSAGES_CONSUMED = Counter(
+    "vigil_messages_consumed_total", "Messages consumed from the log", ["consumer"]
+)
+MESSAGES_PRODUCED = Counter("vigil_messages_produced_total", "Messages produced", ["topic"])
+BATCH_DURATION = Histogram(
+    "vigil_batch_duration_seconds",
+    "Time to apply one batch, database transaction included",
+    ["consumer"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+CONSUMER_ERRORS = Counter(
+    "vigil_consumer_errors_total", "Errors while applying a batch (retried or dead-lettered)",
+    ["consumer"],
+)
+DEAD_LETTERED = Counter(
+    "vigil_dead_lettered_total", "Messages sent to a dead-letter topic", ["consumer"]
+)
+HTTP_REQUESTS = Counter(
+    "vigil_http_requests_total", "HTTP requests answered", ["route", "status"]
+)
+ENVELOPE_ITEMS_DROPPED = Counter(
+    "vigil_envelope_items_dropped_total",
+    "Envelope items accepted but not processed (types vigil does not ingest)",
+    ["item_type"],
+)
+
+
+def render(extra: list[Collector] | None = None) -> tuple[bytes, str]:
+    """The exposition text for /metrics and its content type."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        registry = REGISTRY
+    for collector in extra or []:
+        registry.register(collector)
+    try:
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    finally:
+        for collector in extra or []:
+            registry.unregister(collector)
