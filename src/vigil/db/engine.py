@@ -12,7 +12,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from vigil.config import Settings
@@ -59,3 +59,12 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
             conn.exec_driver_sql("BEGIN")
         else:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def serialize(conn: Connection, lock_id: int) -> None:
+    """Make concurrent transactions that call this with the same id run one at a time.
+
+    SQLite write transactions already do (`BEGIN IMMEDIATE`); PostgreSQL takes an
+    advisory lock held until the transaction ends."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_id})

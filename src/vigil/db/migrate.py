@@ -8,13 +8,14 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
+
+from vigil.db.engine import serialize
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
-# An arbitrary constant: PostgreSQL advisory lock id held while migrating, so two
-# processes starting at once apply each migration once.
-_PG_MIGRATION_LOCK = 0x76676C6D
+# Held while migrating, so two processes starting at once apply each migration once.
+_MIGRATION_LOCK = 0x76676C6D
 
 
 def _config() -> Config:
@@ -36,8 +37,7 @@ def migrate(engine: Engine) -> tuple[str | None, str | None]:
     """Upgrade to the newest revision. Returns (revision before, revision after)."""
     cfg = _config()
     with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+        serialize(conn, _MIGRATION_LOCK)
         before = MigrationContext.configure(conn).get_current_revision()
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")

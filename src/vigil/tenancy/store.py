@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Connection, and_, select, update
+from sqlalchemy import Connection, Row, and_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from vigil.db.tables import api_token, organization, organization_feature, project, project_key
@@ -102,7 +103,9 @@ def list_organizations(conn: Connection) -> list[Organization]:
 # --- projects --------------------------------------------------------------------------
 
 
-def create_project(conn: Connection, org: Organization, slug: str, name: str | None = None) -> Project:
+def create_project(
+    conn: Connection, org: Organization, slug: str, name: str | None = None
+) -> Project:
     if not credentials.valid_slug(slug):
         raise TenancyError(
             f"invalid project slug {slug!r}: use lowercase letters, digits, '-' and '_' "
@@ -116,19 +119,23 @@ def create_project(conn: Connection, org: Organization, slug: str, name: str | N
                 .returning(project.c.id)
             ).scalar_one()
     except IntegrityError:
-        raise TenancyError(f"project {slug!r} already exists in organization {org.slug!r}") from None
+        raise TenancyError(
+            f"project {slug!r} already exists in organization {org.slug!r}"
+        ) from None
     return Project(pid, org.id, slug, name or slug)
 
 
-def _project(row: object) -> Project:
-    return Project(row.id, row.organization_id, row.slug, row.name)  # type: ignore[attr-defined]
+def _project(row: Row[Any]) -> Project:
+    return Project(row.id, row.organization_id, row.slug, row.name)
 
 
 def get_project(conn: Connection, org: Organization, slug_or_id: str) -> Project:
     cond = project.c.slug == slug_or_id
     if slug_or_id.isdigit():
         cond = project.c.id == int(slug_or_id)
-    row = conn.execute(select(project).where(and_(project.c.organization_id == org.id, cond))).first()
+    row = conn.execute(
+        select(project).where(and_(project.c.organization_id == org.id, cond))
+    ).first()
     if row is None:
         raise NotFound(f"project {slug_or_id!r} does not exist in organization {org.slug!r}")
     return _project(row)
@@ -149,9 +156,9 @@ def list_projects(conn: Connection, org: Organization) -> list[Project]:
 # --- DSN keys --------------------------------------------------------------------------
 
 
-def _key(row: object) -> ProjectKey:
+def _key(row: Row[Any]) -> ProjectKey:
     r = row
-    return ProjectKey(r.id, r.project_id, r.public_key, r.label, r.is_active)  # type: ignore[attr-defined]
+    return ProjectKey(r.id, r.project_id, r.public_key, r.label, r.is_active)
 
 
 def create_key(conn: Connection, proj: Project, label: str = "Default") -> ProjectKey:
@@ -211,13 +218,20 @@ def create_token(
         )
         .returning(api_token.c.id)
     ).scalar_one()
-    return ApiToken(token_id, org.id, name, credentials.token_prefix(secret), tuple(chosen), True), secret
+    return ApiToken(
+        token_id, org.id, name, credentials.token_prefix(secret), tuple(chosen), True
+    ), secret
 
 
-def _token(row: object) -> ApiToken:
+def _token(row: Row[Any]) -> ApiToken:
     r = row
     return ApiToken(
-        r.id, r.organization_id, r.name, r.token_prefix, tuple(r.scopes), r.is_active  # type: ignore[attr-defined]
+        r.id,
+        r.organization_id,
+        r.name,
+        r.token_prefix,
+        tuple(r.scopes),
+        r.is_active,
     )
 
 
@@ -256,7 +270,9 @@ def set_feature(conn: Connection, org: Organization, feature: str, enabled: bool
         )
     ).first()
     if exists is None:
-        conn.execute(table.insert().values(organization_id=org.id, feature=feature, enabled=enabled))
+        conn.execute(
+            table.insert().values(organization_id=org.id, feature=feature, enabled=enabled)
+        )
     else:
         conn.execute(
             update(table)

@@ -1,0 +1,353 @@
+"""The `vigil` command: run the server or one of its roles, migrate, and manage
+organizations, projects, DSN keys, API tokens and features."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import fields
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import OperationalError
+
+from vigil import __version__, logs
+from vigil.config import ENV_VARS, ConfigError, Settings, load_settings
+from vigil.db.engine import make_engine
+from vigil.db.migrate import migrate
+from vigil.tenancy import credentials, store
+from vigil.tenancy.bootstrap import bootstrap
+
+log = logging.getLogger("vigil")
+
+
+class CommandError(Exception):
+    """A failure the user can fix; printed without a traceback."""
+
+
+# --- running ---------------------------------------------------------------------------
+
+
+def _prepare(settings: Settings) -> Engine:
+    engine = make_engine(settings)
+    before, after = migrate(engine)
+    if before != after:
+        log.info("database migrated", extra={"from": before or "empty", "to": after})
+    return engine
+
+
+def _consumer_names() -> list[str]:
+    from vigil.streams.consumers import CONSUMERS
+
+    return sorted(CONSUMERS)
+
+
+def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
+    from vigil.serve.supervisor import (
+        Supervisor,
+        child_env,
+        prepare_metrics_dir,
+        vigil_argv,
+    )
+    from vigil.streams.backend import get_backend
+
+    engine = _prepare(settings)
+    boot = bootstrap(engine)
+    engine.dispose()
+    names = _consumer_names()
+    backend = get_backend(settings)
+    try:
+        backend.ensure_topics(names)
+    finally:
+        backend.close()
+    _print_banner(settings, boot.created, boot.project.id, boot.key, boot.token, boot.organization)
+    metrics_dir = str((settings.home / "run" / "prometheus").resolve())
+    prepare_metrics_dir(metrics_dir)
+    children = {"web": vigil_argv("web")}
+    for name in names:
+        children[f"consumer:{name}"] = vigil_argv("consumer", name)
+    env = child_env(os.environ, metrics_dir)
+    env["VIGIL_HOME"] = str(settings.home.resolve())
+    return Supervisor(children, env).run()
+
+
+def _print_banner(
+    settings: Settings,
+    created: bool,
+    project_id: int,
+    key: store.ProjectKey | None,
+    token: str | None,
+    org: store.Organization,
+) -> None:
+    lines = [f"vigil {__version__} listening on {settings.base_url}"]
+    if key is not None:
+        lines.append(
+            f"  DSN:       {credentials.format_dsn(settings.base_url, key.public_key, project_id)}"
+        )
+    else:
+        lines.append("  DSN:       (the first project has no active key: `vigil key create`)")
+    if token:
+        lines.append(f"  API token: {token}")
+        lines.append("             (shown once; create more with `vigil token create`)")
+    else:
+        lines.append(f"  API token: create one with `vigil token create --org {org.slug}`")
+    lines.append(f"  Data:      {settings.home.resolve()}")
+    if not created:
+        lines.append("  (existing install: nothing was bootstrapped)")
+    print("\n".join(lines), flush=True)
+
+
+def cmd_web(settings: Settings, _args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from vigil.api.app import create_app
+
+    if not os.environ.get("VIGIL_SUPERVISED"):
+        _prepare(settings).dispose()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def cmd_consumer(settings: Settings, args: argparse.Namespace) -> int:
+    from vigil.streams.consumers import get_definition
+    from vigil.streams.runner import run_consumer
+
+    if args.list or not args.name:
+        names = _consumer_names()
+        print("\n".join(names) if names else "(no consumers are defined yet)")
+        return 0 if args.list else 2
+    definition = get_definition(args.name, settings)
+    if not os.environ.get("VIGIL_SUPERVISED"):
+        _prepare(settings).dispose()
+    run_consumer(definition, settings)
+    return 0
+
+
+def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    engine = make_engine(settings)
+    before, after = migrate(engine)
+    engine.dispose()
+    if before == after:
+        print(f"database is up to date (revision {after})")
+    else:
+        print(f"database migrated from {before or 'empty'} to {after}")
+    return 0
+
+
+def cmd_config(settings: Settings, _args: argparse.Namespace) -> int:
+    env_of = {name: env for env, name in ENV_VARS.items()}
+    for f in fields(Settings):
+        value = getattr(settings, f.name)
+        print(f"{env_of.get(f.name, f.name)}={value}")
+    return 0
+
+
+# --- management ------------------------------------------------------------------------
+
+
+def _with_conn(settings: Settings, fn: Callable[[Connection], int]) -> int:
+    engine = _prepare(settings)
+    try:
+        with engine.begin() as conn:
+            return fn(conn)
+    finally:
+        engine.dispose()
+
+
+def cmd_org(settings: Settings, args: argparse.Namespace) -> int:
+    def run(c: Connection) -> int:
+        if args.action == "create":
+            org = store.create_organization(c, args.slug, args.name)
+            print(f"created organization {org.slug} (id {org.id})")
+        else:
+            for org in store.list_organizations(c):
+                print(f"{org.id}\t{org.slug}\t{org.name}")
+        return 0
+
+    return _with_conn(settings, run)
+
+
+def cmd_project(settings: Settings, args: argparse.Namespace) -> int:
+    def run(c: Connection) -> int:
+        org = store.get_organization(c, args.org)
+        if args.action == "create":
+            proj = store.create_project(c, org, args.slug, args.name)
+            key = store.create_key(c, proj)
+            print(f"created project {proj.slug} (id {proj.id})")
+            print(f"DSN: {credentials.format_dsn(settings.base_url, key.public_key, proj.id)}")
+        else:
+            for proj in store.list_projects(c, org):
+                print(f"{proj.id}\t{proj.slug}\t{proj.name}")
+        return 0
+
+    return _with_conn(settings, run)
+
+
+def cmd_key(settings: Settings, args: argparse.Namespace) -> int:
+    def run(c: Connection) -> int:
+        if args.action in ("enable", "disable"):
+            key = store.set_key_active(c, args.public_key, args.action == "enable")
+            print(f"key {key.public_key} is now {'enabled' if key.is_active else 'disabled'}")
+            return 0
+        org = store.get_organization(c, args.org)
+        proj = store.get_project(c, org, args.project)
+        if args.action == "create":
+            key = store.create_key(c, proj, args.label)
+            print(credentials.format_dsn(settings.base_url, key.public_key, proj.id))
+        else:
+            for key in store.list_keys(c, proj):
+                state = "active" if key.is_active else "disabled"
+                dsn = credentials.format_dsn(settings.base_url, key.public_key, proj.id)
+                print(f"{key.public_key}\t{state}\t{key.label}\t{dsn}")
+        return 0
+
+    return _with_conn(settings, run)
+
+
+def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    def run(c: Connection) -> int:
+        org = store.get_organization(c, args.org)
+        if args.action == "create":
+            try:
+                token, secret = store.create_token(c, org, args.name, args.scope)
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
+            print(secret)
+            print(
+                f"(token {token.id} for {org.slug}, scopes {' '.join(token.scopes)}; "
+                "shown once, store it now)",
+                file=sys.stderr,
+            )
+        elif args.action == "revoke":
+            store.revoke_token(c, org, args.id)
+            print(f"token {args.id} revoked")
+        else:
+            for token in store.list_tokens(c, org):
+                state = "active" if token.is_active else "revoked"
+                scopes = " ".join(token.scopes)
+                print(f"{token.id}\t{token.token_prefix}…\t{state}\t{token.name}\t{scopes}")
+        return 0
+
+    return _with_conn(settings, run)
+
+
+def cmd_feature(settings: Settings, args: argparse.Namespace) -> int:
+    def run(c: Connection) -> int:
+        org = store.get_organization(c, args.org)
+        if args.action in ("enable", "disable"):
+            if not args.feature:
+                raise CommandError(f"feature {args.action} needs a feature name")
+            store.set_feature(c, org, args.feature, args.action == "enable")
+            print(f"{args.feature} {args.action}d for {org.slug}")
+        else:
+            for name, enabled in sorted(store.features(c, org.id).items()):
+                print(f"{name}\t{'on' if enabled else 'off'}")
+        return 0
+
+    return _with_conn(settings, run)
+
+
+# --- parser ----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vigil",
+        description="Self-hosted, Sentry-compatible cron monitoring and issue ingestion.",
+        epilog="Settings come from VIGIL_* environment variables and $VIGIL_HOME/vigil.toml "
+        "(see `vigil config`).",
+    )
+    parser.add_argument("--version", action="version", version=f"vigil {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("serve", help="run everything: web, consumers (supervised)").set_defaults(
+        func=cmd_serve
+    )
+    sub.add_parser("web", help="run only the web app (ingest, API, health, metrics)").set_defaults(
+        func=cmd_web
+    )
+    p = sub.add_parser("consumer", help="run one named consumer")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--list", action="store_true", help="list the consumers")
+    p.set_defaults(func=cmd_consumer)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    sub.add_parser("config", help="print the effective settings").set_defaults(func=cmd_config)
+
+    p = sub.add_parser("org", help="organizations")
+    p.add_argument("action", choices=["list", "create"])
+    p.add_argument("slug", nargs="?")
+    p.add_argument("--name")
+    p.set_defaults(func=cmd_org, needs_slug={"create"})
+
+    p = sub.add_parser("project", help="projects (create also makes a DSN key)")
+    p.add_argument("action", choices=["list", "create"])
+    p.add_argument("slug", nargs="?")
+    p.add_argument("--org", default="default")
+    p.add_argument("--name")
+    p.set_defaults(func=cmd_project, needs_slug={"create"})
+
+    p = sub.add_parser("key", help="DSN keys")
+    p.add_argument("action", choices=["list", "create", "enable", "disable"])
+    p.add_argument("public_key", nargs="?", help="for enable/disable")
+    p.add_argument("--org", default="default")
+    p.add_argument("--project", default="default")
+    p.add_argument("--label", default="Default")
+    p.set_defaults(func=cmd_key)
+
+    p = sub.add_parser("token", help="API tokens")
+    p.add_argument("action", choices=["list", "create", "revoke"])
+    p.add_argument("--org", default="default")
+    p.add_argument("--name", default="cli")
+    p.add_argument(
+        "--scope",
+        action="append",
+        help=f"repeat for several (default: all of {', '.join(credentials.ALL_SCOPES)})",
+    )
+    p.add_argument("--id", type=int, help="for revoke")
+    p.set_defaults(func=cmd_token)
+
+    p = sub.add_parser("feature", help="per-organization features")
+    p.add_argument("action", choices=["list", "enable", "disable"])
+    p.add_argument("feature", nargs="?")
+    p.add_argument("--org", default="default")
+    p.set_defaults(func=cmd_feature)
+    return parser
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    needs_slug: set[str] = getattr(args, "needs_slug", set())
+    if getattr(args, "action", None) in needs_slug and not args.slug:
+        raise CommandError(f"{args.command} {args.action} needs a slug")
+    if args.command == "key" and args.action in ("enable", "disable") and not args.public_key:
+        raise CommandError(f"key {args.action} needs the public key")
+    if args.command == "token" and args.action == "revoke" and args.id is None:
+        raise CommandError("token revoke needs --id")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        logs.configure(settings.log_level, settings.log_format, role=args.command)
+        _check_args(args)
+        return int(args.func(settings, args))
+    except ConfigError as exc:
+        print(f"vigil: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (CommandError, store.TenancyError) as exc:
+        print(f"vigil: {exc}", file=sys.stderr)
+        return 1
+    except OperationalError as exc:
+        print(f"vigil: cannot use the database: {exc.orig}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,1 @@
+"""`vigil serve`: every role of vigil in one command, as supervised processes."""
