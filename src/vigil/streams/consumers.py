@@ -1,0 +1,31 @@
+"""The named consumers `vigil consumer NAME` runs, and `vigil serve` supervises.
+
+Each entry builds a `ConsumerDefinition` from the settings. The domain consumers
+(check-ins, clock tasks, occurrences) register here as they are written; there is no
+placeholder, since a consumer that only discarded messages would lose them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from vigil.config import ConfigError, Settings
+from vigil.streams.runner import ConsumerDefinition
+
+CONSUMERS: dict[str, Callable[[Settings], ConsumerDefinition[Any]]] = {}
+
+
+class UnknownConsumer(ConfigError):
+    """A consumer name that is not in `CONSUMERS` (a configuration error: the CLI
+    reports it without a traceback)."""
+
+
+def get_definition(name: str, settings: Settings) -> ConsumerDefinition[Any]:
+    """The definition of consumer `name`; UnknownConsumer, listing the known names, if
+    there is no such consumer."""
+    factory = CONSUMERS.get(name)
+    if factory is None:
+        known = ", ".join(sorted(CONSUMERS)) or "none are defined yet"
+        raise UnknownConsumer(f"unknown consumer {name!r} (known: {known})")
+    return factory(settings)
