@@ -25,13 +25,14 @@ from arroyo.backends.abstract import Producer
 from arroyo.backends.kafka import KafkaPayload
 from arroyo.types import Topic
 from prometheus_client import REGISTRY
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, make_url, select, text
 from sqlalchemy import exc as sa_exc
 
 from tests.conftest import subprocess_env
 from tests.support import sink_consumer
 from tests.support.sink_consumer import NAME, TOPIC, applied_count, sink, sink_calls
 from vigil.config import Settings
+from vigil.db.engine import make_engine
 from vigil.streams.backend import LogBackend, get_backend
 from vigil.streams.runner import is_transient, produce, run_consumer
 from vigil.streams.topics import dlq_topic
@@ -276,8 +277,11 @@ def test_sigkill_mid_batch_then_restart_applies_every_message_once_in_key_order(
 def test_undecodable_message_goes_to_dead_letter_topic_with_reason_and_consumer_goes_on(
     stack: Settings, log_backend: LogBackend, producer: Producer[KafkaPayload], sink_db: Engine
 ) -> None:
+    # As large as the limit allows (key, value and headers): the dead-lettered copy,
+    # which adds headers, must still be accepted.
+    garbage_value = b"\x00 not json".ljust(stack.max_message_bytes - len("kh1"), b".")
     produce(producer, stack, TOPIC, message("m0", "k", 0), key="k")
-    garbage = produce(producer, stack, TOPIC, b"\x00 not json", key="k", headers=[("h", b"1")])
+    garbage = produce(producer, stack, TOPIC, garbage_value, key="k", headers=[("h", b"1")])
     produce(producer, stack, TOPIC, message("m1", "k", 1), key="k")
     dead_before = sample("vigil_dead_lettered_total")
 
@@ -287,7 +291,7 @@ def test_undecodable_message_goes_to_dead_letter_topic_with_reason_and_consumer_
 
     [dead] = read_topic(stack, log_backend, dlq_topic(NAME), expect=1)
     assert dead.key == b"k"
-    assert dead.value == b"\x00 not json"
+    assert dead.value == garbage_value
     headers = headers_of(dead)
     assert headers["h"] == "1"
     assert headers["reason"].startswith("CodecError: not JSON")
@@ -378,6 +382,42 @@ def test_lost_database_connection_is_retried_and_nothing_is_dead_lettered(
 
     assert applied_count(sink_db) == 10
     assert sample("vigil_consumer_errors_total") > errors_before  # it did fail, and retry
+    assert sample("vigil_dead_lettered_total") == dead_before
+
+
+def test_locked_database_is_waited_out_and_nothing_is_dead_lettered(
+    stack: Settings,
+    backend_name: str,
+    log_backend: LogBackend,
+    producer: Producer[KafkaPayload],
+    sink_db: Engine,
+) -> None:
+    if backend_name != "embedded":
+        pytest.skip("holds the SQLite write lock from outside")
+    for i in range(10):
+        produce(producer, stack, TOPIC, message(f"m{i}", "k", i), key="k")
+    errors_before = sample("vigil_consumer_errors_total")
+    dead_before = sample("vigil_dead_lettered_total")
+    # The consumer gives up waiting for the lock after 50 ms, and then retries.
+    impatient = make_engine(replace(stack, sqlite_busy_timeout_ms=50))
+    holder = sqlite3.connect(
+        make_url(stack.resolved_database_url).database or "", isolation_level=None
+    )
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with consumer_thread(sink_consumer.definition(impatient), stack) as alive:
+            wait_until(
+                lambda: sample("vigil_consumer_errors_total") >= errors_before + 2,
+                "a retry",
+                alive,
+            )
+            holder.rollback()
+            wait_until(lambda: total_lag(stack, log_backend) == 0, "the commit", alive)
+    finally:
+        holder.close()
+        impatient.dispose()
+
+    assert applied_count(sink_db) == 10
     assert sample("vigil_dead_lettered_total") == dead_before
 
 

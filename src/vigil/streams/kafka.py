@@ -38,20 +38,20 @@ _RDKAFKA_LOG = logging.getLogger("vigil.kafka.librdkafka")
 CHECK_TIMEOUT_S = 5.0
 ADMIN_TIMEOUT_S = 15.0
 
-# Room on top of `max_message_bytes` for what the broker counts but the limit does not:
-# headers and the record framing.
+# Room on top of `max_message_bytes` for the record framing the broker counts too.
 _FRAMING_HEADROOM = 64 * 1024
 
 
 def payload_size(payload: KafkaPayload) -> int:
-    """What `max_message_bytes` limits: the key and the value (headers are metadata,
-    so a dead-lettered copy, which adds headers, fits wherever the original did)."""
-    return len(payload.value) + (len(payload.key) if payload.key else 0)
+    """What `max_message_bytes` limits: key, value, and header names and values (the
+    same count as the embedded log's, so a message fits both logs or neither)."""
+    size = len(payload.value) + (len(payload.key) if payload.key else 0)
+    return size + sum(len(name.encode("utf-8")) + len(value) for name, value in payload.headers)
 
 
 class LimitedProducer(Producer[KafkaPayload]):
     """A producer that refuses, with `MessageTooLarge` and before anything is sent,
-    messages whose key and value exceed the limit."""
+    messages over the limit (see `payload_size`)."""
 
     def __init__(self, inner: Producer[KafkaPayload], limit: int) -> None:
         self._inner = inner
@@ -138,8 +138,10 @@ class KafkaBackend:
             for t in topics.layout(self._settings.partitions, list(consumer_names))
         }
         existing = self._existing_partitions(CHECK_TIMEOUT_S)
+        # The broker's own limit (1 MB by default) must not refuse what vigil accepts.
+        config = {"max.message.bytes": str(self._settings.max_message_bytes + _FRAMING_HEADROOM)}
         missing = [
-            NewTopic(name, num_partitions=count, replication_factor=-1)
+            NewTopic(name, num_partitions=count, replication_factor=-1, config=config)
             for name, count in wanted.items()
             if name not in existing
         ]
@@ -166,8 +168,8 @@ class KafkaBackend:
             )
 
     def get_producer(self) -> Producer[KafkaPayload]:
-        """A producer that refuses messages over `max_message_bytes` (key + value) with
-        MessageTooLarge, before sending. Messages with the same key go to the same
+        """A producer that refuses messages over `max_message_bytes` with MessageTooLarge,
+        before sending. Messages with the same key go to the same
         partition, in the order produced (idempotent producer: retries never reorder)."""
         self.check()
         config = build_kafka_configuration(

@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import FrameType
 from typing import Any, Generic, TypeVar
 
@@ -73,6 +73,9 @@ RETRY_MAX_DELAY_S = 10.0
 ACK_TIMEOUT_S = 30.0
 # Dead-letter reasons are for people; keep them to a readable length.
 MAX_REASON_CHARS = 1000
+# Room for the dead-letter headers (the reason at most 4 bytes a character, the rest
+# short) on top of the size limit the original message met.
+DEAD_LETTER_HEADROOM_BYTES = 8 * 1024
 
 
 @dataclass(frozen=True)
@@ -438,8 +441,11 @@ def run_consumer(
 
     Makes sure the consumer's topic and dead-letter topic exist first. The consumer
     group is `settings.topic(definition.name)` (prefixed, so installs sharing a cluster
-    keep their offsets apart). Raises LogError if the log cannot be used; any other
-    exception from the log or from writing dead letters ends the run uncommitted, so a
+    keep their offsets apart). `backend` is the log to consume from (default:
+    `get_backend(settings)`; one passed in is left open).
+
+    Raises LogError if the log cannot be used; any other exception from the log or from
+    writing dead letters ends the run with the batch in flight uncommitted, so a
     supervisor restarting it loses nothing.
     """
     topic = settings.topic(definition.topic)
@@ -461,7 +467,16 @@ def run_consumer(
             log_backend = get_backend(settings)
             resources.callback(log_backend.close)
         log_backend.ensure_topics([definition.name])
-        producer = log_backend.get_producer()
+        # Dead letters get a producer of their own, whose size limit leaves room for the
+        # headers they add: a message that fit its topic always fits the dead-letter topic.
+        dlq_backend = get_backend(
+            replace(
+                settings,
+                max_message_bytes=settings.max_message_bytes + DEAD_LETTER_HEADROOM_BYTES,
+            )
+        )
+        resources.callback(dlq_backend.close)
+        producer = dlq_backend.get_producer()
         resources.callback(_close_producer, producer, fields)
         dead_letters = DeadLetters(
             producer, Topic(settings.topic(dlq_topic(definition.name))), definition.name
