@@ -41,6 +41,11 @@ ENVELOPE_ITEMS_DROPPED = Counter(
     "Envelope items accepted but not processed (types vigil does not ingest)",
     ["item_type"],
 )
+ENVELOPE_ITEMS_INVALID = Counter(
+    "vigil_envelope_items_invalid_total",
+    "Envelope items dropped as invalid (the envelope itself is still accepted)",
+    ["item_type", "reason"],
+)
 
 
 def render(extra: list[Collector] | None = None) -> tuple[bytes, str]:

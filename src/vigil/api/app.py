@@ -1,0 +1,79 @@
+"""The web process: Sentry-compatible ingest, the management API, health and metrics.
+
+`create_app(settings)` builds the Starlette app. At start (lifespan) it opens the
+database engine, the log backend and the log producer once; at shutdown it closes them.
+A log that is unreachable at start does not stop the app: ingest answers 503 and
+`/_health/?full=1` reports it until the log is back. Every error is JSON
+`{"detail": reason}` with its status, unknown paths included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
+
+from vigil.api import health, organizations, project_keys
+from vigil.api import metrics as metrics_api
+from vigil.api.http import http_exception_handler, server_error_handler
+from vigil.api.services import Services
+from vigil.config import Settings
+from vigil.db.engine import make_engine
+from vigil.ingest import envelope
+from vigil.ingest.auth import KeyCache
+from vigil.ingest.monitor_log import MonitorLog
+from vigil.streams.backend import get_backend
+from vigil.tenancy import store
+
+
+def all_routes() -> list[BaseRoute]:
+    return [
+        *envelope.routes(),
+        *organizations.routes(),
+        *project_keys.routes(),
+        *health.routes(),
+        *metrics_api.routes(),
+    ]
+
+
+def create_app(settings: Settings) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        engine = make_engine(settings)
+        read_only = engine.execution_options(readonly=True)
+
+        def lookup(public_key: str) -> store.ProjectKey | None:
+            with read_only.connect() as conn:
+                return store.get_key(conn, public_key)
+
+        backend = get_backend(settings)
+        monitor_log = MonitorLog(backend, settings)
+        try:
+            monitor_log.open()
+            svc = Services(settings, engine, backend, monitor_log, KeyCache(lookup))
+            yield {
+                "services": svc,
+                "metrics": metrics_api.MetricsEndpoint(settings, backend),
+            }
+        finally:
+            monitor_log.close()
+            backend.close()
+            engine.dispose()
+
+    app = Starlette(
+        routes=all_routes(),
+        middleware=[Middleware(metrics_api.RequestCounter)],
+        exception_handlers={
+            HTTPException: http_exception_handler,
+            Exception: server_error_handler,
+        },
+        lifespan=lifespan,
+    )
+    # Clients POST to these paths; a redirect would lose the body. Both forms are routed.
+    app.router.redirect_slashes = False
+    return app

@@ -1,0 +1,100 @@
+"""HTTP plumbing shared by every endpoint: Sentry-shaped JSON errors, bounded body
+reading, JSON bodies, and routes whose trailing slash is optional.
+
+Every error a client can cause is an `HTTPException` rendered as `{"detail": reason}`
+with its status; an unexpected exception is a 500 with a generic detail (and a logged
+traceback), never a stack trace in the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+log = logging.getLogger(__name__)
+
+# After a body turns out too large, read (and discard) up to this much more of it, so the
+# client, still sending, gets the 413 instead of a reset connection.
+DRAIN_MAX_BYTES = 16 * 1024 * 1024
+
+_CONVERTOR = re.compile(r"\{(\w+):\w+\}")
+
+
+def error_response(
+    status: int, detail: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+async def http_exception_handler(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in (204, 304):  # no body allowed
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return error_response(exc.status_code, exc.detail, exc.headers)
+
+
+async def server_error_handler(request: Request, exc: Exception) -> Response:
+    log.error(
+        "unhandled error",
+        exc_info=exc,
+        extra={"method": request.method, "path": request.url.path},
+    )
+    return error_response(500, "internal server error")
+
+
+def too_large(limit: int) -> HTTPException:
+    return HTTPException(413, f"request body exceeds the limit of {limit} bytes")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body; HTTPException(413) if it is (or declares to be) over `limit`."""
+    declared = request.headers.get("content-length", "")
+    over = declared.isdigit() and int(declared) > limit
+    body = bytearray()
+    drained = 0
+    async for chunk in request.stream():
+        if over:
+            drained += len(chunk)
+            if drained > DRAIN_MAX_BYTES:
+                break
+            continue
+        body += chunk
+        if len(body) > limit:
+            over = True
+            body.clear()
+    if over:
+        raise too_large(limit)
+    return bytes(body)
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A JSON object body (an empty body is `{}`); HTTPException(400) otherwise."""
+    if not body.strip():
+        return {}
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise HTTPException(400, f"request body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise HTTPException(400, "request body must be a JSON object")
+    return value
+
+
+def route(path: str, endpoint: Callable[..., Any], methods: Sequence[str]) -> list[Route]:
+    """Routes for `path` (which ends in '/') and the same path without the slash, both
+    named after the template (without convertors: `/api/{project_id}/envelope/`), so
+    metrics count them as one route. No redirect: clients POST."""
+    assert path.endswith("/"), path
+    name = _CONVERTOR.sub(r"{\1}", path)
+    return [
+        Route(path, endpoint, methods=list(methods), name=name),
+        Route(path.rstrip("/"), endpoint, methods=list(methods), name=name),
+    ]

@@ -1,0 +1,1 @@
+"""Sentry-compatible ingest: DSN key auth, envelopes, and what their items become."""

@@ -1,0 +1,133 @@
+"""`POST /api/{project_id}/envelope/`: Sentry envelopes, as sentry-sdk and sentry-cli
+send them.
+
+Answers (see `spec/clients.md` for how clients react):
+
+- 200 `{"id": "<event_id>"}` (`{}` when the envelope header has none) once every valid
+  check-in is acknowledged by the log. Items that are not check-ins, and check-ins that
+  cannot be one, are accepted and dropped, with a metric and a log line, as Relay does;
+- 400 for a body that is not an envelope (or not valid data of its Content-Encoding),
+  401 / 403 for missing, unknown, disabled or foreign DSN keys, 413 for a body or a
+  message over `max_message_bytes` (compressed or decompressed), 415 for an unknown
+  Content-Encoding;
+- 503 when the log cannot take the check-ins: never 500, and never 429, which would make
+  the SDK drop every check-in for a minute.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
+
+from vigil import metrics
+from vigil.api.http import read_body, route
+from vigil.api.services import Services, services
+from vigil.ingest.auth import (
+    MISSING,
+    IngestAuthError,
+    PresentedKey,
+    check_key,
+    client_name,
+    key_from_dsn,
+    normalize_key,
+    presented_key,
+)
+from vigil.ingest.content_encoding import (
+    BodyTooLarge,
+    CorruptBody,
+    UnsupportedEncoding,
+    decode_body,
+)
+from vigil.ingest.envelope_format import Envelope, EnvelopeError, parse_envelope
+from vigil.ingest.items import UNSUPPORTED_TYPE, DroppedItem, plan_envelope
+from vigil.streams.backend import LogError, MessageTooLarge
+
+log = logging.getLogger(__name__)
+
+
+async def envelope_endpoint(request: Request) -> Response:
+    received_at = time.time()
+    svc = services(request)
+    project_id: int = request.path_params["project_id"]
+    limit = svc.settings.max_message_bytes
+    body = await read_body(request, limit)
+    try:
+        presented = presented_key(
+            x_sentry_auth=request.headers.get("x-sentry-auth"),
+            authorization=request.headers.get("authorization"),
+            query_key=request.query_params.get("sentry_key"),
+            query_client=request.query_params.get("sentry_client"),
+        )
+        if presented is not None:
+            await _authenticate(svc, presented, project_id)
+        envelope = _parse(body, request.headers.get("content-encoding"), limit)
+        if presented is None:
+            dsn_key = key_from_dsn(envelope.dsn) if envelope.dsn else None
+            if dsn_key is None:
+                raise IngestAuthError(401, MISSING)
+            presented = PresentedKey(dsn_key, "envelope")
+            await _authenticate(svc, presented, project_id)
+    except IngestAuthError as exc:
+        raise HTTPException(exc.status, exc.detail) from None
+
+    plan = plan_envelope(
+        envelope,
+        project_id=project_id,
+        sdk=client_name(presented, request.headers.get("user-agent")),
+        received_at=received_at,
+    )
+    for dropped in plan.dropped:
+        _record_dropped(dropped, project_id)
+    if plan.writes:
+        try:
+            await run_in_threadpool(svc.monitor_log.write, plan.writes)
+        except MessageTooLarge as exc:
+            raise HTTPException(413, str(exc)) from None
+        except LogError as exc:
+            log.warning(
+                "check-ins refused: the log is unavailable",
+                extra={"project_id": project_id, "error": str(exc)},
+            )
+            raise HTTPException(503, "the log is unavailable; retry later") from None
+    return JSONResponse({"id": envelope.event_id} if envelope.event_id else {})
+
+
+async def _authenticate(svc: Services, presented: PresentedKey, project_id: int) -> None:
+    public_key = normalize_key(presented.public_key)
+    check_key(await run_in_threadpool(svc.keys.get, public_key), project_id)
+
+
+def _parse(body: bytes, content_encoding: str | None, limit: int) -> Envelope:
+    try:
+        return parse_envelope(decode_body(body, content_encoding, limit))
+    except BodyTooLarge as exc:
+        raise HTTPException(413, str(exc)) from None
+    except UnsupportedEncoding as exc:
+        raise HTTPException(415, str(exc)) from None
+    except (CorruptBody, EnvelopeError) as exc:
+        raise HTTPException(400, f"invalid envelope: {exc}") from None
+
+
+def _record_dropped(dropped: DroppedItem, project_id: int) -> None:
+    fields = {
+        "project_id": project_id,
+        "item_type": dropped.item_type,
+        "reason": dropped.reason,
+        "detail": dropped.detail,
+    }
+    if dropped.reason == UNSUPPORTED_TYPE:
+        metrics.ENVELOPE_ITEMS_DROPPED.labels(dropped.item_type).inc()
+        log.debug("envelope item dropped", extra=fields)
+    else:
+        metrics.ENVELOPE_ITEMS_INVALID.labels(dropped.item_type, dropped.reason).inc()
+        log.info("invalid envelope item dropped", extra=fields)
+
+
+def routes() -> list[BaseRoute]:
+    return [*route("/api/{project_id:int}/envelope/", envelope_endpoint, ["POST"])]

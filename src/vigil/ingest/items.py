@@ -1,0 +1,122 @@
+"""What each item of an accepted envelope becomes. No I/O.
+
+`plan_envelope` turns an envelope into the `ingest-monitors` messages to write (one per
+valid `check_in` item) and the items to drop, each with a reason. It never fails: an
+envelope the parser accepted is always answered 200, as Relay does; dropped items are
+counted and logged by the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vigil.ingest.check_in_item import InvalidCheckIn, inspect_check_in, routing_key
+from vigil.ingest.envelope_format import Envelope
+from vigil.streams.codecs import CheckInMessage, encode_monitor_message
+
+RETENTION_DAYS = 90
+CHECK_IN = "check_in"
+
+# Item types Sentry clients send, used as metric labels; anything else is "other", so a
+# client cannot grow the label set.
+KNOWN_ITEM_TYPES = frozenset(
+    {
+        "attachment",
+        "check_in",
+        "client_report",
+        "event",
+        "feedback",
+        "form_data",
+        "log",
+        "metric_buckets",
+        "nel",
+        "otel_log",
+        "otel_span",
+        "profile",
+        "profile_chunk",
+        "raw_security",
+        "replay_event",
+        "replay_recording",
+        "replay_video",
+        "security",
+        "session",
+        "sessions",
+        "span",
+        "statsd",
+        "trace_metric",
+        "transaction",
+        "unreal_report",
+        "user_report",
+    }
+)
+
+UNSUPPORTED_TYPE = "unsupported_type"
+
+
+@dataclass(frozen=True)
+class MonitorWrite:
+    """One `ingest-monitors` message: routing key and encoded value."""
+
+    key: bytes
+    value: bytes
+    slug: str
+
+
+@dataclass(frozen=True)
+class DroppedItem:
+    """An item accepted but not processed. `item_type` and `reason` are metric labels
+    (bounded sets); `detail` is for the log line."""
+
+    item_type: str
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    writes: tuple[MonitorWrite, ...]
+    dropped: tuple[DroppedItem, ...]
+
+
+def item_type_label(item_type: str) -> str:
+    return item_type if item_type in KNOWN_ITEM_TYPES else "other"
+
+
+def plan_envelope(
+    envelope: Envelope, *, project_id: int, sdk: str | None, received_at: float
+) -> Plan:
+    """The messages to write and the items to drop for `envelope` sent to `project_id`.
+
+    Each valid `check_in` item becomes a `CheckInMessage` whose payload is the item's
+    bytes unchanged, `start_time` is `received_at` and key is the routing key of its
+    (project, slug, environment). Invalid check-ins and items of other types are dropped.
+    """
+    writes: list[MonitorWrite] = []
+    dropped: list[DroppedItem] = []
+    for item in envelope.items:
+        label = item_type_label(item.type)
+        if item.type != CHECK_IN:
+            dropped.append(
+                DroppedItem(label, UNSUPPORTED_TYPE, f"item type {item.type!r} is not ingested")
+            )
+            continue
+        try:
+            ref = inspect_check_in(item.payload)
+        except InvalidCheckIn as exc:
+            dropped.append(DroppedItem(label, exc.reason.value, str(exc)))
+            continue
+        message = CheckInMessage(
+            payload=item.payload,
+            start_time=received_at,
+            project_id=project_id,
+            sdk=sdk,
+            retention_days=RETENTION_DAYS,
+        )
+        writes.append(
+            MonitorWrite(
+                routing_key(project_id, ref.slug, ref.environment),
+                encode_monitor_message(message),
+                ref.slug,
+            )
+        )
+    return Plan(tuple(writes), tuple(dropped))

@@ -1,0 +1,340 @@
+"""`POST /api/{project_id}/envelope/` through a real server, on both backends: what real
+clients send arrives on `ingest-monitors`, and what is not an envelope is refused with
+the status and reason Sentry clients expect."""
+
+from __future__ import annotations
+
+import gzip
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+import brotli
+import httpx
+import orjson
+import pytest
+import sentry_sdk
+from arroyo.backends.kafka import KafkaPayload
+from prometheus_client import REGISTRY
+from sentry_sdk.crons import capture_checkin
+from sqlalchemy import Engine
+
+from tests.support.live_server import live_server
+from tests.support.log_reader import read_messages
+from tests.support.tenants import Tenant, make_tenant
+from vigil.api.app import create_app
+from vigil.config import Settings
+from vigil.ingest.check_in_item import routing_key
+from vigil.streams.backend import LogBackend, get_backend
+from vigil.streams.codecs import CheckInMessage, decode_monitor_message
+from vigil.streams.topics import Topic
+
+MONITORS = Topic.INGEST_MONITORS.value
+
+
+@pytest.fixture
+def tenant(engine: Engine) -> Tenant:
+    return make_tenant(engine, "acme")
+
+
+@pytest.fixture
+def server(stack: Settings) -> Iterator[str]:
+    with live_server(create_app(stack)) as url:
+        yield url
+
+
+@pytest.fixture
+def log_backend(stack: Settings) -> Iterator[LogBackend]:
+    backend = get_backend(stack)
+    yield backend
+    backend.close()
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def check_in(slug: str, status: str = "ok", **extra: Any) -> bytes:
+    return orjson.dumps(
+        {"check_in_id": uuid.uuid4().hex, "monitor_slug": slug, "status": status, **extra}
+    )
+
+
+def envelope(
+    *items: tuple[str, bytes], header: dict[str, Any] | None = None, lengths: bool = True
+) -> bytes:
+    """An envelope of (type, payload) items, with or without `length` item headers."""
+    parts = [orjson.dumps(header if header is not None else {})]
+    for item_type, payload in items:
+        item_header: dict[str, Any] = {"type": item_type}
+        if lengths:
+            item_header["length"] = len(payload)
+        parts += [orjson.dumps(item_header), payload]
+    return b"\n".join(parts) + b"\n"
+
+
+def sdk_auth(tenant: Tenant, client: str = "sentry.python/2.75.0") -> dict[str, str]:
+    return {
+        "X-Sentry-Auth": (
+            f"Sentry sentry_key={tenant.key.public_key}, sentry_version=7, sentry_client={client}"
+        )
+    }
+
+
+def post(
+    server: str, tenant: Tenant, body: bytes, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    return httpx.post(
+        f"{server}/api/{tenant.project.id}/envelope/",
+        content=body,
+        headers={**sdk_auth(tenant), **(headers or {})},
+        timeout=60,
+    )
+
+
+def decoded(payload: KafkaPayload) -> CheckInMessage:
+    message = decode_monitor_message(payload.value)
+    assert isinstance(message, CheckInMessage)
+    return message
+
+
+def counter(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@contextmanager
+def sentry_client(dsn: str, **options: Any) -> Iterator[None]:
+    """The real sentry-sdk, configured for `dsn`; flushed and closed at the end."""
+    sentry_sdk.init(
+        dsn=dsn,
+        default_integrations=False,
+        auto_enabling_integrations=False,
+        release="probe@1.2.3",
+        environment="production",
+        **options,
+    )
+    try:
+        yield
+        sentry_sdk.flush(timeout=60)
+    finally:
+        sentry_sdk.get_client().close(timeout=60)
+        sentry_sdk.init(dsn=None)
+
+
+# --- what real clients send arrives on the log ----------------------------------------
+
+
+def test_sdk_check_ins_arrive_on_ingest_monitors_with_routing_key_and_sdk(
+    stack: Settings, server: str, tenant: Tenant, log_backend: LogBackend
+) -> None:
+    before = time.time()
+    with sentry_client(tenant.dsn(server)):  # brotli, the SDK's default
+        started = capture_checkin(monitor_slug="plain-job", status="in_progress")
+        capture_checkin(monitor_slug="plain-job", check_in_id=started, status="ok", duration=1.5)
+    with sentry_client(tenant.dsn(server), _experiments={"transport_compression_algo": "gzip"}):
+        capture_checkin(monitor_slug="gzip-job", status="error")
+
+    messages = read_messages(stack, log_backend, MONITORS, 3)
+
+    by_status = {orjson.loads(decoded(m).payload)["status"]: m for m in messages}
+    assert set(by_status) == {"in_progress", "ok", "error"}
+    for status, slug in (("in_progress", "plain-job"), ("ok", "plain-job"), ("error", "gzip-job")):
+        raw = by_status[status]
+        message = decoded(raw)
+        payload = message.payload_json()
+        assert payload["monitor_slug"] == slug
+        assert payload["environment"] == "production"
+        assert raw.key == routing_key(tenant.project.id, slug, None)
+        assert message.project_id == tenant.project.id
+        assert message.sdk == f"sentry.python/{sentry_sdk.VERSION}"
+        assert message.retention_days == 90
+        assert before <= message.start_time <= time.time()
+    assert orjson.loads(decoded(by_status["ok"]).payload)["check_in_id"] == started
+    assert orjson.loads(decoded(by_status["ok"]).payload)["duration"] == 1.5
+
+
+def test_identity_gzip_deflate_and_br_bodies_are_ingested(
+    stack: Settings, server: str, tenant: Tenant, log_backend: LogBackend
+) -> None:
+    encoders = {
+        "identity": lambda b: b,
+        "gzip": gzip.compress,
+        "deflate": zlib.compress,
+        "br": brotli.compress,
+    }
+    for encoding, encode in encoders.items():
+        event_id = uuid.uuid4().hex
+        body = envelope(("check_in", check_in(f"{encoding}-job")), header={"event_id": event_id})
+        response = post(server, tenant, encode(body), {"Content-Encoding": encoding})
+        assert (response.status_code, response.json()) == (200, {"id": event_id}), encoding
+
+    # sentry-cli: empty header, no Content-Type, no compression, no item length.
+    cli_body = envelope(("check_in", check_in("cli-job", "in_progress")), lengths=False)
+    response = post(
+        server,
+        tenant,
+        cli_body,
+        {**sdk_auth(tenant, "sentry-cli/x86_64"), "User-Agent": "sentry-cli/3.8.2"},
+    )
+    assert (response.status_code, response.json()) == (200, {})
+    assert "content-type" not in response.request.headers
+
+    messages = [decoded(m) for m in read_messages(stack, log_backend, MONITORS, 5)]
+    slugs = {m.payload_json()["monitor_slug"]: m for m in messages}
+    assert set(slugs) == {"identity-job", "gzip-job", "deflate-job", "br-job", "cli-job"}
+    assert slugs["cli-job"].sdk == "sentry-cli/x86_64"
+    assert slugs["cli-job"].payload == orjson.dumps(orjson.loads(cli_body.split(b"\n")[2]))
+
+
+# --- answers ---------------------------------------------------------------------------
+
+
+def test_answer_is_the_envelope_event_id_or_an_empty_object(server: str, tenant: Tenant) -> None:
+    dashed = str(uuid.uuid4())
+    with_id = post(
+        server, tenant, envelope(("check_in", check_in("a")), header={"event_id": dashed})
+    )
+    assert with_id.status_code == 200
+    assert with_id.headers["content-type"] == "application/json"
+    assert with_id.json() == {"id": dashed.replace("-", "")}
+
+    no_items = post(server, tenant, b"{}\n")
+    assert (no_items.status_code, no_items.json()) == (200, {})
+
+
+def test_items_other_than_check_ins_are_accepted_and_counted_as_dropped(
+    server: str, tenant: Tenant
+) -> None:
+    before_event = counter("vigil_envelope_items_dropped_total", item_type="event")
+    before_report = counter("vigil_envelope_items_dropped_total", item_type="client_report")
+    before_other = counter("vigil_envelope_items_dropped_total", item_type="other")
+    event_id = uuid.uuid4().hex
+    body = envelope(
+        ("event", orjson.dumps({"event_id": event_id, "message": "boom"})),
+        ("client_report", orjson.dumps({"timestamp": 1, "discarded_events": []})),
+        ("made_up_type", b"{}"),
+        header={"event_id": event_id},
+    )
+    response = post(server, tenant, body)
+    assert (response.status_code, response.json()) == (200, {"id": event_id})
+    assert counter("vigil_envelope_items_dropped_total", item_type="event") == before_event + 1
+    assert (
+        counter("vigil_envelope_items_dropped_total", item_type="client_report")
+        == before_report + 1
+    )
+    assert counter("vigil_envelope_items_dropped_total", item_type="other") == before_other + 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"not json", "not_json"),
+        (b"[1, 2]", "not_an_object"),
+        (b'{"status": "ok"}', "missing_slug"),
+        (b'{"monitor_slug": "", "status": "ok"}', "empty_slug"),
+    ],
+)
+def test_check_in_items_that_cannot_be_check_ins_are_dropped_and_the_envelope_accepted(
+    server: str, tenant: Tenant, payload: bytes, reason: str
+) -> None:
+    labels = {"item_type": "check_in", "reason": reason}
+    before = counter("vigil_envelope_items_invalid_total", **labels)
+    response = post(server, tenant, envelope(("check_in", payload)))
+    assert (response.status_code, response.json()) == (200, {})
+    assert counter("vigil_envelope_items_invalid_total", **labels) == before + 1
+
+
+@pytest.mark.parametrize(
+    ("body", "encoding", "reason"),
+    [
+        (b"", None, "empty envelope"),
+        (b"not json\n", None, "envelope header is not valid JSON"),
+        (b"[]\n", None, "envelope header must be a JSON object"),
+        (b'{}\n{"length": 2}\n{}\n', None, "item 1 header has no type"),
+        (b'{}\n{"type": "check_in", "length": 99}\n{}\n', None, "item 1 declares 99 bytes"),
+        (b'{}\n{"type": "check_in", "length": -1}\n{}\n', None, "non-negative integer"),
+        (b'{"event_id": "nope"}\n', None, "is not a UUID"),
+        (b"not gzip at all", "gzip", "not valid gzip data"),
+        (gzip.compress(b"{}\n")[:-6], "gzip", "truncated"),
+        (b"garbage", "br", "not valid br data"),
+        (b"garbage", "deflate", "not valid deflate data"),
+    ],
+)
+def test_malformed_envelopes_get_400_with_the_reason(
+    server: str, tenant: Tenant, body: bytes, encoding: str | None, reason: str
+) -> None:
+    headers = {"Content-Encoding": encoding} if encoding else {}
+    response = post(server, tenant, body, headers)
+    assert response.status_code == 400
+    assert reason in response.json()["detail"]
+
+
+def test_unknown_content_encoding_gets_415(server: str, tenant: Tenant) -> None:
+    response = post(server, tenant, b"{}\n", {"Content-Encoding": "zstd"})
+    assert response.status_code == 415
+    assert response.json() == {
+        "detail": "unsupported Content-Encoding 'zstd' (supported: gzip, deflate, br)"
+    }
+
+
+LIMIT = 64 * 1024
+
+
+@pytest.fixture
+def small_server(stack: Settings) -> Iterator[str]:
+    with live_server(create_app(replace(stack, max_message_bytes=LIMIT))) as url:
+        yield url
+
+
+def test_body_over_the_limit_gets_413(small_server: str, tenant: Tenant) -> None:
+    body = envelope(("check_in", check_in("big", padding="x" * LIMIT)))
+    response = post(small_server, tenant, body)
+    assert response.status_code == 413
+    assert response.json() == {"detail": f"request body exceeds the limit of {LIMIT} bytes"}
+
+
+def test_compressed_body_that_inflates_over_the_limit_gets_413(
+    small_server: str, tenant: Tenant
+) -> None:
+    bomb = gzip.compress(envelope(("check_in", check_in("bomb", padding="0" * 50 * LIMIT))))
+    assert len(bomb) < LIMIT
+    response = post(small_server, tenant, bomb, {"Content-Encoding": "gzip"})
+    assert response.status_code == 413
+    assert response.json() == {
+        "detail": f"decompressed request body exceeds the limit of {LIMIT} bytes"
+    }
+
+
+def test_check_in_message_over_the_limit_gets_413(small_server: str, tenant: Tenant) -> None:
+    # The body fits; the message (the check-in and its envelope on the log) does not.
+    payload = check_in("big", padding="x" * (LIMIT - 200))
+    body = envelope(("check_in", payload), lengths=False)
+    assert len(body) <= LIMIT
+    response = post(small_server, tenant, body)
+    assert response.status_code == 413
+    assert "exceeds the limit of" in response.json()["detail"]
+
+
+def test_trailing_slash_is_optional(server: str, tenant: Tenant) -> None:
+    response = httpx.post(
+        f"{server}/api/{tenant.project.id}/envelope",
+        content=envelope(("check_in", check_in("no-slash"))),
+        headers=sdk_auth(tenant),
+    )
+    assert (response.status_code, response.json()) == (200, {})
+
+
+def test_log_unavailable_gets_503(stack: Settings, engine: Engine, backend_name: str) -> None:
+    if backend_name != "kafka":
+        pytest.skip("an unreachable broker is a Kafka situation")
+    tenant = make_tenant(engine, "acme")
+    from tests.support.services import free_port
+
+    down = replace(stack, kafka_bootstrap_servers=f"127.0.0.1:{free_port()}")
+    with live_server(create_app(down)) as server:
+        response = post(server, tenant, envelope(("check_in", check_in("down"))))
+    assert response.status_code == 503
+    assert response.json() == {"detail": "the log is unavailable; retry later"}
