@@ -27,15 +27,14 @@ BATCH_DURATION = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 CONSUMER_ERRORS = Counter(
-    "vigil_consumer_errors_total", "Errors while applying a batch (retried or dead-lettered)",
+    "vigil_consumer_errors_total",
+    "Errors while applying a batch (retried or dead-lettered)",
     ["consumer"],
 )
 DEAD_LETTERED = Counter(
     "vigil_dead_lettered_total", "Messages sent to a dead-letter topic", ["consumer"]
 )
-HTTP_REQUESTS = Counter(
-    "vigil_http_requests_total", "HTTP requests answered", ["route", "status"]
-)
+HTTP_REQUESTS = Counter("vigil_http_requests_total", "HTTP requests answered", ["route", "status"])
 ENVELOPE_ITEMS_DROPPED = Counter(
     "vigil_envelope_items_dropped_total",
     "Envelope items accepted but not processed (types vigil does not ingest)",

@@ -80,7 +80,9 @@ def decode_monitor_message(data: bytes) -> MonitorMessage:
         return ClockPulse()
     if kind != "check_in":
         raise CodecError(f"unknown ingest-monitors message_type {kind!r}")
-    missing = [k for k in ("payload", "start_time", "project_id", "retention_days") if k not in value]
+    missing = [
+        k for k in ("payload", "start_time", "project_id", "retention_days") if k not in value
+    ]
     if missing:
         raise CodecError(f"check_in message lacks {', '.join(missing)}")
     payload = value["payload"]
@@ -94,7 +96,11 @@ def decode_monitor_message(data: bytes) -> MonitorMessage:
     if not math.isfinite(start_time):
         raise CodecError("check_in start_time must be finite")
     project_id = value["project_id"]
-    if isinstance(project_id, bool) or not isinstance(project_id, int) or not 0 <= project_id <= _U64:
+    if (
+        isinstance(project_id, bool)
+        or not isinstance(project_id, int)
+        or not 0 <= project_id <= _U64
+    ):
         raise CodecError("check_in project_id must be an unsigned integer")
     retention = value["retention_days"]
     if isinstance(retention, bool) or not isinstance(retention, int) or not 0 <= retention <= 65535:
