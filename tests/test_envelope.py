@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 
 from tests.support.live_server import live_server
 from tests.support.log_reader import read_messages
+from tests.support.services import free_port
 from tests.support.tenants import Tenant, make_tenant
 from vigil.api.app import create_app
 from vigil.config import Settings
@@ -331,8 +332,6 @@ def test_log_unavailable_gets_503(stack: Settings, engine: Engine, backend_name:
     if backend_name != "kafka":
         pytest.skip("an unreachable broker is a Kafka situation")
     tenant = make_tenant(engine, "acme")
-    from tests.support.services import free_port
-
     down = replace(stack, kafka_bootstrap_servers=f"127.0.0.1:{free_port()}")
     with live_server(create_app(down)) as server:
         response = post(server, tenant, envelope(("check_in", check_in("down"))))

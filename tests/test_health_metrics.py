@@ -1,0 +1,186 @@
+"""`/_health/` and `/metrics` through a real server, on both backends."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+import anyio
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import Engine
+
+from tests.support import sink_consumer
+from tests.support.live_server import live_server
+from tests.support.services import free_port
+from tests.support.tenants import make_tenant
+from vigil.api.app import create_app
+from vigil.api.health import CheckResult, health_report, run_check
+from vigil.config import Settings
+from vigil.streams import consumers
+from vigil.streams.backend import get_backend
+from vigil.streams.runner import produce
+
+# --- the report (pure) -----------------------------------------------------------------
+
+
+def test_report_of_passing_checks_is_200() -> None:
+    status, body = health_report({"log": CheckResult(True), "database": CheckResult(True)})
+    assert status == 200
+    assert body == {"ok": True, "checks": {"database": {"ok": True}, "log": {"ok": True}}}
+
+
+def test_report_of_a_failing_check_is_503_naming_it() -> None:
+    status, body = health_report(
+        {"database": CheckResult(False, "no such database"), "log": CheckResult(True)}
+    )
+    assert status == 503
+    assert body == {
+        "ok": False,
+        "detail": "failing checks: database",
+        "checks": {"database": {"ok": False, "error": "no such database"}, "log": {"ok": True}},
+    }
+
+
+def test_run_check_turns_exceptions_and_timeouts_into_failures() -> None:
+    def fails() -> None:
+        raise RuntimeError("broken")
+
+    def hangs() -> None:
+        time.sleep(1)
+
+    def run(check: Callable[[], None], timeout_s: float = 10.0) -> CheckResult:
+        return anyio.run(run_check, check, timeout_s)
+
+    assert run(lambda: None) == CheckResult(True)
+    assert run(fails) == CheckResult(False, "broken")
+    assert run(hangs, 0.01) == CheckResult(False, "no answer within 0.01 s")
+
+
+# --- through a real server -------------------------------------------------------------
+
+
+@pytest.fixture
+def server(stack: Settings) -> Iterator[str]:
+    with live_server(create_app(stack)) as url:
+        yield url
+
+
+def test_liveness_is_ok(server: str) -> None:
+    response = httpx.get(f"{server}/_health/")
+    assert (response.status_code, response.text) == (200, "ok")
+    assert httpx.get(f"{server}/_health").status_code == 200
+    assert httpx.get(f"{server}/_health/?full=0").text == "ok"
+
+
+def test_full_check_reports_database_and_log(server: str) -> None:
+    response = httpx.get(f"{server}/_health/?full=1", timeout=60)
+    assert response.status_code == 200
+    assert response.json() == {
+        "ok": True,
+        "checks": {"database": {"ok": True}, "log": {"ok": True}},
+    }
+
+
+def unreachable_database(stack: Settings, backend_name: str) -> Settings:
+    if backend_name == "kafka":
+        url = stack.database_url.rsplit("/", 1)[0] + f"/missing_{uuid.uuid4().hex[:8]}"
+    else:  # a directory is not a SQLite database
+        url = f"sqlite:///{stack.home}"
+    return replace(stack, database_url=url)
+
+
+def test_full_check_fails_with_503_naming_the_database_when_it_is_unreachable(
+    stack: Settings, backend_name: str
+) -> None:
+    with live_server(create_app(unreachable_database(stack, backend_name))) as server:
+        liveness = httpx.get(f"{server}/_health/")
+        response = httpx.get(f"{server}/_health/?full=1", timeout=60)
+    assert (liveness.status_code, liveness.text) == (200, "ok")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["detail"] == "failing checks: database"
+    assert body["checks"]["log"] == {"ok": True}
+    assert body["checks"]["database"]["ok"] is False
+    assert body["checks"]["database"]["error"]
+
+
+def test_full_check_fails_with_503_naming_the_log_when_the_broker_is_down(
+    stack: Settings, backend_name: str
+) -> None:
+    if backend_name != "kafka":
+        pytest.skip("an unreachable broker is a Kafka situation")
+    down = replace(stack, kafka_bootstrap_servers=f"127.0.0.1:{free_port()}")
+    with live_server(create_app(down)) as server:
+        response = httpx.get(f"{server}/_health/?full=1", timeout=60)
+    assert response.status_code == 503
+    body = response.json()
+    assert body["detail"] == "failing checks: log"
+    assert body["checks"]["database"] == {"ok": True}
+    assert "cannot reach the Kafka broker" in body["checks"]["log"]["error"]
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def test_metrics_count_requests_by_route_template_and_status(server: str, engine: Engine) -> None:
+    tenant = make_tenant(engine, "acme")
+    httpx.get(f"{server}/_health/")
+    httpx.get(f"{server}/no/such/path")
+    envelope = b'{}\n{"type":"event"}\n{}\n'
+    auth = {"X-Sentry-Auth": f"Sentry sentry_key={tenant.key.public_key}"}
+    httpx.post(f"{server}/api/{tenant.project.id}/envelope/", content=envelope, headers=auth)
+    httpx.post(f"{server}/api/{tenant.project.id}/envelope", content=envelope)
+
+    response = httpx.get(f"{server}/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    found = samples(response.text)
+
+    def count(route: str, status: str) -> float:
+        labels = (("route", route), ("status", status))
+        return found.get(("vigil_http_requests_total", labels), 0.0)
+
+    assert count("/_health/", "200") >= 1
+    assert count("unmatched", "404") >= 1
+    assert count("/api/{project_id}/envelope/", "200") >= 1
+    assert count("/api/{project_id}/envelope/", "401") >= 1
+    assert found[("vigil_envelope_items_dropped_total", (("item_type", "event"),))] >= 1
+
+
+def test_metrics_report_consumer_lag_per_group_topic_and_partition(
+    stack: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A real consumer definition, registered for this test: nobody consumes it, so
+    # everything produced to its topic is lag.
+    monkeypatch.setitem(
+        consumers.CONSUMERS, sink_consumer.NAME, lambda _s: sink_consumer.definition(engine)
+    )
+    with live_server(create_app(stack)) as server:
+        backend = get_backend(stack)
+        try:
+            for i in range(3):
+                produce(backend, stack, sink_consumer.TOPIC, b"{}", f"key-{i}")
+        finally:
+            backend.close()
+        response = httpx.get(f"{server}/metrics", timeout=60)
+    assert response.status_code == 200
+    group, topic = stack.topic(sink_consumer.NAME), stack.topic(sink_consumer.TOPIC)
+    lag = {
+        dict(labels)["partition"]: value
+        for (name, labels), value in samples(response.text).items()
+        if name == "vigil_consumer_lag"
+        and dict(labels)["group"] == group
+        and dict(labels)["topic"] == topic
+    }
+    assert lag, response.text
+    assert sum(lag.values()) == 3
+    assert set(lag) == {str(p) for p in range(stack.partitions)}
