@@ -5,6 +5,7 @@ backends."""
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -327,3 +328,16 @@ def test_a_second_key_of_the_same_project_also_works(
         second = store.create_key(conn, tenant_a.project, "second")
     headers = {"X-Sentry-Auth": f"Sentry sentry_key={second.public_key}"}
     assert send(server, tenant_a.project.id, headers).status_code == 200
+
+
+def test_key_disabled_by_another_process_stops_working_within_the_cache_ttl(
+    engine: Engine, server: str, tenant_a: Tenant
+) -> None:
+    headers = {"X-Sentry-Auth": f"Sentry sentry_key={tenant_a.key.public_key}"}
+    assert send(server, tenant_a.project.id, headers).status_code == 200  # now cached
+    set_key_active(engine, tenant_a.key, False)  # as `vigil key disable` would
+    deadline = time.monotonic() + 60
+    while (status := send(server, tenant_a.project.id, headers).status_code) == 200:
+        assert time.monotonic() < deadline, "the disabled key kept working"
+        time.sleep(0.1)
+    assert status == 403
