@@ -1,0 +1,180 @@
+"""`vigil serve` as a user runs it: one command, a printed DSN a real sentry-sdk can use,
+a printed token the API accepts, a crashed child restarted, Ctrl-C stops cleanly, and a
+second start bootstraps nothing."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import httpx
+import sentry_sdk
+from sentry_sdk.crons import capture_checkin
+
+from tests.conftest import subprocess_env
+from tests.support.log_reader import read_messages
+from tests.support.services import free_port
+from vigil.config import Settings
+from vigil.streams import codecs
+from vigil.streams.backend import get_backend
+from vigil.streams.topics import Topic
+
+START_TIMEOUT_S = 90.0
+
+
+@dataclass
+class Running:
+    process: subprocess.Popen[str]
+    base_url: str
+    output: list[str]
+
+    def banner(self, field: str) -> str | None:
+        for line in self.output:
+            match = re.match(rf"\s*{field}:\s+(\S+)", line)
+            if match:
+                return match.group(1)
+        return None
+
+
+def _pump(stream: object, sink: list[str]) -> None:
+    for line in stream:  # type: ignore[attr-defined]
+        sink.append(line.rstrip("\n"))
+
+
+@contextmanager
+def serve(settings: Settings) -> Iterator[Running]:
+    env = subprocess_env(settings)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vigil", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    threading.Thread(target=_pump, args=(process.stdout, output), daemon=True).start()
+    running = Running(process, settings.base_url, output)
+    try:
+        _wait_healthy(running)
+        yield running
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _wait_healthy(running: Running) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if running.process.poll() is not None:
+            raise AssertionError("vigil serve exited:\n" + "\n".join(running.output))
+        try:
+            if httpx.get(f"{running.base_url}/_health/", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("vigil serve did not become healthy:\n" + "\n".join(running.output))
+
+
+def _children(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(p) for p in text.split()]
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def _stop(running: Running) -> int:
+    running.process.send_signal(signal.SIGINT)
+    return running.process.wait(timeout=60)
+
+
+def test_serve_end_to_end(stack: Settings) -> None:
+    settings = replace(stack, bind=f"127.0.0.1:{free_port()}")
+    with serve(settings) as running:
+        dsn = running.banner("DSN")
+        token = running.banner("API token")
+        assert dsn is not None
+        assert token is not None and token.startswith("vgl_")
+        assert re.fullmatch(r"http://[0-9a-f]{32}@127\.0\.0\.1:\d+/\d+", dsn)
+
+        # the printed token reads its organization
+        org = httpx.get(
+            f"{running.base_url}/api/0/organizations/default/",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert org.status_code == 200
+        assert org.json()["slug"] == "default"
+
+        # the full health check sees the database and the log
+        health = httpx.get(f"{running.base_url}/_health/?full=1")
+        assert health.status_code == 200, health.text
+
+        # a real sentry-sdk, pointed at the printed DSN, delivers a check-in to the log
+        sentry_sdk.init(dsn=dsn, default_integrations=False)
+        try:
+            check_in_id = capture_checkin(monitor_slug="nightly-job", status="ok", duration=1.5)
+            sentry_sdk.flush(timeout=30)
+        finally:
+            sentry_sdk.get_client().close(timeout=30)
+            sentry_sdk.init(dsn=None)
+        backend = get_backend(settings)
+        try:
+            (message,) = read_messages(settings, backend, Topic.INGEST_MONITORS, expect=1)
+        finally:
+            backend.close()
+        decoded = codecs.decode_monitor_message(message.value)
+        assert isinstance(decoded, codecs.CheckInMessage)
+        payload = decoded.payload_json()
+        assert payload["monitor_slug"] == "nightly-job"
+        assert payload["check_in_id"] == check_in_id
+        assert decoded.sdk is not None and decoded.sdk.startswith("sentry.python/")
+
+        # a crashed child is restarted by the supervisor
+        (web_pid,) = [p for p in _children(running.process.pid) if " web" in _cmdline(p)]
+        os.kill(web_pid, signal.SIGKILL)
+        _wait_healthy(running)
+        assert any("child exited; restarting" in line for line in running.output)
+        (new_web,) = [p for p in _children(running.process.pid) if " web" in _cmdline(p)]
+        assert new_web != web_pid
+
+        # Ctrl-C stops everything cleanly
+        children = _children(running.process.pid)
+        assert _stop(running) == 0
+        for pid in children:
+            assert (
+                not Path(f"/proc/{pid}").exists()
+                or "zombie" in Path(f"/proc/{pid}/status").read_text()
+            )
+
+    # a second start bootstraps nothing and shows no token again
+    with serve(settings) as again:
+        assert again.banner("DSN") == dsn
+        assert any("nothing was bootstrapped" in line for line in again.output)
+        assert not (again.banner("API token") or "").startswith("vgl_")
+        assert _stop(again) == 0
+
+
+def test_serve_refuses_an_invalid_setting(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    env.update(VIGIL_HOME=str(tmp_path), VIGIL_BIND="nowhere")
+    result = subprocess.run(
+        [sys.executable, "-m", "vigil", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "VIGIL_BIND must be HOST:PORT" in result.stderr
