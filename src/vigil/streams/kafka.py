@@ -8,6 +8,7 @@ which knows vigil's topic layout, applies the prefix itself.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -75,7 +76,8 @@ class KafkaBackend:
 
     Consumers start at the group's committed offsets, or at the earliest message for a
     new group, and never commit on their own: offsets move only when the consumer runner
-    commits them, after the batch's database transaction.
+    commits them, after the batch's database transaction. Safe to use from several
+    threads (the web process checks health and reads lag from worker threads).
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -83,6 +85,7 @@ class KafkaBackend:
             raise LogError("the Kafka log needs VIGIL_KAFKA_BOOTSTRAP_SERVERS")
         self._settings = settings
         self._servers = settings.kafka_bootstrap_servers
+        self._lock = threading.Lock()  # guards the lazily made clients below
         self._admin: AdminClient | None = None
         self._offset_readers: dict[str, ConfluentConsumer] = {}
 
@@ -96,9 +99,10 @@ class KafkaBackend:
         }
 
     def _admin_client(self) -> AdminClient:
-        if self._admin is None:
-            self._admin = AdminClient(self._common())
-        return self._admin
+        with self._lock:
+            if self._admin is None:
+                self._admin = AdminClient(self._common())
+            return self._admin
 
     def _unreachable(self, exc: BaseException) -> LogError:
         return LogError(
@@ -131,8 +135,9 @@ class KafkaBackend:
         """Create the topics vigil needs that are missing, with the partition counts of
         `topics.layout`. Idempotent, and safe when several processes race to create.
 
-        Existing topics are left as they are, except that `monitors-clock-tick` must have
-        exactly one partition (ticks are totally ordered): LogError if it has more."""
+        Existing topics keep their partition count (with a warning if it differs), except
+        that `monitors-clock-tick` must have exactly one partition (ticks are totally
+        ordered): LogError if it has more."""
         wanted = {
             self._settings.topic(t.name): t.partitions
             for t in topics.layout(self._settings.partitions, list(consumer_names))
@@ -158,19 +163,26 @@ class KafkaBackend:
                 else:
                     log.info("topic created", extra={"topic": name, "partitions": wanted[name]})
             existing = self._existing_partitions()
+        for name, count in wanted.items():
+            have = existing.get(name)
+            if have is not None and have != count:
+                log.warning(
+                    "topic exists with another partition count; keeping it",
+                    extra={"topic": name, "partitions": have, "configured": count},
+                )
         tick = self._settings.topic(topics.Topic.MONITORS_CLOCK_TICK)
-        count = existing.get(tick)
-        if count is not None and count != 1:
+        tick_partitions = existing.get(tick)
+        if tick_partitions is not None and tick_partitions != 1:
             raise LogError(
-                f"topic {tick!r} has {count} partitions but must have exactly 1: clock ticks "
-                "must be totally ordered. Delete it and let vigil recreate it, or use another "
-                "VIGIL_TOPIC_PREFIX"
+                f"topic {tick!r} has {tick_partitions} partitions but must have exactly 1: "
+                "clock ticks must be totally ordered. Delete it and let vigil recreate it, "
+                "or use another VIGIL_TOPIC_PREFIX"
             )
 
     def get_producer(self) -> Producer[KafkaPayload]:
         """A producer that refuses messages over `max_message_bytes` with MessageTooLarge,
-        before sending. Messages with the same key go to the same
-        partition, in the order produced (idempotent producer: retries never reorder)."""
+        before sending. Messages with the same key go to the same partition, in the order
+        produced (an idempotent producer: retries never reorder)."""
         self.check()
         config = build_kafka_configuration(
             self._common(),
@@ -233,19 +245,22 @@ class KafkaBackend:
     def _offset_reader(self, group: str) -> ConfluentConsumer:
         # A consumer that is never subscribed: it only asks the group coordinator for
         # committed offsets, so reading lag does not disturb the group.
-        reader = self._offset_readers.get(group)
-        if reader is None:
-            reader = ConfluentConsumer(
-                {**self._common(), "group.id": group, "enable.auto.commit": False}
-            )
-            self._offset_readers[group] = reader
-        return reader
+        with self._lock:
+            reader = self._offset_readers.get(group)
+            if reader is None:
+                reader = ConfluentConsumer(
+                    {**self._common(), "group.id": group, "enable.auto.commit": False}
+                )
+                self._offset_readers[group] = reader
+            return reader
 
     def close(self) -> None:
-        for reader in self._offset_readers.values():
+        with self._lock:
+            readers = list(self._offset_readers.values())
+            self._offset_readers.clear()
+            self._admin = None
+        for reader in readers:
             reader.close()
-        self._offset_readers.clear()
-        self._admin = None
 
 
 def _code(exc: KafkaException) -> int | None:
