@@ -17,6 +17,7 @@ from vigil import __version__, logs
 from vigil.config import ENV_VARS, ConfigError, Settings, load_settings
 from vigil.db.engine import make_engine
 from vigil.db.migrate import migrate
+from vigil.streams.backend import LogError
 from vigil.tenancy import credentials, store
 from vigil.tenancy.bootstrap import bootstrap
 
@@ -345,6 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (CommandError, store.TenancyError) as exc:
         print(f"vigil: {exc}", file=sys.stderr)
+        return 1
+    except LogError as exc:
+        print(f"vigil: cannot use the log: {exc}", file=sys.stderr)
         return 1
     except OperationalError as exc:
         print(f"vigil: cannot use the database: {exc.orig}", file=sys.stderr)

@@ -56,8 +56,8 @@ def configure(level: str = "INFO", fmt: str = "text", role: str | None = None) -
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # librdkafka and uvicorn are chatty at INFO; keep their warnings.
-    for noisy in ("uvicorn.access", "arroyo"):
+    # arroyo, alembic and uvicorn are chatty at INFO; keep their warnings.
+    for noisy in ("uvicorn.access", "arroyo", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.WARNING))
     if role:
         os.environ.setdefault("VIGIL_ROLE", role)
