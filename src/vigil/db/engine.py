@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 from vigil.config import Settings
@@ -68,3 +69,31 @@ def serialize(conn: Connection, lock_id: int) -> None:
     advisory lock held until the transaction ends."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_id})
+
+
+# SQLite reports both "try again" and "this statement is wrong" as OperationalError;
+# only these mean the database was busy or briefly unreachable.
+_SQLITE_TRANSIENT = ("locked", "busy", "disk i/o error", "unable to open database file")
+_PG_QUERY_CANCELED = "57014"  # statement timeout: may be the message's own doing
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether `exc` says the database was unavailable for a moment (connection lost,
+    busy or locked, serialization conflict, deadlock), so that the same work may succeed
+    when retried. Everything else is taken as a property of the data."""
+    for err in (exc, exc.__cause__):
+        if err is None:
+            continue
+        if isinstance(err, sa_exc.DBAPIError) and err.connection_invalidated:
+            return True
+        if isinstance(err, sa_exc.DisconnectionError | sa_exc.TimeoutError):
+            return True
+        if isinstance(err, sa_exc.OperationalError):
+            orig = err.orig
+            if isinstance(orig, sqlite3.OperationalError):
+                text = str(orig).lower()
+                return any(marker in text for marker in _SQLITE_TRANSIENT)
+            # PostgreSQL's operational errors: connection failures, serialization
+            # failures, deadlocks, shutdowns, resource exhaustion.
+            return getattr(orig, "sqlstate", None) != _PG_QUERY_CANCELED
+    return False

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -54,10 +53,10 @@ from arroyo.processing.strategies import (
 )
 from arroyo.processing.strategies.batching import ValuesBatch
 from arroyo.types import BrokerValue, Commit, Message, Partition, Topic
-from sqlalchemy import exc as sa_exc
 
 from vigil import metrics
 from vigil.config import Settings
+from vigil.db.engine import is_transient
 from vigil.streams.backend import LogBackend, LogError, get_backend
 from vigil.streams.codecs import CodecError
 from vigil.streams.topics import dlq_topic
@@ -166,33 +165,6 @@ def _stop_triggers(stop: _Stop, shutdown: Callable[[], None]) -> Iterator[None]:
 
 
 # --- transient errors ------------------------------------------------------------------
-
-# SQLite reports both "try again" and "this statement is wrong" as OperationalError;
-# only these mean the database was busy or briefly unreachable.
-_SQLITE_TRANSIENT = ("locked", "busy", "disk i/o error", "unable to open database file")
-_PG_QUERY_CANCELED = "57014"  # statement timeout: may be the message's own doing
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether `exc` says the database was unavailable for a moment (connection lost,
-    busy or locked, serialization conflict, deadlock), so that the same work may succeed
-    when retried. Everything else is taken as a property of the data."""
-    for err in (exc, exc.__cause__):
-        if err is None:
-            continue
-        if isinstance(err, sa_exc.DBAPIError) and err.connection_invalidated:
-            return True
-        if isinstance(err, sa_exc.DisconnectionError | sa_exc.TimeoutError):
-            return True
-        if isinstance(err, sa_exc.OperationalError):
-            orig = err.orig
-            if isinstance(orig, sqlite3.OperationalError):
-                text = str(orig).lower()
-                return any(marker in text for marker in _SQLITE_TRANSIENT)
-            # PostgreSQL's operational errors: connection failures, serialization
-            # failures, deadlocks, shutdowns, resource exhaustion.
-            return getattr(orig, "sqlstate", None) != _PG_QUERY_CANCELED
-    return False
 
 
 def _reason(exc: BaseException) -> str:
