@@ -9,15 +9,14 @@ a processing error the user sees.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
 import orjson
 
-# UUIDv5(NAMESPACE_URL, "https://sentry.io/crons/#did"): the namespace of Relay's routing keys.
-ROUTING_NAMESPACE = uuid.UUID("020e1c7e-46bd-5af5-aa41-e61757888484")
-DEFAULT_ENVIRONMENT = "production"
+# The routing key is computed in one place, with the other slug rules; re-exported here.
+from vigil.monitors.slugs import routing_key as routing_key
+
 # Relay truncates slugs to this many characters before anything else looks at them.
 MAX_SLUG_CHARS = 50
 
@@ -68,10 +67,3 @@ def inspect_check_in(payload: bytes) -> CheckInRef:
     if not isinstance(environment, str) or not environment:
         environment = None
     return CheckInRef(slug, environment)
-
-
-def routing_key(project_id: int, slug: str, environment: str | None) -> bytes:
-    """The `ingest-monitors` message key: the 16 bytes of Relay's routing UUID, so every
-    check-in of one monitor environment lands on one partition, in order."""
-    name = f"{project_id}:{slug}:{environment or DEFAULT_ENVIRONMENT}"
-    return uuid.uuid5(ROUTING_NAMESPACE, name).bytes
