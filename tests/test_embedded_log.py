@@ -27,7 +27,7 @@ from vigil.streams.backend import LogError, MessageTooLarge
 from vigil.streams.embedded.backend import EmbeddedBackend
 from vigil.streams.embedded.consumer import EmbeddedConsumer
 from vigil.streams.embedded.producer import EmbeddedProducer
-from vigil.streams.embedded.storage import FORMAT_VERSION, SQLITE_MAGIC
+from vigil.streams.embedded.storage import FORMAT_VERSION, SQLITE_MAGIC, messages_table
 from vigil.streams.topics import Topic as VigilTopic
 
 # An upper bound for waits that end as soon as their condition holds.
@@ -102,11 +102,13 @@ def commit_position(c: Consumer[KafkaPayload]) -> None:
 
 def kept_offsets(settings: Settings, topic: Topic, partition: int = 0) -> list[int]:
     with sqlite3.connect(settings.log_path) as conn:
-        rows = conn.execute(
-            "SELECT m.offset FROM messages m JOIN partitions p ON p.id = m.partition_id "
-            "WHERE p.topic = ? AND p.partition = ? ORDER BY m.offset",
-            (topic.name, partition),
+        [(partition_id,)] = conn.execute(
+            "SELECT id FROM partitions WHERE topic = ? AND partition = ?", (topic.name, partition)
         ).fetchall()
+        rows = conn.execute(
+            f"SELECT offset FROM {messages_table(partition_id)} ORDER BY offset"
+        ).fetchall()
+    conn.close()
     return [r[0] for r in rows]
 
 

@@ -16,7 +16,12 @@ from vigil.streams import topics
 from vigil.streams.backend import LogError
 from vigil.streams.embedded.consumer import EmbeddedConsumer
 from vigil.streams.embedded.producer import EmbeddedProducer
-from vigil.streams.embedded.storage import log_error, open_log, write_transaction
+from vigil.streams.embedded.storage import (
+    create_partition,
+    log_error,
+    open_log,
+    write_transaction,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +59,8 @@ class EmbeddedBackend:
                         self._conn.execute(
                             "INSERT INTO topics (name, partitions) VALUES (?, ?)", (name, count)
                         )
-                        self._conn.executemany(
-                            "INSERT INTO partitions (topic, partition) VALUES (?, ?)",
-                            [(name, i) for i in range(count)],
-                        )
+                        for index in range(count):
+                            create_partition(self._conn, name, index)
                         log.info("topic created", extra={"topic": name, "partitions": count})
                     elif have != count:
                         log.warning(

@@ -20,7 +20,13 @@ from vigil.streams.backend import LogError
 from vigil.streams.embedded import leases, trimming
 from vigil.streams.embedded.leases import Member
 from vigil.streams.embedded.producer import EPOCH
-from vigil.streams.embedded.storage import decode_headers, log_error, open_log, write_transaction
+from vigil.streams.embedded.storage import (
+    decode_headers,
+    log_error,
+    messages_table,
+    open_log,
+    write_transaction,
+)
 
 log = logging.getLogger(__name__)
 
@@ -308,9 +314,9 @@ class EmbeddedConsumer(Consumer[KafkaPayload]):
 
     def _read(self, partition: Partition, partition_id: int, offset: int) -> None:
         cursor = self._conn.execute(
-            "SELECT offset, key, value, headers, timestamp FROM messages "
-            "WHERE partition_id = ? AND offset >= ? ORDER BY offset LIMIT ?",
-            (partition_id, offset, FETCH_MESSAGES),
+            f"SELECT offset, key, value, headers, timestamp FROM {messages_table(partition_id)} "
+            "WHERE offset >= ? ORDER BY offset LIMIT ?",
+            (offset, FETCH_MESSAGES),
         )
         ready = self._ready
         stamps: dict[int, datetime] = {}  # messages of one write share their timestamp

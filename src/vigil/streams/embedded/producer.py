@@ -11,16 +11,19 @@ import zlib
 from concurrent.futures import Future
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
 
 from arroyo.backends.abstract import Producer, SimpleProducerFuture
 from arroyo.backends.kafka import KafkaPayload
 from arroyo.types import BrokerValue, Partition, Topic
 
 from vigil.streams.backend import LogError, MessageTooLarge
-from vigil.streams.embedded.storage import encode_headers, log_error, open_log, write_transaction
-
-T = TypeVar("T")
+from vigil.streams.embedded.storage import (
+    encode_headers,
+    log_error,
+    messages_table,
+    open_log,
+    write_transaction,
+)
 
 # Broker timestamps are naive UTC datetimes, as arroyo's Kafka consumer gives them.
 EPOCH = datetime(1970, 1, 1)
@@ -30,45 +33,73 @@ EPOCH = datetime(1970, 1, 1)
 MAX_PENDING_MESSAGES = 10_000
 MAX_PENDING_BYTES = 16 * 1024 * 1024
 
-_INSERT = (
-    "INSERT INTO messages (partition_id, offset, key, value, headers, timestamp) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
-)
-
-
-class LogFuture(SimpleProducerFuture[T]):
-    """The outcome of one `produce`: resolved when the transaction holding the message
-    commits (or fails). `result()` waits on the batch's event; SimpleProducerFuture's own
-    waits in 0.1 s sleeps. Cheaper to make than a `concurrent.futures.Future`, which
-    matters at tens of thousands of messages a second."""
-
-    def __init__(self, committed: threading.Event) -> None:
-        super().__init__()
-        self._committed = committed
-
-    def result(self, timeout: float | None = None) -> T:
-        if not self.done() and not self._committed.wait(timeout):
-            raise TimeoutError("the embedded log has not acknowledged the message yet")
-        if self.result_exception is not None:
-            raise self.result_exception
-        assert self.result_value is not None
-        return self.result_value
-
-
-_Result = LogFuture[BrokerValue[KafkaPayload]]
-# partition row id, partition, payload, stored headers, future
-_Item = tuple[int, Partition, KafkaPayload, bytes | None, _Result]
+# A message as the writer inserts it: its place in the batch's run of its partition,
+# key, value, stored headers.
+_Row = tuple[int, bytes | None, bytes, bytes | None]
 
 
 class _Batch:
-    """Messages waiting for the writer; they commit together."""
+    """Messages waiting for the writer, by partition row id; they commit together. After
+    the commit, each partition's first offset and its timestamp (or the error)."""
 
-    __slots__ = ("committed", "items", "size")
+    __slots__ = ("bases", "committed", "count", "error", "rows", "size", "stamps")
 
     def __init__(self) -> None:
-        self.items: list[_Item] = []
+        self.rows: dict[int, list[_Row]] = {}
+        self.count = 0
         self.size = 0
         self.committed = threading.Event()
+        self.bases: dict[int, int] = {}
+        self.stamps: dict[int, datetime] = {}
+        self.error: LogError | None = None
+
+
+class LogFuture(SimpleProducerFuture[BrokerValue[KafkaPayload]]):
+    """The outcome of one `produce`: done when the transaction holding the message has
+    committed (or failed). Its offset is known from its batch's, so committing a batch
+    costs nothing per message, and `result()` waits on the batch's event (where
+    SimpleProducerFuture's own waits in 0.1 s sleeps). Cheaper to make than a
+    `concurrent.futures.Future`, which matters at tens of thousands of messages a second.
+    """
+
+    def __init__(
+        self,
+        batch: _Batch,
+        partition: Partition,
+        partition_id: int,
+        seq: int,
+        payload: KafkaPayload,
+    ) -> None:
+        super().__init__()
+        self._batch = batch
+        self._partition = partition
+        self._partition_id = partition_id
+        self._seq = seq
+        self._payload = payload
+
+    def done(self) -> bool:
+        return self._batch.committed.is_set()
+
+    def result(self, timeout: float | None = None) -> BrokerValue[KafkaPayload]:
+        if self.result_value is None:
+            batch = self._batch
+            if not batch.committed.wait(timeout):
+                raise TimeoutError("the embedded log has not acknowledged the message yet")
+            if batch.error is not None:
+                raise batch.error
+            self.result_value = BrokerValue(
+                self._payload,
+                self._partition,
+                batch.bases[self._partition_id] + self._seq,
+                batch.stamps[self._partition_id],
+            )
+        return self.result_value
+
+    def set_result(self, result: BrokerValue[KafkaPayload]) -> None:
+        raise RuntimeError("resolved by its batch only")
+
+    def set_exception(self, exception: Exception) -> None:
+        raise RuntimeError("resolved by its batch only")
 
 
 class EmbeddedProducer(Producer[KafkaPayload]):
@@ -94,16 +125,19 @@ class EmbeddedProducer(Producer[KafkaPayload]):
         self._conn = open_log(path, busy_timeout_ms)
         self._conn_lock = threading.Lock()  # the writer's transactions vs topic lookups
         self._topics: dict[str, list[tuple[Partition, int]]] = {}
-        self._cond = threading.Condition()
+        # `_lock` guards the batch being filled; `_wake` tells the writer it is not
+        # empty (or that the producer closes); `_room` tells producers waiting on a full
+        # batch that the writer took it.
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._room = threading.Condition(self._lock)
         self._batch = _Batch()
         self._closing = False
         self._closed: Future[None] = Future()
         self._writer = threading.Thread(target=self._run, name="vigil-log-writer", daemon=True)
         self._writer.start()
 
-    def produce(
-        self, destination: Topic | Partition, payload: KafkaPayload
-    ) -> LogFuture[BrokerValue[KafkaPayload]]:
+    def produce(self, destination: Topic | Partition, payload: KafkaPayload) -> LogFuture:
         if self._closing:
             raise RuntimeError("producer is closed")
         topic = destination if isinstance(destination, Topic) else destination.topic
@@ -130,25 +164,29 @@ class EmbeddedProducer(Producer[KafkaPayload]):
         if size > self._limit:
             raise MessageTooLarge(topic.name, size, self._limit)
 
-        with self._cond:
+        with self._lock:
             batch = self._batch
-            while len(batch.items) >= MAX_PENDING_MESSAGES or batch.size >= MAX_PENDING_BYTES:
-                self._cond.wait()
+            while batch.count >= MAX_PENDING_MESSAGES or batch.size >= MAX_PENDING_BYTES:
+                self._room.wait()
                 batch = self._batch
             if self._closing:
                 raise RuntimeError("producer is closed")
-            future: _Result = LogFuture(batch.committed)
-            batch.items.append((partition_id, partition, payload, headers, future))
+            rows = batch.rows.get(partition_id)
+            if rows is None:
+                rows = batch.rows[partition_id] = []
+            seq = len(rows)
+            rows.append((seq, key, payload.value, headers))
+            batch.count += 1
             batch.size += size
-            if len(batch.items) == 1:
-                self._cond.notify_all()
-        return future
+            if batch.count == 1:
+                self._wake.set()
+        return LogFuture(batch, partition, partition_id, seq, payload)
 
     def close(self) -> Future[None]:
         """Stop taking messages; the future resolves once all produced are written."""
-        with self._cond:
+        with self._lock:
             self._closing = True
-            self._cond.notify_all()
+            self._wake.set()
         return self._closed
 
     def _partitions(self, topic: str) -> list[tuple[Partition, int]]:
@@ -177,14 +215,18 @@ class EmbeddedProducer(Producer[KafkaPayload]):
     def _run(self) -> None:
         try:
             while True:
-                with self._cond:
-                    while not self._batch.items and not self._closing:
-                        self._cond.wait()
+                self._wake.wait()
+                with self._lock:
                     batch = self._batch
-                    if not batch.items:
-                        break  # closing, and everything is written
+                    if not batch.count:
+                        if self._closing:
+                            break  # everything produced is written
+                        self._wake.clear()
+                        continue
                     self._batch = _Batch()
-                    self._cond.notify_all()  # producers waiting for room may go on
+                    if not self._closing:  # closing: go round again, to find nothing left
+                        self._wake.clear()
+                    self._room.notify_all()
                 self._write(batch)
         finally:
             with self._conn_lock:
@@ -194,44 +236,44 @@ class EmbeddedProducer(Producer[KafkaPayload]):
     def _write(self, batch: _Batch) -> None:
         try:
             with self._conn_lock:
-                values = self._append(batch.items)
+                self._append(batch)
         except Exception as exc:
-            error = exc if isinstance(exc, LogError) else log_error(self._path, "write", exc)
-            for item in batch.items:
-                item[4].set_exception(error)
-        else:
-            for item, value in zip(batch.items, values, strict=True):
-                item[4].set_result(value)
+            batch.error = exc if isinstance(exc, LogError) else log_error(self._path, "write", exc)
+        batch.rows = {}  # the futures keep their payloads; free the batch's copy
         batch.committed.set()
 
-    def _append(self, items: list[_Item]) -> list[BrokerValue[KafkaPayload]]:
+    def _append(self, batch: _Batch) -> None:
         conn = self._conn
+        bases = {}
+        stamps = {}
         with write_transaction(conn):
             # Read the clock under the write lock, so that time and offsets advance
             # together across processes; max() keeps a partition's timestamps from
             # going back if the wall clock does.
             now = time.time_ns() // 1_000_000
-            ids = sorted({item[0] for item in items})
-            marks = ", ".join("?" * len(ids))
-            state: dict[int, list[int]] = {
-                id_: [next_offset, max(now, last)]
-                for id_, next_offset, last in conn.execute(
-                    f"SELECT id, next_offset, last_timestamp FROM partitions WHERE id IN ({marks})",
-                    ids,
+            ids = list(batch.rows)
+            state = conn.execute(
+                "SELECT id, next_offset, last_timestamp FROM partitions "
+                f"WHERE id IN ({', '.join('?' * len(ids))})",
+                ids,
+            ).fetchall()
+            updates = []
+            for id_, base, last in state:
+                rows = batch.rows[id_]
+                stamp = max(now, last)
+                # The batch's constants (first offset, timestamp) are
+                # literals of the statement, so that each row is only its own fields
+                # and the writer does no work per message. All are integers we made.
+                conn.executemany(
+                    f"INSERT INTO {messages_table(id_)} (offset, key, value, headers, timestamp) "
+                    f"VALUES (? + {int(base)}, ?, ?, ?, {int(stamp)})",
+                    rows,
                 )
-            }
-            stamps = {id_: EPOCH + timedelta(milliseconds=s[1]) for id_, s in state.items()}
-            rows = []
-            values = []
-            for partition_id, partition, payload, headers, _ in items:
-                next_ = state[partition_id]
-                offset = next_[0]
-                next_[0] = offset + 1
-                rows.append((partition_id, offset, payload.key, payload.value, headers, next_[1]))
-                values.append(BrokerValue(payload, partition, offset, stamps[partition_id]))
-            conn.executemany(_INSERT, rows)
+                updates.append((base + len(rows), stamp, id_))
+                bases[id_] = base
+                stamps[id_] = EPOCH + timedelta(milliseconds=stamp)
             conn.executemany(
-                "UPDATE partitions SET next_offset = ?, last_timestamp = ? WHERE id = ?",
-                [(s[0], s[1], id_) for id_, s in state.items()],
+                "UPDATE partitions SET next_offset = ?, last_timestamp = ? WHERE id = ?", updates
             )
-        return values
+        batch.bases = bases
+        batch.stamps = stamps

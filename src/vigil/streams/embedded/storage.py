@@ -30,7 +30,7 @@ _SCHEMA = (
     )""",
     # One row per partition: where its next message goes, its oldest kept message, and
     # the last broker timestamp given (ms since the epoch), which keeps timestamps
-    # non-decreasing. `id` names the partition in `messages`.
+    # non-decreasing. Its messages are in table `messages_{id}` (see `messages_table`).
     """CREATE TABLE partitions (
         id INTEGER PRIMARY KEY,
         topic TEXT NOT NULL REFERENCES topics (name),
@@ -40,18 +40,6 @@ _SCHEMA = (
         last_timestamp INTEGER NOT NULL DEFAULT 0,
         UNIQUE (topic, partition)
     )""",
-    # The hot table. Keyed by the partition's row id rather than (topic, partition): a
-    # small integer key keeps rows and the b-tree compact, and a clustered
-    # (WITHOUT ROWID) key means one b-tree, read in offset order.
-    """CREATE TABLE messages (
-        partition_id INTEGER NOT NULL,
-        offset INTEGER NOT NULL,
-        key BLOB,
-        value BLOB NOT NULL,
-        headers BLOB,
-        timestamp INTEGER NOT NULL,
-        PRIMARY KEY (partition_id, offset)
-    ) WITHOUT ROWID""",
     # A row per (group, topic, partition) from the moment the group subscribes, so that
     # trimming waits for a group even before its first commit.
     """CREATE TABLE committed_offsets (
@@ -72,6 +60,31 @@ _SCHEMA = (
         PRIMARY KEY (group_name, topic)
     )""",
 )
+
+
+def messages_table(partition_id: int) -> str:
+    """The table of one partition's messages: (offset, key, value, headers, timestamp).
+
+    One table per partition, like a Kafka partition's own log: the offset is the rowid,
+    so writing appends at the right edge of one b-tree (as cheap as a plain insert), and
+    reading from an offset and trimming below one are range operations on it."""
+    return f"messages_{int(partition_id)}"
+
+
+def create_partition(conn: sqlite3.Connection, topic: str, index: int) -> int:
+    """Add partition `index` of `topic` (in the caller's write transaction); its row id."""
+    cur = conn.execute("INSERT INTO partitions (topic, partition) VALUES (?, ?)", (topic, index))
+    partition_id = int(cur.lastrowid or 0)
+    conn.execute(
+        f"""CREATE TABLE {messages_table(partition_id)} (
+            offset INTEGER PRIMARY KEY,
+            key BLOB,
+            value BLOB NOT NULL,
+            headers BLOB,
+            timestamp INTEGER NOT NULL
+        )"""
+    )
+    return partition_id
 
 
 def open_log(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from vigil.streams.embedded.storage import write_transaction
+from vigil.streams.embedded.storage import messages_table, write_transaction
 
 # Messages deleted per transaction, at most.
 TRIM_CHUNK = 20_000
@@ -35,8 +35,8 @@ def trim(conn: sqlite3.Connection, topic: str, chunk: int = TRIM_CHUNK) -> int:
                     break
                 upto = min(floor, low + chunk)
                 cur = conn.execute(
-                    "DELETE FROM messages WHERE partition_id = ? AND offset >= ? AND offset < ?",
-                    (partition_id, low, upto),
+                    f"DELETE FROM {messages_table(partition_id)} WHERE offset >= ? AND offset < ?",
+                    (low, upto),
                 )
                 conn.execute(
                     "UPDATE partitions SET low_offset = ? WHERE id = ?", (upto, partition_id)
