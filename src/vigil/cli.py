@@ -66,7 +66,7 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
     _print_banner(settings, boot.created, boot.project.id, boot.key, boot.token, boot.organization)
     metrics_dir = str((settings.home / "run" / "prometheus").resolve())
     prepare_metrics_dir(metrics_dir)
-    children = {"web": vigil_argv("web")}
+    children = {"web": vigil_argv("web"), "periodic": vigil_argv("periodic")}
     for name in names:
         children[f"consumer:{name}"] = vigil_argv("consumer", name)
     env = child_env(os.environ, metrics_dir)
@@ -130,6 +130,20 @@ def cmd_consumer(settings: Settings, args: argparse.Namespace) -> int:
     if not os.environ.get("VIGIL_SUPERVISED"):
         _prepare(settings).dispose()
     run_consumer(definition, settings)
+    return 0
+
+
+def cmd_periodic(settings: Settings, args: argparse.Namespace) -> int:
+    from vigil import periodic
+
+    engine = make_engine(settings) if os.environ.get("VIGIL_SUPERVISED") else _prepare(settings)
+    try:
+        if args.once:
+            periodic.run_once(engine)
+        else:
+            periodic.run_forever(engine)
+    finally:
+        engine.dispose()
     return 0
 
 
@@ -280,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?")
     p.add_argument("--list", action="store_true", help="list the consumers")
     p.set_defaults(func=cmd_consumer)
+    p = sub.add_parser("periodic", help="run the periodic jobs (expiry of sampling rules)")
+    p.add_argument("--once", action="store_true", help="run each job once and exit")
+    p.set_defaults(func=cmd_periodic)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
     sub.add_parser("config", help="print the effective settings").set_defaults(func=cmd_config)
 
