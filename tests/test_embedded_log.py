@@ -200,6 +200,28 @@ def test_headers_and_missing_keys_round_trip(backend: EmbeddedBackend) -> None:
     c.close()
 
 
+def test_close_writes_everything_produced_before_it(backend: EmbeddedBackend) -> None:
+    # Closing at once races the writer for the batch; a few rounds give the race a chance.
+    for round_ in range(20):
+        producer = backend.get_producer()
+        futures = [
+            producer.produce(TICKS, KafkaPayload(None, f"{round_}:{i}".encode(), []))
+            for i in range(3)
+        ]
+        producer.close().result(timeout=WAIT_S)
+        assert all(f.done() for f in futures)
+        assert [f.result(0).offset for f in futures] == [round_ * 3 + i for i in range(3)]
+        with pytest.raises(RuntimeError, match="closed"):
+            producer.produce(TICKS, KafkaPayload(None, b"late", []))
+    c = backend.get_consumer("g")
+    c.subscribe([TICKS])
+    assert [m.payload.value for m in consume(c, 60)] == [
+        f"{r}:{i}".encode() for r in range(20) for i in range(3)
+    ]
+    assert drained(c)
+    c.close()
+
+
 # --- committed offsets and groups ------------------------------------------------------
 
 

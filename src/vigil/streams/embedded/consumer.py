@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 import time
 from collections import deque
@@ -42,6 +43,18 @@ TRIM_INTERVAL_S = 5.0
 # Read-ahead: messages and bytes fetched from one partition at a time.
 FETCH_MESSAGES = 1000
 FETCH_BYTES = 8 * 1024 * 1024
+FETCH_STEP = 100  # rows turned into messages at a time, until FETCH_BYTES
+
+
+class _Chunk:
+    """Messages read ahead from one partition; `next` is the next to deliver."""
+
+    __slots__ = ("messages", "next", "partition")
+
+    def __init__(self, partition: Partition, messages: list[BrokerValue[KafkaPayload]]) -> None:
+        self.partition = partition
+        self.messages = messages
+        self.next = 0
 
 
 @dataclass(frozen=True)
@@ -96,13 +109,15 @@ class EmbeddedConsumer(Consumer[KafkaPayload]):
 
         self._subscription: _Subscription | None = None
         self._ids: dict[Partition, int] = {}  # subscribed partitions -> partition row id
-        self._offsets: dict[Partition, int] = {}  # working offsets; empty until assigned
+        # Working offsets (empty until assigned), except for a partition with a chunk
+        # being delivered: its working offset is the chunk's next message's.
+        self._offsets: dict[Partition, int] = {}
+        self._chunks: deque[_Chunk] = deque()
         self._assigned = False
         self._paused: set[Partition] = set()
         self._staged: dict[Partition, int] = {}
-        self._ready: deque[BrokerValue[KafkaPayload]] = deque()
         self._next_fetch = 0  # which partition a fetch starts with, in turn
-        self._last_heartbeat = 0.0
+        self._heartbeat_due = 0.0  # time.monotonic()
         self._last_trim = time.monotonic()
         self._losing_lease = False
         self._closed = False
@@ -171,11 +186,11 @@ class EmbeddedConsumer(Consumer[KafkaPayload]):
             offsets = self._starting_offsets()
         except sqlite3.Error as exc:
             raise log_error(self._path, f"join group {self._group!r}", exc) from None
-        self._last_heartbeat = now
+        self._heartbeat_due = time.monotonic() + self._heartbeat_interval
         self._offsets = offsets
+        self._chunks.clear()
         self._assigned = True
         self._paused.clear()
-        self._ready.clear()
         self._staged.clear()
         log.info(
             "partitions assigned",
@@ -216,9 +231,9 @@ class EmbeddedConsumer(Consumer[KafkaPayload]):
         if subscription is not None and subscription.on_revoke is not None:
             subscription.on_revoke(partitions)
         self._offsets = {}
+        self._chunks.clear()
         self._assigned = False
         self._paused.clear()
-        self._ready.clear()
         self._staged.clear()
 
     def _release(self) -> None:
@@ -229,10 +244,8 @@ class EmbeddedConsumer(Consumer[KafkaPayload]):
             log.warning("cannot release lease", extra={"group": self._group, "error": str(exc)})
 
     def _heartbeat(self) -> None:
-        now = time.time()
-        if now - self._last_heartbeat < self._heartbeat_interval:
-            return
         assert self._subscription is not None
+        now = time.time()
         try:
             held = leases.renew(
                 self._conn, self._group, self._subscription.topics, self._member, now
@@ -240,7 +253,7 @@ class EmbeddedConsumer(Consumer[KafkaPayload]):
         except sqlite3.Error as exc:
             raise log_error(self._path, "renew the consumer lease", exc) from None
         if held:
-            self._last_heartbeat = now
+            self._heartbeat_due = time.monotonic() + self._heartbeat_interval
             return
         log.warning(
             "lease taken over by another member, partitions revoked",
@@ -257,29 +270,36 @@ class EmbeddedConsumer(Consumer[KafkaPayload]):
     # --- reading --------------------------------------------------------------------
 
     def poll(self, timeout: float | None = None) -> BrokerValue[KafkaPayload] | None:
-        self._check_open()
-        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._closed:
+            raise RuntimeError("consumer is closed")
+        deadline = None
         while True:
             subscription = self._subscription
             if subscription is not None:
-                if self._assigned:
-                    self._heartbeat()
-                else:
+                if not self._assigned:
                     self._try_assign(subscription)
+                elif time.monotonic() >= self._heartbeat_due:
+                    self._heartbeat()
                 if self._assigned:
-                    if not self._ready:
+                    if not self._chunks:
                         self._fetch()
-                    if self._ready:
-                        message = self._ready.popleft()
-                        self._offsets[message.partition] = message.offset + 1
-                        return message
+                    if self._chunks:
+                        return self._next_message()
+            now = time.monotonic()
             if deadline is None:
-                time.sleep(POLL_STEP_S)
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+                deadline = now + (math.inf if timeout is None else timeout)
+            if now >= deadline:
                 return None
-            time.sleep(min(POLL_STEP_S, remaining))
+            time.sleep(min(POLL_STEP_S, deadline - now))
+
+    def _next_message(self) -> BrokerValue[KafkaPayload]:
+        chunk = self._chunks[0]
+        message = chunk.messages[chunk.next]
+        chunk.next += 1
+        if chunk.next == len(chunk.messages):
+            self._chunks.popleft()
+            self._offsets[chunk.partition] = message.offset + 1
+        return message
 
     def _fetch(self) -> None:
         """Read ahead from the partitions that are not paused, each from its working
@@ -308,41 +328,52 @@ class EmbeddedConsumer(Consumer[KafkaPayload]):
                         f"offsets {low} to {high - 1}"
                     )
                 if offset < high:
-                    self._read(partition, id_, offset)
+                    messages = self._read(partition, id_, offset)
+                    if messages:
+                        self._chunks.append(_Chunk(partition, messages))
         except sqlite3.Error as exc:
             raise log_error(self._path, "read messages", exc) from None
 
-    def _read(self, partition: Partition, partition_id: int, offset: int) -> None:
+    def _read(
+        self, partition: Partition, partition_id: int, offset: int
+    ) -> list[BrokerValue[KafkaPayload]]:
+        """Up to FETCH_MESSAGES messages from `offset` on, and about FETCH_BYTES."""
         cursor = self._conn.execute(
             f"SELECT offset, key, value, headers, timestamp FROM {messages_table(partition_id)} "
             "WHERE offset >= ? ORDER BY offset LIMIT ?",
             (offset, FETCH_MESSAGES),
         )
-        ready = self._ready
-        stamps: dict[int, datetime] = {}  # messages of one write share their timestamp
+        messages: list[BrokerValue[KafkaPayload]] = []
+        stamps: dict[int, datetime] = {}  # the messages of one write share their timestamp
         size = 0
-        expected = offset
-        for found, key, value, headers, ms in cursor:
-            if found != expected:  # trimmed under us: only after a seek backwards
-                raise OffsetOutOfRange(f"offset {expected} of {partition} is no longer kept")
-            expected += 1
-            stamp = stamps.get(ms)
-            if stamp is None:
-                stamp = stamps[ms] = EPOCH + timedelta(milliseconds=ms)
-            payload = KafkaPayload(key, value, [] if headers is None else decode_headers(headers))
-            ready.append(BrokerValue(payload, partition, found, stamp))
-            size += len(value)
-            if size >= FETCH_BYTES:
-                break
+        while size < FETCH_BYTES and (rows := cursor.fetchmany(FETCH_STEP)):
+            for ms in {row[4] for row in rows} - stamps.keys():
+                stamps[ms] = EPOCH + timedelta(milliseconds=ms)
+            messages += [
+                BrokerValue(
+                    KafkaPayload(key, value, [] if headers is None else decode_headers(headers)),
+                    partition,
+                    found,
+                    stamps[ms],
+                )
+                for found, key, value, headers, ms in rows
+            ]
+            size += sum(len(row[2]) for row in rows)
         cursor.close()
+        # Offsets are unique and in order, so first and last tell whether any is missing.
+        if messages and (
+            messages[0].offset != offset or messages[-1].offset != offset + len(messages) - 1
+        ):
+            raise OffsetOutOfRange(f"offset {offset} of {partition} is no longer kept")
+        return messages
 
     # --- flow control and positions ---------------------------------------------------
 
     def pause(self, partitions: Sequence[Partition]) -> None:
         self._check_open()
         self._check_assigned(partitions, "pause")
+        self._settle(partitions)
         self._paused.update(partitions)
-        self._drop_ready(partitions)
 
     def resume(self, partitions: Sequence[Partition]) -> None:
         self._check_open()
@@ -355,20 +386,26 @@ class EmbeddedConsumer(Consumer[KafkaPayload]):
 
     def tell(self) -> Mapping[Partition, int]:
         self._check_open()
-        return dict(self._offsets)
+        offsets = dict(self._offsets)
+        for chunk in self._chunks:
+            offsets[chunk.partition] = chunk.messages[chunk.next].offset
+        return offsets
 
     def seek(self, offsets: Mapping[Partition, int]) -> None:
         self._check_open()
         self._check_assigned(offsets, "seek on")
         _check_offsets(offsets)
+        self._settle(offsets)
         self._offsets.update(offsets)
-        self._drop_ready(offsets)
 
-    def _drop_ready(self, partitions: Sequence[Partition] | Mapping[Partition, int]) -> None:
-        # Read-ahead of these partitions no longer follows their working offsets.
+    def _settle(self, partitions: Sequence[Partition] | Mapping[Partition, int]) -> None:
+        """Drop the read-ahead of these partitions, keeping their working offsets."""
         gone = set(partitions)
-        if self._ready and gone:
-            self._ready = deque(m for m in self._ready if m.partition not in gone)
+        if any(chunk.partition in gone for chunk in self._chunks):
+            for chunk in self._chunks:
+                if chunk.partition in gone:
+                    self._offsets[chunk.partition] = chunk.messages[chunk.next].offset
+            self._chunks = deque(c for c in self._chunks if c.partition not in gone)
 
     def _check_assigned(
         self, partitions: Sequence[Partition] | Mapping[Partition, int], doing: str
@@ -413,7 +450,7 @@ class EmbeddedConsumer(Consumer[KafkaPayload]):
                 if not leases.renew_in_transaction(
                     self._conn, self._group, self._subscription.topics, self._member, now
                 ):
-                    self._last_heartbeat = 0.0  # the next poll revokes the partitions
+                    self._heartbeat_due = 0.0  # the next poll revokes the partitions
                     raise ConsumerError(
                         f"cannot commit offsets of group {self._group!r}: another member "
                         "has taken over its lease"
@@ -426,7 +463,7 @@ class EmbeddedConsumer(Consumer[KafkaPayload]):
                 )
         except sqlite3.Error as exc:
             raise log_error(self._path, f"commit offsets of group {self._group!r}", exc) from None
-        self._last_heartbeat = now
+        self._heartbeat_due = time.monotonic() + self._heartbeat_interval
 
     def _trim(self) -> None:
         self._last_trim = time.monotonic()
