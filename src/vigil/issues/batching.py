@@ -1,0 +1,97 @@
+"""How the occurrence consumer orders a batch (spec A6): split by issue key, serial
+within a key, and the optional pruning of status changes. No I/O.
+
+Items are anything (decoded payloads, or the consumer's own wrappers around them); the
+functions take a callable that gives each item's payload or kind, so the consumer keeps
+its offsets and ids beside the payload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+PRUNE_STATUS_CHANGES_FEATURE = "organizations:occurence-consumer-prune-status-changes"
+"""The reference's name for the pruning feature, misspelling included: the name operators
+already use."""
+
+PRUNE_STATUS_CHANGES_ALIAS = "organizations:occurrence-consumer-prune-status-changes"
+"""The correctly spelled name, accepted as well."""
+
+DEDUPE_TTL_SECONDS = 300
+"""How long a processed message id is remembered, so a re-delivered one is skipped."""
+
+BatchKey = tuple[str, int | None]
+"""(raw first fingerprint part, project id): the unit of serial processing."""
+
+
+def batch_key(payload: object) -> BatchKey:
+    """The key a decoded message is processed under: its first fingerprint part as the
+    producer sent it (not hashed; "" when there is none) and its project id (None when
+    missing). Never raises: a malformed message still gets a key and fails later, in
+    its own group's turn."""
+    if not isinstance(payload, Mapping):
+        return ("", None)
+    fingerprint = payload.get("fingerprint")
+    first = fingerprint[0] if isinstance(fingerprint, list) and fingerprint else ""
+    project_id = payload.get("project_id")
+    return (
+        first if isinstance(first, str) else "",
+        project_id if isinstance(project_id, int) and not isinstance(project_id, bool) else None,
+    )
+
+
+def split_batch(items: Iterable[T], key: Callable[[T], Hashable]) -> list[list[T]]:
+    """The items grouped by `key`, each group in arrival order, the groups in the order
+    their first item arrived. Groups may run concurrently; a group runs serially."""
+    groups: dict[Hashable, list[T]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return list(groups.values())
+
+
+def split_payloads(payloads: Iterable[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
+    """`split_batch` for decoded payloads, keyed by `batch_key`."""
+    return split_batch(payloads, batch_key)
+
+
+def prunes_status_changes(organization_features: Collection[str]) -> bool:
+    """Whether an organization has status-change pruning on, under the reference's
+    spelling or the correct one, with or without the "organizations:" prefix."""
+    names = {PRUNE_STATUS_CHANGES_FEATURE, PRUNE_STATUS_CHANGES_ALIAS}
+    names |= {name.removeprefix("organizations:") for name in names}
+    return any(feature in names for feature in organization_features)
+
+
+@dataclass(frozen=True)
+class Pruned(Generic[T]):
+    """A group after pruning: the items to process, in order, and how many status
+    changes were dropped (for the metric)."""
+
+    items: list[T]
+    dropped: int
+
+
+def prune_status_changes(items: Sequence[T], is_status_change: Callable[[T], bool]) -> Pruned[T]:
+    """Keep every occurrence in order, and of the status changes only the last, moved
+    after all occurrences: [SC1, OCC1, SC2, OCC2] ⇒ [OCC1, OCC2, SC2]. A group without
+    status changes is returned unchanged."""
+    others = [item for item in items if not is_status_change(item)]
+    changes = [item for item in items if is_status_change(item)]
+    if not changes:
+        return Pruned(list(items), 0)
+    return Pruned([*others, changes[-1]], len(changes) - 1)
+
+
+def is_status_change_payload(payload: object) -> bool:
+    """Whether a decoded message is a status change (payload_type "status_change")."""
+    return isinstance(payload, Mapping) and payload.get("payload_type") == "status_change"
+
+
+def dedupe_key(message_id: object) -> str:
+    """The key under which a processed message id is remembered for
+    DEDUPE_TTL_SECONDS (the raw id as sent, not normalised)."""
+    return f"occurrence_consumer.process_occurrence_group.{message_id}"

@@ -1,0 +1,28 @@
+"""Sliding-window quotas (issue-creation quota per type, the optional per-fingerprint
+occurrence rate limit): the arithmetic only. The caller keeps per-bucket counts wherever
+it likes (vigil: its database). No I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from vigil.issues.group_types import Quota
+
+
+def bucket_of(timestamp: float, quota: Quota) -> int:
+    """The bucket a moment falls in: epoch seconds floored to the granularity."""
+    return int(timestamp // quota.granularity_seconds) * quota.granularity_seconds
+
+
+def window_usage(buckets: Mapping[int, int], timestamp: float, quota: Quota) -> int:
+    """Units used in the window that ends with the bucket of `timestamp`: the sum of the
+    buckets (keyed by `bucket_of`) that start less than `window_seconds` before it."""
+    current = bucket_of(timestamp, quota)
+    oldest = current - quota.window_seconds
+    return sum(count for start, count in buckets.items() if oldest < start <= current)
+
+
+def is_granted(buckets: Mapping[int, int], timestamp: float, quota: Quota, units: int = 1) -> bool:
+    """Whether `units` more fit in the window at `timestamp` (the caller then adds them to
+    the bucket `bucket_of(timestamp)`)."""
+    return window_usage(buckets, timestamp, quota) + units <= quota.limit
