@@ -285,6 +285,18 @@ def test_commit_offsets_returns_what_it_committed_and_checks_partitions(
     assert c.closed
 
 
+def test_a_member_is_assigned_every_partition_of_its_topics(backend: EmbeddedBackend) -> None:
+    produce_closing(backend, TICKS, values("tick"))
+    produce_closing(backend, Partition(TOPIC, 3), values("occurrence"))
+    c = backend.get_consumer("g")
+    assigned: list[Mapping[Partition, int]] = []
+    c.subscribe([TICKS, TOPIC], on_assign=assigned.append)
+    got = {(m.partition, m.payload.value) for m in consume(c, 2)}
+    assert got == {(Partition(TICKS, 0), b"tick"), (Partition(TOPIC, 3), b"occurrence")}
+    assert assigned == [{Partition(TICKS, 0): 0, **{Partition(TOPIC, i): 0 for i in range(4)}}]
+    c.close()
+
+
 # --- seek, tell, pause, resume ---------------------------------------------------------
 
 

@@ -28,9 +28,19 @@ class Member:
 
     @classmethod
     def new(cls) -> Member:
-        host = socket.gethostname()
+        host = this_host()
         pid = os.getpid()
         return cls(f"{host}:{pid}:{uuid.uuid4().hex[:12]}", pid, host)
+
+
+def this_host() -> str:
+    """Where a pid means this process table: the host name, and on Linux the pid
+    namespace, so that two containers sharing a log file never judge each other's pids."""
+    try:
+        namespace = f"/pidns:{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        namespace = ""
+    return socket.gethostname() + namespace
 
 
 def try_acquire(

@@ -94,7 +94,10 @@ def open_log(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     The connection is in autocommit mode (transactions are explicit, see
     `write_transaction`) and may be used from several threads if the caller serialises
     its use."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LogError(f"cannot create the directory of the embedded log {path}: {exc}") from None
     _check_magic(path)
     try:
         conn = sqlite3.connect(
