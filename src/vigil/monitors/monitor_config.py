@@ -149,8 +149,8 @@ def validate_monitor_config(raw: object) -> ValidConfig | InvalidConfig:
         return InvalidConfig(errors, owner)
 
     checked = _check_schedule(schedule_type, schedule)
-    if isinstance(checked, InvalidConfig):
-        return InvalidConfig(checked.errors, owner)
+    if isinstance(checked, dict):
+        return InvalidConfig(checked, owner)
     final_type, final_schedule = checked
     config = MonitorConfig(
         schedule_type=int(final_type),
@@ -295,7 +295,8 @@ def _timezone_field(raw: Mapping[str, Any], errors: FieldErrors) -> str | None:
 
 def _check_schedule(
     schedule_type: ScheduleType | None, schedule: object
-) -> tuple[ScheduleType, str | IntervalSchedule] | InvalidConfig:
+) -> tuple[ScheduleType, str | IntervalSchedule] | FieldErrors:
+    """The schedule type and normalised schedule, or the first problem as field errors."""
     if isinstance(schedule, Mapping):
         # Object form: its "type" wins over `schedule_type`; an interval's value and
         # unit become the [count, unit] list form.
@@ -306,15 +307,15 @@ def _check_schedule(
         else:
             schedule = schedule.get("value")
     if schedule_type is None:
-        return InvalidConfig({"schedule_type": [MISSING_SCHEDULE_TYPE]}, None)
+        return {"schedule_type": [MISSING_SCHEDULE_TYPE]}
     if schedule_type == ScheduleType.INTERVAL:
         interval = _check_interval(schedule)
         if isinstance(interval, str):
-            return InvalidConfig({"schedule": [interval]}, None)
+            return {"schedule": [interval]}
         return ScheduleType.INTERVAL, interval
     crontab = normalise_crontab(schedule)
     if crontab.error is not None:
-        return InvalidConfig({"schedule": [crontab.error]}, None)
+        return {"schedule": [crontab.error]}
     return ScheduleType.CRONTAB, crontab.expression
 
 

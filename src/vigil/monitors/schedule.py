@@ -64,6 +64,9 @@ Schedule = Crontab | Interval
 _ELAPSED_UNITS = {IntervalUnit.MINUTE: timedelta(minutes=1), IntervalUnit.HOUR: timedelta(hours=1)}
 _DAYS_PER_UNIT = {IntervalUnit.DAY: 1, IntervalUnit.WEEK: 7}
 _MONTHS_PER_UNIT = {IntervalUnit.MONTH: 1, IntervalUnit.YEAR: 12}
+# A month step can land on a missing day (the 31st, Feb 29) a few times in a row; more
+# than this many misses in a row means the schedule has run off the calendar.
+_MAX_SKIPPED_STEPS = 64
 
 
 def schedule_of(config: Mapping[str, Any]) -> Schedule:
@@ -207,10 +210,6 @@ def _crontab_prev(expression: str, reference: datetime, zone: tzinfo) -> datetim
 
 
 # --- intervals --------------------------------------------------------------------
-
-# A month step can land on a missing day (the 31st, Feb 29) a few times in a row; more
-# than this many misses in a row means the schedule has run off the calendar.
-_MAX_SKIPPED_STEPS = 64
 
 
 def _interval_points(
