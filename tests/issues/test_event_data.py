@@ -143,7 +143,7 @@ def test_legacy_schema_requirements(changes: dict[str, Any], problem: str) -> No
 
 
 def test_build_keeps_the_listed_fields_only() -> None:
-    event = {name: {"v": name} for name in EVENT_FIELDS_WHEN_PRESENT}
+    event: dict[str, Any] = {name: {"v": name} for name in EVENT_FIELDS_WHEN_PRESENT}
     event.update(
         platform="go",
         tags={"t": "1"},
