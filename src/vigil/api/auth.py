@@ -68,19 +68,30 @@ def check_token(token: ApiToken | None) -> ApiToken:
 
 
 def check_access(
-    token: ApiToken, organization: Organization | None, org_slug: str, required: str
+    token: ApiToken,
+    organization: Organization | None,
+    org_slug: str,
+    required: str | tuple[str, ...],
 ) -> Organization:
-    """The organization `token` may act on with scope `required`: HTTPException(403)
-    unless `organization` (None: no such slug) is the token's and the scope is held."""
+    """The organization `token` may act on with scope `required` (or any one of several):
+    HTTPException(403) unless `organization` (None: no such slug) is the token's and the
+    scope is held."""
     if organization is None or organization.id != token.organization_id:
         raise HTTPException(403, f"this token has no access to organization {org_slug!r}")
-    if not scope_satisfied(token.scopes, required):
-        raise HTTPException(403, f"this token lacks the {required} scope")
+    options = (required,) if isinstance(required, str) else required
+    if not any(scope_satisfied(token.scopes, scope) for scope in options):
+        raise HTTPException(403, f"this token lacks the {' or '.join(options)} scope")
     return organization
 
 
-def authorize(conn: Connection, authorization: str | None, org_slug: str, required: str) -> Access:
-    """Authenticate the bearer token and authorize it for `org_slug` and `required`."""
+def authorize(
+    conn: Connection,
+    authorization: str | None,
+    org_slug: str,
+    required: str | tuple[str, ...],
+) -> Access:
+    """Authenticate the bearer token and authorize it for `org_slug` and `required`
+    (a scope, or several of which any one will do)."""
     secret = bearer_token(authorization)
     if secret is None:
         raise HTTPException(401, NO_CREDENTIALS)

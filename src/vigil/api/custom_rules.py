@@ -26,7 +26,6 @@ from typing import Any
 
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
@@ -123,19 +122,7 @@ def _authorize(conn: Connection, request: Request) -> Access:
     """Any org or project scope at read level or higher."""
     header = request.headers.get("authorization")
     slug = request.path_params["organization_slug"]
-    try:
-        return authorize(conn, header, slug, "org:read")
-    except HTTPException as exc:
-        if exc.status_code != 403 or "scope" not in str(exc.detail):
-            raise
-    try:
-        return authorize(conn, header, slug, "project:read")
-    except HTTPException as exc:
-        if exc.status_code == 403:
-            raise HTTPException(
-                403, "this token lacks the org:read or project:read scope"
-            ) from None
-        raise
+    return authorize(conn, header, slug, ("org:read", "project:read"))
 
 
 async def create_or_extend(request: Request) -> Response:
