@@ -15,10 +15,10 @@ from enum import StrEnum
 import orjson
 
 # The routing key is computed in one place, with the other slug rules; re-exported here.
+from vigil.monitors.slugs import MAX_SLUG_LENGTH
 from vigil.monitors.slugs import routing_key as routing_key
 
 # Relay truncates slugs to this many characters before anything else looks at them.
-MAX_SLUG_CHARS = 50
 
 
 class InvalidReason(StrEnum):
@@ -60,7 +60,7 @@ def inspect_check_in(payload: bytes) -> CheckInRef:
     slug = value.get("monitor_slug")
     if not isinstance(slug, str):
         raise InvalidCheckIn(InvalidReason.MISSING_SLUG, "check-in has no string monitor_slug")
-    slug = slug[:MAX_SLUG_CHARS]
+    slug = slug[:MAX_SLUG_LENGTH]
     if not slug.strip():
         raise InvalidCheckIn(InvalidReason.EMPTY_SLUG, "check-in monitor_slug is empty")
     environment = value.get("environment")
