@@ -222,6 +222,24 @@ def test_close_writes_everything_produced_before_it(backend: EmbeddedBackend) ->
     c.close()
 
 
+def test_large_and_empty_messages_round_trip(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, max_message_bytes=2 * 1024 * 1024)
+    backend = EmbeddedBackend(settings)
+    backend.ensure_topics()
+    large = [KafkaPayload(None, bytes([i]) * (1024 * 1024), []) for i in range(20)]
+    empty = [KafkaPayload(None, b"", []) for _ in range(5)]
+    produce_closing(backend, Partition(TOPIC, 0), large)
+    produce_closing(backend, Partition(TOPIC, 1), empty)
+    c = backend.get_consumer("g")
+    c.subscribe([TOPIC])
+    got = consume(c, 25)
+    assert [m.payload for m in got if m.partition.index == 0] == large
+    assert [m.payload for m in got if m.partition.index == 1] == empty
+    assert drained(c)
+    c.close()
+    backend.close()
+
+
 # --- committed offsets and groups ------------------------------------------------------
 
 

@@ -43,7 +43,10 @@ TRIM_INTERVAL_S = 5.0
 # Read-ahead: messages and bytes fetched from one partition at a time.
 FETCH_MESSAGES = 1000
 FETCH_BYTES = 8 * 1024 * 1024
-FETCH_STEP = 100  # rows turned into messages at a time, until FETCH_BYTES
+# Rows turned into messages at a time, until FETCH_BYTES: few at first, as rows may be
+# large, then as many as fit.
+FETCH_FIRST_STEP = 10
+FETCH_STEP = 200
 
 
 class _Chunk:
@@ -346,7 +349,8 @@ class EmbeddedConsumer(Consumer[KafkaPayload]):
         messages: list[BrokerValue[KafkaPayload]] = []
         stamps: dict[int, datetime] = {}  # the messages of one write share their timestamp
         size = 0
-        while size < FETCH_BYTES and (rows := cursor.fetchmany(FETCH_STEP)):
+        step = FETCH_FIRST_STEP
+        while size < FETCH_BYTES and (rows := cursor.fetchmany(step)):
             for ms in {row[4] for row in rows} - stamps.keys():
                 stamps[ms] = EPOCH + timedelta(milliseconds=ms)
             messages += [
@@ -359,6 +363,7 @@ class EmbeddedConsumer(Consumer[KafkaPayload]):
                 for found, key, value, headers, ms in rows
             ]
             size += sum(len(row[2]) for row in rows)
+            step = max(1, min(FETCH_STEP, (FETCH_BYTES - size) * len(messages) // max(size, 1)))
         cursor.close()
         # Offsets are unique and in order, so first and last tell whether any is missing.
         if messages and (
