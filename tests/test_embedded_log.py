@@ -240,6 +240,25 @@ def test_large_and_empty_messages_round_trip(tmp_path: Path) -> None:
     backend.close()
 
 
+def test_a_failed_write_fails_its_futures_and_the_producer_goes_on(
+    settings: Settings, backend: EmbeddedBackend
+) -> None:
+    producer = EmbeddedProducer(settings.log_path, 1024, busy_timeout_ms=100)
+    blocker = sqlite3.connect(settings.log_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # holds the write lock past the busy timeout
+    failing = producer.produce(TICKS, KafkaPayload(None, b"lost", []))
+    with pytest.raises(LogError, match="locked"):
+        failing.result(timeout=WAIT_S)
+    assert failing.done()
+    blocker.execute("ROLLBACK")
+    blocker.close()
+
+    [written] = produce(producer, TICKS, values("kept"))
+    producer.close().result(timeout=WAIT_S)
+    assert written.offset == 0
+    assert kept_offsets(settings, TICKS) == [0]
+
+
 # --- committed offsets and groups ------------------------------------------------------
 
 
