@@ -7,6 +7,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     Float,
@@ -14,10 +15,13 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
     UniqueConstraint,
+    Uuid,
+    text,
 )
 
 # Stable constraint names, so migrations can refer to them on both databases.
@@ -174,4 +178,196 @@ custom_dynamic_sampling_rule_project = Table(
         primary_key=True,
         index=True,
     ),
+)
+
+# --- crons (spec B1, B10) ---------------------------------------------------------------
+#
+# Environments are per project, named once and shared by everything that is tagged with
+# an environment (monitor environments now, issue events later), as in the reference.
+environment = Table(
+    "environment",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "project_id",
+        BigId,
+        ForeignKey("project.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("name", String(64), nullable=False),
+    Column("date_added", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("project_id", "name", name="uq_environment_project_id_name"),
+)
+
+monitor = Table(
+    "monitor",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("guid", Uuid, nullable=False, unique=True),
+    Column(
+        "organization_id",
+        BigId,
+        ForeignKey("organization.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,  # the organization's monitor limit and listings
+    ),
+    Column(
+        "project_id",
+        BigId,
+        ForeignKey("project.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("slug", String(50), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("status", SmallInteger, nullable=False),  # ObjectStatus
+    Column("type", SmallInteger, nullable=False),  # MonitorType
+    Column("is_muted", Boolean, nullable=False),
+    # No user or team tables yet: the ids are whatever the owner resolver answers.
+    Column("owner_user_id", BigInteger, nullable=True),
+    Column("owner_team_id", BigInteger, nullable=True),
+    Column("config", JSON, nullable=False),
+    Column("date_added", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("project_id", "slug", name="uq_monitor_project_id_slug"),
+    CheckConstraint("owner_user_id IS NULL OR owner_team_id IS NULL", name="ck_monitor_one_owner"),
+)
+
+monitor_environment = Table(
+    "monitor_environment",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "monitor_id",
+        BigId,
+        ForeignKey("monitor.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column(
+        "environment_id",
+        BigId,
+        ForeignKey("environment.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("status", SmallInteger, nullable=False),  # MonitorStatus
+    Column("is_muted", Boolean, nullable=False),
+    # the clock selects the environments that are due by next_checkin_latest
+    Column("next_checkin", DateTime(timezone=True), nullable=True),
+    Column("next_checkin_latest", DateTime(timezone=True), nullable=True, index=True),
+    Column("last_checkin", DateTime(timezone=True), nullable=True),
+    Column("date_added", DateTime(timezone=True), nullable=False),
+    UniqueConstraint(
+        "monitor_id", "environment_id", name="uq_monitor_environment_monitor_id_environment_id"
+    ),
+)
+
+monitor_checkin = Table(
+    "monitor_checkin",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("guid", Uuid, nullable=False, unique=True),
+    Column(
+        "project_id",
+        BigId,
+        ForeignKey("project.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column(
+        "monitor_id",
+        BigId,
+        ForeignKey("monitor.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column(
+        "monitor_environment_id",
+        BigId,
+        ForeignKey("monitor_environment.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("status", SmallInteger, nullable=False),  # CheckInStatus
+    Column("duration", Integer, nullable=True),  # milliseconds
+    Column("date_added", DateTime(timezone=True), nullable=False),
+    Column("date_updated", DateTime(timezone=True), nullable=False),
+    Column("date_clock", DateTime(timezone=True), nullable=True),
+    Column("expected_time", DateTime(timezone=True), nullable=True),
+    Column("timeout_at", DateTime(timezone=True), nullable=True),
+    Column("monitor_config", JSON, nullable=True),
+    Column("trace_id", Uuid, nullable=True),
+    # the clock's timeout task: in-progress check-ins whose timeout has passed
+    Index("ix_monitor_checkin_status_timeout_at", "status", "timeout_at"),
+    # thresholds, "latest in progress" and listings read an environment's newest first
+    Index(
+        "ix_monitor_checkin_monitor_environment_id_date_added",
+        "monitor_environment_id",
+        "date_added",
+    ),
+    Index("ix_monitor_checkin_monitor_id_date_added", "monitor_id", "date_added"),
+)
+
+monitor_incident = Table(
+    "monitor_incident",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "monitor_id",
+        BigId,
+        ForeignKey("monitor.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column(
+        "monitor_environment_id",
+        BigId,
+        ForeignKey("monitor_environment.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column(
+        "starting_checkin_id",
+        BigId,
+        ForeignKey("monitor_checkin.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
+    Column("starting_timestamp", DateTime(timezone=True), nullable=True),
+    # Deliberately no ON DELETE action: nulling it would silently reopen a resolved
+    # incident, so whatever deletes old check-ins must delete their incidents first.
+    Column(
+        "resolving_checkin_id",
+        BigId,
+        ForeignKey("monitor_checkin.id"),
+        nullable=True,
+    ),
+    Column("resolving_timestamp", DateTime(timezone=True), nullable=True),
+    Column("grouphash", String(32), nullable=False),  # the issue's fingerprint
+    Column("date_added", DateTime(timezone=True), nullable=False),
+    # At most one active (unresolved) incident per monitor environment, enforced by the
+    # database on both SQLite and PostgreSQL with a partial unique index.
+    Index(
+        "uq_monitor_incident_active",
+        "monitor_environment_id",
+        unique=True,
+        sqlite_where=text("resolving_checkin_id IS NULL"),
+        postgresql_where=text("resolving_checkin_id IS NULL"),
+    ),
+    Index("ix_monitor_incident_monitor_environment_id", "monitor_environment_id"),
+)
+
+# User-visible processing errors (B10): at most 10 per entity, 7 days, newest first.
+monitor_processing_error = Table(
+    "monitor_processing_error",
+    metadata,
+    Column("id", String(32), primary_key=True),  # uuid4 hex
+    Column(
+        "project_id",
+        BigId,
+        ForeignKey("project.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column(
+        "monitor_id",
+        BigId,
+        ForeignKey("monitor.id", ondelete="CASCADE"),
+        nullable=True,
+    ),
+    Column("entity", String(64), nullable=False),  # "monitor:{id}" or "project:{id}"
+    Column("checkin", JSON, nullable=False),  # {ts, partition, message, payload}
+    Column("errors", JSON, nullable=False),  # [{type, ...extra fields}]
+    Column("date_added", DateTime(timezone=True), nullable=False),  # the message's time
+    Index("ix_monitor_processing_error_entity_date_added", "entity", "date_added"),
 )
