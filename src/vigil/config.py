@@ -34,6 +34,9 @@ class Settings:
     sqlite_busy_timeout_ms: int = 30_000
     topic_prefix: str = ""  # prepended to every topic name, to share one Kafka cluster
     kafka_session_timeout_ms: int = 10_000
+    # crons creation limits (the reference's MAX_MONITORS_PER_ORG / _ENVIRONMENTS_PER_MONITOR)
+    max_monitors_per_org: int = 10_000
+    max_environments_per_monitor: int = 1_000
 
     @property
     def host(self) -> str:
@@ -151,6 +154,14 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "kafka_session_timeout_ms": (
         "VIGIL_KAFKA_SESSION_TIMEOUT_MS",
         _positive_int("VIGIL_KAFKA_SESSION_TIMEOUT_MS"),
+    ),
+    "max_monitors_per_org": (
+        "VIGIL_MAX_MONITORS_PER_ORG",
+        _positive_int("VIGIL_MAX_MONITORS_PER_ORG"),
+    ),
+    "max_environments_per_monitor": (
+        "VIGIL_MAX_ENVIRONMENTS_PER_MONITOR",
+        _positive_int("VIGIL_MAX_ENVIRONMENTS_PER_MONITOR"),
     ),
 }
 
