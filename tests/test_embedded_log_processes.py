@@ -74,6 +74,22 @@ time.sleep(3600)
 """
 
 
+# argv: home, gate file. Waits for the gate, then opens the log (creating it if it is
+# not there yet) and creates vigil's topics.
+OPENER = """
+import os, sys, time
+from pathlib import Path
+from vigil.config import Settings
+from vigil.streams.embedded.backend import EmbeddedBackend
+
+home, gate = sys.argv[1:]
+print("ready", flush=True)
+while not os.path.exists(gate):
+    time.sleep(0.001)
+EmbeddedBackend(Settings(home=Path(home), partitions=4)).ensure_topics(["sink"])
+"""
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(home=tmp_path / "home", partitions=4)
@@ -200,3 +216,16 @@ def test_a_sigkilled_members_lease_is_taken_over_at_once(
     finally:
         holder.kill()
         holder.wait(WAIT_S)
+
+
+def test_processes_creating_one_log_at_once_agree(tmp_path: Path) -> None:
+    home, gate = tmp_path / "home", tmp_path / "go"
+    children = [spawn(OPENER, home, gate) for _ in range(4)]
+    for child in children:
+        assert read_line(child.stdout) == "ready"
+    gate.touch()  # all open the missing file together
+    assert [child.wait(WAIT_S) for child in children] == [0, 0, 0, 0]
+    backend = EmbeddedBackend(Settings(home=home))
+    assert backend.partition_count("ingest-monitors") == 4
+    assert backend.partition_count("sink-dlq") == 1
+    backend.close()

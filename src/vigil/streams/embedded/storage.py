@@ -11,6 +11,7 @@ of someone else's, a damaged file, or a log written by a newer vigil each give a
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from vigil.streams.backend import LogError
 APPLICATION_ID = 0x5647_4C47  # "VGLG": a vigil log
 FORMAT_VERSION = 1
 SQLITE_MAGIC = b"SQLite format 3\x00"
+_OPEN_RETRY_S = 0.01
 
 _SCHEMA = (
     """CREATE TABLE topics (
@@ -108,10 +110,27 @@ def open_log(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
         )
     except sqlite3.Error as exc:
         raise LogError(f"cannot open the embedded log {path}: {exc}") from None
+    # While another process creates the file, or switches it to WAL, SQLite can answer
+    # "locked" without waiting on the busy timeout; so wait here, as long.
+    deadline = time.monotonic() + busy_timeout_ms / 1000
     try:
-        _prepare(conn, path)
+        while True:
+            try:
+                _prepare(conn, path)
+                return conn
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc) or time.monotonic() > deadline:
+                    raise
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                time.sleep(_OPEN_RETRY_S)
     except sqlite3.DatabaseError as exc:
         conn.close()
+        if isinstance(exc, sqlite3.OperationalError) and _busy(exc):
+            raise LogError(
+                f"the embedded log {path} stayed locked by another process for "
+                f"{busy_timeout_ms} ms (VIGIL_SQLITE_BUSY_TIMEOUT_MS)"
+            ) from None
         raise LogError(
             f"the embedded log {path} is damaged or unreadable ({exc}); move it away to "
             "start a new log"
@@ -119,7 +138,11 @@ def open_log(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     except BaseException:
         conn.close()
         raise
-    return conn
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _check_magic(path: Path) -> None:
@@ -140,14 +163,23 @@ def _check_magic(path: Path) -> None:
 
 
 def _marks(conn: sqlite3.Connection) -> tuple[int, int, list[str]]:
-    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    tables = [
-        r[0]
-        for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
-        ).fetchall()
-    ]
+    """The file's application id, format version and tables, from one snapshot (another
+    process may be creating the log meanwhile)."""
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            ).fetchall()
+        ]
+    finally:
+        if own:
+            conn.execute("COMMIT")
     return int(app_id), int(version), tables
 
 
