@@ -1,0 +1,479 @@
+"""Reading and writing monitors and monitor environments (B1, B4.4). Every function
+takes an open connection, so the caller owns the transaction; times are parameters
+(defaulting to now) so tests need no clock.
+
+`ensure_monitor_with_config` is the check-in consumer's monitor upsert; `ensure_environment`
+finds or makes the monitor environment a check-in lands in. Both enforce the operator's
+creation limits (`Settings.max_monitors_per_org`, `Settings.max_environments_per_monitor`),
+serialising creation per organization or per monitor so that concurrent consumers can
+never pass a limit together.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy import Connection, Row, and_, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from vigil.db.engine import serialize
+from vigil.db.tables import environment as environment_table
+from vigil.db.tables import monitor as monitor_table
+from vigil.db.tables import monitor_environment as monitor_environment_table
+from vigil.monitors.enums import MonitorStatus, MonitorType, ObjectStatus
+from vigil.monitors.environment_name import environment_name, is_valid_environment_name
+from vigil.monitors.models import Monitor, MonitorEnvironment, MonitorWithEnvironments
+from vigil.monitors.monitor_config import (
+    InvalidConfig,
+    MonitorConfig,
+    parse_owner,
+    validate_monitor_config,
+)
+from vigil.monitors.processing_errors import ProcessingError, ProcessingErrorType
+from vigil.tenancy.store import Project
+
+log = logging.getLogger(__name__)
+
+# The message of MonitorEnvironmentValidationFailed, as the reference words it (for any
+# invalid name, not only a long one).
+ENVIRONMENT_NAME_INVALID: Final = "Environment name too long"
+# The keys a stored config can have that a check-in's config may set.
+CONFIG_KEYS: Final = frozenset(MonitorConfig.__annotations__)
+# Always taken from a check-in's validated config when it updates a monitor.
+_ALWAYS_MERGED: Final = frozenset({"schedule", "schedule_type"})
+
+# PostgreSQL advisory-lock key spaces: this prefix, then the organization or monitor id.
+_ORG_MONITORS_LOCK: Final = 0x6D6F << 48
+_MONITOR_ENVIRONMENTS_LOCK: Final = 0x6D65 << 48
+
+# (kind, identifier) of "user:…" / "team:…" ⇒ that user's or team's id in the
+# organization, or None when it is not one of the organization's.
+OwnerResolver = Callable[[str, str], int | None]
+
+
+class MonitorLimitsExceeded(Exception):
+    """The organization already has as many monitors as it may have."""
+
+
+class MonitorEnvironmentLimitsExceeded(Exception):
+    """The monitor already has as many environments as it may have."""
+
+
+class MonitorEnvironmentValidationFailed(Exception):
+    """A check-in names an environment that cannot exist."""
+
+
+@dataclass(frozen=True)
+class EnsuredMonitor:
+    """What the upsert found or made: the monitor (None when there is none), and the
+    processing errors the caller is to raise (only ever MONITOR_INVALID_CONFIG, when a
+    config was sent for a monitor that does not exist and it is invalid)."""
+
+    monitor: Monitor | None
+    errors: tuple[ProcessingError, ...] = ()
+
+
+def no_owners(kind: str, identifier: str) -> int | None:
+    """An owner resolver for installs without users or teams: nobody resolves."""
+    return None
+
+
+def _now(now: datetime | None) -> datetime:
+    return datetime.now(UTC) if now is None else now.astimezone(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything vigil stores is UTC.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+# --- monitors --------------------------------------------------------------------------
+
+
+def _monitor(row: Row[Any]) -> Monitor:
+    date_added = _aware(row.date_added)
+    assert date_added is not None
+    return Monitor(
+        id=row.id,
+        guid=row.guid,
+        organization_id=row.organization_id,
+        project_id=row.project_id,
+        slug=row.slug,
+        name=row.name,
+        status=ObjectStatus(row.status),
+        type=MonitorType(row.type),
+        is_muted=row.is_muted,
+        owner_user_id=row.owner_user_id,
+        owner_team_id=row.owner_team_id,
+        config=dict(row.config),
+        date_added=date_added,
+    )
+
+
+def get_monitor(conn: Connection, project_id: int, slug: str) -> Monitor | None:
+    """The project's monitor with this slug, or None."""
+    row = conn.execute(
+        select(monitor_table).where(
+            and_(monitor_table.c.project_id == project_id, monitor_table.c.slug == slug)
+        )
+    ).first()
+    return None if row is None else _monitor(row)
+
+
+def get_monitor_by_id(conn: Connection, monitor_id: int) -> Monitor | None:
+    """The monitor with this id, or None."""
+    row = conn.execute(select(monitor_table).where(monitor_table.c.id == monitor_id)).first()
+    return None if row is None else _monitor(row)
+
+
+def get_organization_monitor(
+    conn: Connection, organization_id: int, slug: str, project_ids: Iterable[int] | None = None
+) -> Monitor | None:
+    """The organization's monitor with this slug (limited to `project_ids` when given),
+    or None. Slugs are unique per project only: when several projects have one, the
+    oldest monitor is the answer, so the answer never changes while it exists."""
+    query = select(monitor_table).where(
+        and_(monitor_table.c.organization_id == organization_id, monitor_table.c.slug == slug)
+    )
+    if project_ids is not None:
+        query = query.where(monitor_table.c.project_id.in_(list(project_ids)))
+    row = conn.execute(query.order_by(monitor_table.c.id).limit(1)).first()
+    return None if row is None else _monitor(row)
+
+
+def list_monitors(
+    conn: Connection, organization_id: int, project_ids: Iterable[int] | None = None
+) -> list[MonitorWithEnvironments]:
+    """The organization's monitors (of `project_ids` when given), ordered by name then
+    id, each with its environments ordered by name."""
+    query = select(monitor_table).where(monitor_table.c.organization_id == organization_id)
+    if project_ids is not None:
+        query = query.where(monitor_table.c.project_id.in_(list(project_ids)))
+    monitors = [
+        _monitor(r) for r in conn.execute(query.order_by(monitor_table.c.name, monitor_table.c.id))
+    ]
+    environments = list_monitor_environments(conn, [m.id for m in monitors])
+    return [
+        MonitorWithEnvironments(m, tuple(e for e in environments if e.monitor_id == m.id))
+        for m in monitors
+    ]
+
+
+def count_monitors(conn: Connection, organization_id: int) -> int:
+    """How many monitors the organization has (what its limit counts)."""
+    return int(
+        conn.execute(
+            select(func.count())
+            .select_from(monitor_table)
+            .where(monitor_table.c.organization_id == organization_id)
+        ).scalar_one()
+    )
+
+
+def ensure_monitor_with_config(
+    conn: Connection,
+    project: Project,
+    slug: str,
+    raw_config: object,
+    resolve_owner: OwnerResolver,
+    max_monitors: int,
+    *,
+    now: datetime | None = None,
+) -> EnsuredMonitor:
+    """The monitor a check-in is for, created or updated from its config (B4.4).
+
+    `slug` is the check-in's valid slug (`slugs.valid_monitor_slug`). Without a config
+    (absent or empty) the monitor is only looked up. An invalid config yields
+    MONITOR_INVALID_CONFIG when there is no monitor, and is ignored when there is one.
+    A valid config creates the monitor (named after its slug, active, a cron job) or is
+    merged into the existing one's. The config's `owner` is resolved with
+    `resolve_owner`; one that does not resolve sets no owner on creation and never
+    clears an existing owner.
+
+    Raises MonitorLimitsExceeded when creating would give the organization more than
+    `max_monitors` monitors.
+    """
+    monitor = get_monitor(conn, project.id, slug)
+    if not raw_config:
+        return EnsuredMonitor(monitor)
+    checked = validate_monitor_config(raw_config)
+    if isinstance(checked, InvalidConfig):
+        if monitor is None:
+            error = ProcessingError(
+                ProcessingErrorType.MONITOR_INVALID_CONFIG, {"errors": checked.errors}
+            )
+            return EnsuredMonitor(None, (error,))
+        log.info(
+            "ignoring an invalid config sent for an existing monitor",
+            extra={"monitor_id": monitor.id, "errors": checked.errors},
+        )
+        return EnsuredMonitor(monitor)
+    assert isinstance(raw_config, Mapping)  # a valid config came from a mapping
+    owner = _resolve_owner(checked.owner, resolve_owner)
+    if monitor is None:
+        monitor = _create_monitor(
+            conn, project, slug, checked.config, owner, max_monitors, _now(now)
+        )
+        if monitor is not None:
+            return EnsuredMonitor(monitor)
+        # Someone else created it meanwhile: theirs is updated like any existing one.
+        monitor = get_monitor(conn, project.id, slug)
+        assert monitor is not None
+    return EnsuredMonitor(_update_monitor(conn, monitor, raw_config, checked.config, owner))
+
+
+@dataclass(frozen=True)
+class _Owner:
+    user_id: int | None
+    team_id: int | None
+
+
+def _resolve_owner(owner: str | None, resolve: OwnerResolver) -> _Owner | None:
+    """The owner's ids, or None when there is no owner or it does not resolve (which the
+    reference only logs)."""
+    if owner is None:
+        return None
+    parsed = parse_owner(owner)
+    resolved = None if parsed is None else resolve(*parsed)
+    if parsed is None or resolved is None:
+        log.info("monitor owner %r does not resolve; ignored", owner)
+        return None
+    kind, _ = parsed
+    return _Owner(resolved, None) if kind == "user" else _Owner(None, resolved)
+
+
+def _create_monitor(
+    conn: Connection,
+    project: Project,
+    slug: str,
+    config: MonitorConfig,
+    owner: _Owner | None,
+    max_monitors: int,
+    now: datetime,
+) -> Monitor | None:
+    """A new monitor, or None when one with this slug appeared meanwhile."""
+    # Count and insert one creator at a time per organization, or two consumers could
+    # both see room for one more monitor.
+    serialize(conn, _ORG_MONITORS_LOCK | project.organization_id)
+    if get_monitor(conn, project.id, slug) is not None:
+        return None
+    if count_monitors(conn, project.organization_id) >= max_monitors:
+        raise MonitorLimitsExceeded(f"You may not exceed {max_monitors} monitors per organization")
+    values = {
+        "guid": uuid.uuid4(),
+        "organization_id": project.organization_id,
+        "project_id": project.id,
+        "slug": slug,
+        "name": slug,
+        "status": int(ObjectStatus.ACTIVE),
+        "type": int(MonitorType.CRON_JOB),
+        "is_muted": False,
+        "owner_user_id": owner.user_id if owner else None,
+        "owner_team_id": owner.team_id if owner else None,
+        "config": dict(config),
+        "date_added": now,
+    }
+    try:
+        with conn.begin_nested():
+            monitor_id = conn.execute(
+                monitor_table.insert().values(**values).returning(monitor_table.c.id)
+            ).scalar_one()
+    except IntegrityError:
+        return None
+    log.info("monitor created by a check-in", extra={"monitor_id": monitor_id, "slug": slug})
+    created = get_monitor_by_id(conn, monitor_id)
+    assert created is not None
+    return created
+
+
+def merge_config(
+    stored: Mapping[str, Any], payload: Mapping[str, Any], validated: MonitorConfig
+) -> dict[str, Any]:
+    """An existing monitor's config after a check-in sent `payload` (validated as
+    `validated`): the keys the payload names, and always schedule and schedule_type,
+    take their validated values (a key the validation dropped, such as an empty
+    timezone, is removed); every other stored key is kept."""
+    merged = dict(stored)
+    named = (set(payload) & CONFIG_KEYS) | _ALWAYS_MERGED
+    for key in named:
+        if key in validated:
+            merged[key] = validated[key]  # type: ignore[literal-required]
+        else:
+            merged.pop(key, None)
+    return merged
+
+
+def _update_monitor(
+    conn: Connection,
+    monitor: Monitor,
+    payload: Mapping[str, Any],
+    validated: MonitorConfig,
+    owner: _Owner | None,
+) -> Monitor:
+    changes: dict[str, Any] = {}
+    merged = merge_config(monitor.config, payload, validated)
+    if merged != monitor.config:
+        changes["config"] = merged
+    if owner is not None and (owner.user_id, owner.team_id) != (
+        monitor.owner_user_id,
+        monitor.owner_team_id,
+    ):
+        changes["owner_user_id"] = owner.user_id
+        changes["owner_team_id"] = owner.team_id
+    if not changes:
+        return monitor
+    conn.execute(update(monitor_table).where(monitor_table.c.id == monitor.id).values(**changes))
+    return replace(monitor, **changes)
+
+
+# --- environments ----------------------------------------------------------------------
+
+
+def _monitor_environment_query() -> Any:
+    me, env = monitor_environment_table, environment_table
+    return select(me, env.c.name.label("environment_name")).join(
+        env, env.c.id == me.c.environment_id
+    )
+
+
+def _monitor_environment(row: Row[Any]) -> MonitorEnvironment:
+    date_added = _aware(row.date_added)
+    assert date_added is not None
+    return MonitorEnvironment(
+        id=row.id,
+        monitor_id=row.monitor_id,
+        environment_id=row.environment_id,
+        environment=row.environment_name,
+        status=MonitorStatus(row.status),
+        is_muted=row.is_muted,
+        next_checkin=_aware(row.next_checkin),
+        next_checkin_latest=_aware(row.next_checkin_latest),
+        last_checkin=_aware(row.last_checkin),
+        date_added=date_added,
+    )
+
+
+def get_monitor_environment(
+    conn: Connection, monitor_id: int, name: str
+) -> MonitorEnvironment | None:
+    """The monitor's environment of this name, or None."""
+    row = conn.execute(
+        _monitor_environment_query().where(
+            and_(
+                monitor_environment_table.c.monitor_id == monitor_id,
+                environment_table.c.name == name,
+            )
+        )
+    ).first()
+    return None if row is None else _monitor_environment(row)
+
+
+def get_monitor_environment_by_id(
+    conn: Connection, monitor_environment_id: int
+) -> MonitorEnvironment | None:
+    """The monitor environment with this id, or None."""
+    row = conn.execute(
+        _monitor_environment_query().where(monitor_environment_table.c.id == monitor_environment_id)
+    ).first()
+    return None if row is None else _monitor_environment(row)
+
+
+def list_monitor_environments(
+    conn: Connection, monitor_ids: Sequence[int]
+) -> list[MonitorEnvironment]:
+    """The environments of these monitors, by monitor id, then environment name."""
+    if not monitor_ids:
+        return []
+    rows = conn.execute(
+        _monitor_environment_query()
+        .where(monitor_environment_table.c.monitor_id.in_(list(monitor_ids)))
+        .order_by(monitor_environment_table.c.monitor_id, environment_table.c.name)
+    )
+    return [_monitor_environment(r) for r in rows]
+
+
+def count_monitor_environments(conn: Connection, monitor_id: int) -> int:
+    """How many environments the monitor has (what its limit counts)."""
+    return int(
+        conn.execute(
+            select(func.count())
+            .select_from(monitor_environment_table)
+            .where(monitor_environment_table.c.monitor_id == monitor_id)
+        ).scalar_one()
+    )
+
+
+def ensure_environment(
+    conn: Connection,
+    project: Project,
+    monitor: Monitor,
+    name: str | None,
+    max_environments: int,
+    *,
+    now: datetime | None = None,
+) -> MonitorEnvironment:
+    """The monitor's environment named `name` ("production" when absent or empty),
+    created (status ACTIVE, not muted) with the project's environment if need be.
+
+    Raises MonitorEnvironmentValidationFailed("Environment name too long") for a name
+    that cannot be an environment's, and MonitorEnvironmentLimitsExceeded when creating
+    would give the monitor more than `max_environments` environments.
+    """
+    name = environment_name(name)
+    if not is_valid_environment_name(name):
+        raise MonitorEnvironmentValidationFailed(ENVIRONMENT_NAME_INVALID)
+    found = get_monitor_environment(conn, monitor.id, name)
+    if found is not None:
+        return found
+    moment = _now(now)
+    environment_id = _ensure_project_environment(conn, project.id, name, moment)
+    # One creator at a time per monitor, so the count below cannot be passed together.
+    serialize(conn, _MONITOR_ENVIRONMENTS_LOCK | monitor.id)
+    found = get_monitor_environment(conn, monitor.id, name)
+    if found is not None:
+        return found
+    if count_monitor_environments(conn, monitor.id) >= max_environments:
+        raise MonitorEnvironmentLimitsExceeded(
+            f"You may not exceed {max_environments} environments per monitor"
+        )
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                monitor_environment_table.insert().values(
+                    monitor_id=monitor.id,
+                    environment_id=environment_id,
+                    status=int(MonitorStatus.ACTIVE),
+                    is_muted=False,
+                    date_added=moment,
+                )
+            )
+    except IntegrityError:
+        pass  # created meanwhile: the same row is read below
+    found = get_monitor_environment(conn, monitor.id, name)
+    assert found is not None
+    return found
+
+
+def _ensure_project_environment(conn: Connection, project_id: int, name: str, now: datetime) -> int:
+    """The id of the project's environment of this name, created if missing."""
+    query = select(environment_table.c.id).where(
+        and_(environment_table.c.project_id == project_id, environment_table.c.name == name)
+    )
+    found = conn.execute(query).scalar_one_or_none()
+    if found is not None:
+        return int(found)
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                environment_table.insert().values(project_id=project_id, name=name, date_added=now)
+            )
+    except IntegrityError:
+        pass  # another check-in created it meanwhile
+    return int(conn.execute(query).scalar_one())
