@@ -1,6 +1,7 @@
 """The database itself allows at most one active (unresolved) incident per monitor
 environment, on SQLite and PostgreSQL alike: a second one is refused, however it is
-written. Resolved incidents are history and may be many."""
+written. Resolved incidents are history and may be many, and stay resolved: the check-in
+that resolved one cannot be deleted from under it."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from vigil.db.tables import monitor, monitor_checkin, monitor_incident
+from vigil.db.tables import monitor, monitor_checkin, monitor_environment, monitor_incident
 from vigil.monitors.enums import CheckInStatus
 from vigil.monitors.models import MonitorEnvironment
 from vigil.monitors.store import ensure_environment, ensure_monitor_with_config, no_owners
@@ -148,3 +149,31 @@ def test_each_environment_may_have_its_own_active_incident(
     open_incident(conn, production)
     open_incident(conn, staging)
     assert (active(conn, production), active(conn, staging)) == (1, 1)
+
+
+def test_deleting_a_monitor_takes_its_check_ins_and_incidents_with_it(
+    conn: Connection, environments: tuple[MonitorEnvironment, MonitorEnvironment]
+) -> None:
+    # resolving_checkin_id has no ON DELETE action; a cascade from the monitor removes
+    # the incident and its check-ins in the same statement, so it never gets in the way
+    production, staging = environments
+    resolve(conn, production, open_incident(conn, production))
+    open_incident(conn, staging)
+    conn.execute(delete(monitor).where(monitor.c.id == production.monitor_id))
+    for table in (monitor_incident, monitor_checkin, monitor_environment):
+        assert conn.execute(select(func.count()).select_from(table)).scalar_one() == 0
+
+
+def test_a_check_in_that_resolved_an_incident_cannot_be_deleted_alone(
+    conn: Connection, environments: tuple[MonitorEnvironment, MonitorEnvironment]
+) -> None:
+    # nulling the reference would silently reopen the incident
+    production, _ = environments
+    incident = open_incident(conn, production)
+    resolve(conn, production, incident)
+    resolving = conn.execute(
+        select(monitor_incident.c.resolving_checkin_id).where(monitor_incident.c.id == incident)
+    ).scalar_one()
+    with pytest.raises(IntegrityError), conn.begin_nested():
+        conn.execute(delete(monitor_checkin).where(monitor_checkin.c.id == resolving))
+    assert active(conn, production) == 0
