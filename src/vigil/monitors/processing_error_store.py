@@ -16,7 +16,7 @@ import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import Connection, Row, and_, delete, select, update
+from sqlalchemy import Connection, Row, Select, and_, delete, select, update
 
 from vigil.db.engine import serialize
 from vigil.db.tables import monitor as monitor_table
@@ -100,7 +100,7 @@ def _monitor_for_slug(conn: Connection, project_id: int, slug: object) -> int | 
     return None if found is None else int(found)
 
 
-def _newest_first(entity: str) -> Any:
+def _newest_first(entity: str) -> Select[Any]:
     return (
         select(error_table)
         .where(error_table.c.entity == entity)

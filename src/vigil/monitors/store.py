@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import Connection, Row, and_, func, select, update
+from sqlalchemy import Connection, Row, Select, and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from vigil.db.engine import serialize
@@ -153,17 +153,30 @@ def list_monitors(
 ) -> list[MonitorWithEnvironments]:
     """The organization's monitors (of `project_ids` when given), ordered by name then
     id, each with its environments ordered by name."""
-    query = select(monitor_table).where(monitor_table.c.organization_id == organization_id)
+    condition = monitor_table.c.organization_id == organization_id
     if project_ids is not None:
-        query = query.where(monitor_table.c.project_id.in_(list(project_ids)))
+        condition = and_(condition, monitor_table.c.project_id.in_(list(project_ids)))
     monitors = [
-        _monitor(r) for r in conn.execute(query.order_by(monitor_table.c.name, monitor_table.c.id))
+        _monitor(r)
+        for r in conn.execute(
+            select(monitor_table)
+            .where(condition)
+            .order_by(monitor_table.c.name, monitor_table.c.id)
+        )
     ]
-    environments = list_monitor_environments(conn, [m.id for m in monitors])
-    return [
-        MonitorWithEnvironments(m, tuple(e for e in environments if e.monitor_id == m.id))
-        for m in monitors
-    ]
+    # one query for all environments (not an IN list of every monitor id)
+    environments = conn.execute(
+        _monitor_environment_query()
+        .join(monitor_table, monitor_table.c.id == monitor_environment_table.c.monitor_id)
+        .where(condition)
+        .order_by(environment_table.c.name)
+    )
+    by_monitor: dict[int, list[MonitorEnvironment]] = {m.id: [] for m in monitors}
+    for row in environments:
+        env = _monitor_environment(row)
+        if env.monitor_id in by_monitor:  # not a monitor created between the two reads
+            by_monitor[env.monitor_id].append(env)
+    return [MonitorWithEnvironments(m, tuple(by_monitor[m.id])) for m in monitors]
 
 
 def count_monitors(conn: Connection, organization_id: int) -> int:
@@ -336,7 +349,7 @@ def _update_monitor(
 # --- environments ----------------------------------------------------------------------
 
 
-def _monitor_environment_query() -> Any:
+def _monitor_environment_query() -> Select[Any]:
     me, env = monitor_environment_table, environment_table
     return select(me, env.c.name.label("environment_name")).join(
         env, env.c.id == me.c.environment_id
