@@ -1,0 +1,745 @@
+"""What one check-in message means (B4.3-B4.7, B5, B6, B8.3): `process_checkin` applies a
+decoded `ingest-monitors` check-in to the database, records processing errors (B10) for
+the ones that cannot be applied, and hands monitor-failure occurrences and resolving
+status changes to an injected `produce_occurrence(payload, key)`.
+
+Time is always the message's: `start_time` for the check-in, the log timestamp for the
+rate limit and the error record. Only the occurrence's detection time and event
+timestamp are "now" (B8.3).
+
+Not here yet: the quota steps (3, 7, 9 never fire on a self-hosted install), outcomes,
+and a database-backed rate-limit window (`MinuteRateLimiter` counts in memory, per
+consumer process).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Protocol
+
+from sqlalchemy import Connection, Engine, Row, and_, desc, select, update
+from sqlalchemy.exc import IntegrityError
+
+from vigil.db.tables import environment as environment_table
+from vigil.db.tables import monitor_checkin as checkin_table
+from vigil.db.tables import monitor_environment as monitor_environment_table
+from vigil.db.tables import monitor_incident as incident_table
+from vigil.monitors import processing_error_store
+from vigil.monitors.enums import CheckInStatus, MonitorStatus, ObjectStatus
+from vigil.monitors.failure_reason import failure_reason
+from vigil.monitors.models import Monitor, MonitorEnvironment
+from vigil.monitors.monitor_config import (
+    failure_issue_threshold,
+    recovery_threshold,
+)
+from vigil.monitors.processing_errors import (
+    CheckinItem,
+    ProcessingError,
+    ProcessingErrorsException,
+    ProcessingErrorType,
+)
+from vigil.monitors.schedule import (
+    heartbeat_timeout_at,
+    next_expected,
+    next_expected_latest,
+    timeout_at,
+)
+from vigil.monitors.slugs import processing_key, valid_monitor_slug
+from vigil.monitors.store import (
+    MonitorEnvironmentLimitsExceeded,
+    MonitorEnvironmentValidationFailed,
+    MonitorLimitsExceeded,
+    OwnerResolver,
+    ensure_environment,
+    ensure_monitor_with_config,
+    get_monitor_by_id,
+    get_monitor_environment_by_id,
+    no_owners,
+)
+from vigil.tenancy.store import get_organization_by_id, get_project_by_id
+
+log = logging.getLogger(__name__)
+
+MAX_DURATION: Final = 2_147_483_647
+CHECKINS_PER_MINUTE: Final = 6
+MONITOR_FAILURE_TYPE: Final = 4001
+GROUP_STATUS_RESOLVED: Final = 1
+_CLIENT_STATUSES: Final = {
+    "ok": CheckInStatus.OK,
+    "error": CheckInStatus.ERROR,
+    "in_progress": CheckInStatus.IN_PROGRESS,
+}
+
+ProduceOccurrence = Callable[[dict[str, Any], str], None]
+
+
+class RateLimiter(Protocol):
+    def is_limited(self, key: str) -> bool:
+        """Count one check-in under `key`; True when it is over the limit."""
+
+
+@dataclass
+class MinuteRateLimiter:
+    """The per-monitor-environment limit of step 2, counted in this process's memory:
+    `limit` check-ins per key (the key names the message's minute, so a new minute is
+    a new bucket)."""
+
+    limit: int = CHECKINS_PER_MINUTE
+    counts: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def is_limited(self, key: str) -> bool:
+        self.counts[key] += 1
+        return self.counts[key] > self.limit
+
+
+@dataclass
+class CheckinProcessing:
+    """What processing needs besides the message: the organizations whose check-ins are
+    switched off, the rate limiter, the operator's creation limits, owner resolution and
+    where monitor-failure occurrences and status changes go."""
+
+    produce_occurrence: ProduceOccurrence
+    killswitch: frozenset[int] = frozenset()
+    rate_limiter: RateLimiter = field(default_factory=MinuteRateLimiter)
+    max_monitors: int = 10_000
+    max_environments: int = 1_000
+    resolve_owner: OwnerResolver = no_owners
+
+
+@dataclass(frozen=True)
+class CheckIn:
+    id: int
+    guid: uuid.UUID
+    project_id: int
+    monitor_id: int
+    monitor_environment_id: int
+    status: CheckInStatus
+    duration: int | None
+    date_added: datetime
+    date_updated: datetime
+    timeout_at: datetime | None
+    trace_id: uuid.UUID | None
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _checkin(row: Row[Any]) -> CheckIn:
+    date_added = _aware(row.date_added)
+    date_updated = _aware(row.date_updated)
+    assert date_added is not None and date_updated is not None
+    return CheckIn(
+        id=row.id,
+        guid=row.guid,
+        project_id=row.project_id,
+        monitor_id=row.monitor_id,
+        monitor_environment_id=row.monitor_environment_id,
+        status=CheckInStatus(row.status),
+        duration=row.duration,
+        date_added=date_added,
+        date_updated=date_updated,
+        timeout_at=_aware(row.timeout_at),
+        trace_id=row.trace_id,
+    )
+
+
+def get_checkin(conn: Connection, checkin_id: int) -> CheckIn | None:
+    row = conn.execute(select(checkin_table).where(checkin_table.c.id == checkin_id)).first()
+    return None if row is None else _checkin(row)
+
+
+def get_checkin_by_guid(conn: Connection, guid: uuid.UUID) -> CheckIn | None:
+    row = conn.execute(select(checkin_table).where(checkin_table.c.guid == guid)).first()
+    return None if row is None else _checkin(row)
+
+
+# --- the message ----------------------------------------------------------------------
+
+
+def start_time_of(item: CheckinItem) -> datetime:
+    return datetime.fromtimestamp(float(item.message["start_time"]), UTC)
+
+
+def rate_limit_key(item: CheckinItem) -> str:
+    """ "monitor-checkins:{processing_key}:{message minute, naive}" (B4.3 step 2)."""
+    project_id = int(item.message["project_id"])
+    minute = item.ts.astimezone(UTC).replace(second=0, microsecond=0, tzinfo=None)
+    key = processing_key(
+        project_id, str(item.payload.get("monitor_slug", "")), item.payload.get("environment")
+    )
+    return f"monitor-checkins:{key}:{minute:%Y-%m-%d %H:%M:%S}"
+
+
+def process_checkin(engine: Engine, item: CheckinItem, processing: CheckinProcessing) -> None:
+    """Apply one check-in; never raises. Processing errors are stored with the
+    original item; anything else is logged and the check-in dropped (B4.2)."""
+    try:
+        _process_checkin(engine, copy.deepcopy(item), processing)
+    except ProcessingErrorsException as exc:
+        try:
+            with engine.begin() as conn:
+                processing_error_store.store(
+                    conn, exc, item, int(item.message["project_id"]), item.ts
+                )
+        except Exception:
+            log.exception("Failed to store processing errors")
+    except Exception:
+        log.exception("Failed to process check-in")
+
+
+def _error(kind: ProcessingErrorType, **extra: Any) -> ProcessingError:
+    return ProcessingError(kind, extra)
+
+
+def _raise(kind: ProcessingErrorType, monitor: Monitor | None = None, **extra: Any) -> None:
+    raise ProcessingErrorsException([_error(kind, **extra)], monitor)
+
+
+def _process_checkin(engine: Engine, item: CheckinItem, processing: CheckinProcessing) -> None:
+    """The ordered steps of B4.3."""
+    start_time = start_time_of(item)
+    project_id = int(item.message["project_id"])
+    payload = dict(item.payload)
+    slug = valid_monitor_slug(str(payload.get("monitor_slug", "")))
+    with engine.connect() as conn:
+        project = get_project_by_id(conn, project_id)
+        if project is None:
+            log.info("check-in for an unknown project", extra={"project_id": project_id})
+            return
+        organization = get_organization_by_id(conn, project.organization_id)
+    # 1, 2
+    if organization.id in processing.killswitch:
+        _raise(ProcessingErrorType.ORGANIZATION_KILLSWITCH_ENABLED)
+    if processing.rate_limiter.is_limited(rate_limit_key(item)):
+        _raise(ProcessingErrorType.MONITOR_ENVIRONMENT_RATELIMITED)
+    # 4
+    try:
+        guid = uuid.UUID(str(payload.get("check_in_id")))
+    except ValueError:
+        _raise(ProcessingErrorType.CHECKIN_INVALID_GUID)
+    # 5
+    raw_config = payload.pop("monitor_config", None)
+    status, duration, trace_id = validate_checkin(payload)
+    # 6, 8
+    with engine.begin() as conn:
+        try:
+            ensured = ensure_monitor_with_config(
+                conn,
+                project,
+                slug,
+                raw_config,
+                processing.resolve_owner,
+                processing.max_monitors,
+                now=start_time,
+            )
+        except MonitorLimitsExceeded as exc:
+            ensured = None
+            limit_reason = str(exc)
+    if ensured is None:
+        _raise(ProcessingErrorType.MONITOR_LIMIT_EXCEEDED, reason=limit_reason)
+        return
+    monitor = ensured.monitor
+    if monitor is None:
+        errors = [*ensured.errors, _error(ProcessingErrorType.MONITOR_NOT_FOUND)]
+        raise ProcessingErrorsException(errors)
+    # 10
+    if monitor.status == ObjectStatus.DISABLED:
+        _raise(ProcessingErrorType.MONITOR_DISABLED, monitor)
+    # 11
+    env_error: ProcessingError | None = None
+    with engine.begin() as conn:
+        try:
+            monitor_environment = ensure_environment(
+                conn,
+                project,
+                monitor,
+                payload.get("environment"),
+                processing.max_environments,
+                now=start_time,
+            )
+        except MonitorEnvironmentLimitsExceeded as exc:
+            env_error = _error(
+                ProcessingErrorType.MONITOR_ENVIRONMENT_LIMIT_EXCEEDED, reason=str(exc)
+            )
+        except MonitorEnvironmentValidationFailed as exc:
+            env_error = _error(ProcessingErrorType.MONITOR_INVALID_ENVIRONMENT, reason=str(exc))
+    if env_error is not None:
+        raise ProcessingErrorsException([env_error], monitor)
+    # 12-14
+    with engine.begin() as conn:
+        checkin = _update_or_create(
+            conn,
+            monitor,
+            monitor_environment,
+            guid,
+            status,
+            duration,
+            trace_id,
+            start_time,
+            item.ts,
+        )
+        if checkin is None:
+            return
+        if checkin.status == CheckInStatus.ERROR:
+            mark_failed(
+                conn, checkin, start_time, processing.produce_occurrence, received=start_time
+            )
+        else:
+            mark_ok(conn, checkin, start_time, processing.produce_occurrence)
+
+
+def validate_checkin(
+    payload: Mapping[str, Any],
+) -> tuple[CheckInStatus, int | None, uuid.UUID | None]:
+    """Step 5: (status, duration in ms, trace id), or CHECKIN_VALIDATION_FAILED with
+    the field errors."""
+    errors: dict[str, list[str]] = {}
+    raw_status = payload.get("status")
+    status = _CLIENT_STATUSES.get(raw_status) if isinstance(raw_status, str) else None
+    if status is None:
+        if raw_status is None:
+            errors["status"] = ["This field is required."]
+        else:
+            errors["status"] = [f'"{raw_status}" is not a valid choice.']
+    duration: int | None = None
+    raw_duration = payload.get("duration")
+    if raw_duration is not None:
+        if isinstance(raw_duration, bool) or not isinstance(raw_duration, int | float):
+            errors["duration"] = ["A valid integer is required."]
+        else:
+            duration = int(raw_duration * 1000)
+            if duration < 0:
+                errors["duration"] = ["Ensure this value is greater than or equal to 0."]
+            elif duration > MAX_DURATION:
+                errors["duration"] = [f"Ensure this value is less than or equal to {MAX_DURATION}."]
+    environment = payload.get("environment")
+    if environment is not None and not isinstance(environment, str):
+        errors["environment"] = ["Not a valid string."]
+    trace_id: uuid.UUID | None = None
+    contexts = payload.get("contexts")
+    trace = contexts.get("trace") if isinstance(contexts, Mapping) else None
+    if isinstance(trace, Mapping) and trace.get("trace_id") is not None:
+        try:
+            trace_id = uuid.UUID(str(trace["trace_id"]))
+        except ValueError:
+            errors["contexts"] = ["Must be a valid UUID."]
+    if errors:
+        _raise(ProcessingErrorType.CHECKIN_VALIDATION_FAILED, errors=errors)
+    assert status is not None
+    return status, duration, trace_id
+
+
+# --- locating, updating, creating (B4.5-B4.7) ----------------------------------------------
+
+
+def _update_or_create(
+    conn: Connection,
+    monitor: Monitor,
+    env: MonitorEnvironment,
+    guid: uuid.UUID,
+    status: CheckInStatus,
+    duration: int | None,
+    trace_id: uuid.UUID | None,
+    start_time: datetime,
+    clock: datetime,
+) -> CheckIn | None:
+    """The check-in after applying the message, or None when nothing is to follow (a
+    late heartbeat for a finished run)."""
+    if guid.int == 0:
+        row = conn.execute(
+            select(checkin_table)
+            .where(
+                and_(
+                    checkin_table.c.monitor_environment_id == env.id,
+                    checkin_table.c.status == int(CheckInStatus.IN_PROGRESS),
+                )
+            )
+            .order_by(desc(checkin_table.c.date_added), desc(checkin_table.c.id))
+            .limit(1)
+            .with_for_update()
+        ).first()
+        existing = None if row is None else _checkin(row)
+        if existing is None:
+            guid = uuid.uuid4()
+    else:
+        row = conn.execute(
+            select(checkin_table).where(checkin_table.c.guid == guid).with_for_update()
+        ).first()
+        existing = None if row is None else _checkin(row)
+        if existing is not None and existing.monitor_environment_id != env.id:
+            other = get_monitor_environment_by_id(conn, existing.monitor_environment_id)
+            name = other.environment if other is not None else None
+            _raise(
+                ProcessingErrorType.CHECKIN_ENVIRONMENT_MISMATCH,
+                monitor,
+                existingEnvironment=name,
+            )
+    if existing is None:
+        created = _create(conn, monitor, env, guid, status, duration, trace_id, start_time, clock)
+        if created is not None:
+            return created
+        existing = get_checkin_by_guid(conn, guid)  # inserted meanwhile
+        assert existing is not None
+    return _update(conn, monitor, env, existing, status, duration, start_time)
+
+
+def _create(
+    conn: Connection,
+    monitor: Monitor,
+    env: MonitorEnvironment,
+    guid: uuid.UUID,
+    status: CheckInStatus,
+    duration: int | None,
+    trace_id: uuid.UUID | None,
+    start_time: datetime,
+    clock: datetime,
+) -> CheckIn | None:
+    date_added = start_time - timedelta(milliseconds=duration) if duration else start_time
+    # the stored config passed validation when it was stored: it is the snapshot
+    snapshot = dict(monitor.config)
+    values = {
+        "guid": guid,
+        "project_id": monitor.project_id,
+        "monitor_id": monitor.id,
+        "monitor_environment_id": env.id,
+        "status": int(status),
+        "duration": duration,
+        "date_added": date_added,
+        "date_updated": start_time,
+        "date_clock": clock.astimezone(UTC),
+        "expected_time": env.next_checkin,
+        "timeout_at": (
+            timeout_at(date_added, monitor.config) if status == CheckInStatus.IN_PROGRESS else None
+        ),
+        "monitor_config": snapshot,
+        "trace_id": trace_id,
+    }
+    try:
+        with conn.begin_nested():
+            conn.execute(checkin_table.insert().values(**values))
+    except IntegrityError:
+        return None
+    return get_checkin_by_guid(conn, guid)
+
+
+def _update(
+    conn: Connection,
+    monitor: Monitor,
+    env: MonitorEnvironment,
+    existing: CheckIn,
+    status: CheckInStatus,
+    duration: int | None,
+    start_time: datetime,
+) -> CheckIn | None:
+    errors: list[ProcessingError] = []
+    if (
+        existing.project_id != monitor.project_id
+        or existing.monitor_id != monitor.id
+        or existing.monitor_environment_id != env.id
+    ):
+        errors.append(
+            _error(ProcessingErrorType.CHECKIN_GUID_PROJECT_MISMATCH, guid=existing.guid.hex)
+        )
+    if existing.status in (CheckInStatus.OK, CheckInStatus.ERROR):
+        if status == CheckInStatus.IN_PROGRESS:
+            return None
+        errors.append(_error(ProcessingErrorType.CHECKIN_FINISHED))
+    if duration is None:
+        duration = int(abs((start_time - existing.date_added).total_seconds()) * 1000)
+    if duration < 0 or duration > MAX_DURATION:
+        errors.append(_error(ProcessingErrorType.CHECKIN_INVALID_DURATION, duration=str(duration)))
+    if errors:
+        raise ProcessingErrorsException(errors, monitor)
+    new_status = status
+    if existing.status == CheckInStatus.TIMEOUT and status in (
+        CheckInStatus.OK,
+        CheckInStatus.ERROR,
+    ):
+        new_status = CheckInStatus.TIMEOUT
+    values: dict[str, Any] = {"duration": duration, "status": int(new_status), "timeout_at": None}
+    if status == CheckInStatus.IN_PROGRESS:
+        values["timeout_at"] = heartbeat_timeout_at(start_time, existing.date_added, monitor.config)
+        values["date_updated"] = start_time
+    conn.execute(update(checkin_table).where(checkin_table.c.id == existing.id).values(**values))
+    return get_checkin(conn, existing.id)
+
+
+# --- mark_ok / mark_failed (B5, B6) ---------------------------------------------------
+
+
+def _recent_statuses(
+    conn: Connection, env_id: int, count: int, before: datetime | None = None
+) -> list[CheckIn]:
+    query = select(checkin_table).where(checkin_table.c.monitor_environment_id == env_id)
+    if before is not None:
+        query = query.where(checkin_table.c.date_added <= before)
+    rows = conn.execute(
+        query.order_by(desc(checkin_table.c.date_added), desc(checkin_table.c.id)).limit(count)
+    )
+    return [_checkin(r) for r in rows]
+
+
+def _active_incident(conn: Connection, env_id: int) -> Row[Any] | None:
+    return conn.execute(
+        select(incident_table).where(
+            and_(
+                incident_table.c.monitor_environment_id == env_id,
+                incident_table.c.resolving_checkin_id.is_(None),
+            )
+        )
+    ).first()
+
+
+def mark_ok(
+    conn: Connection,
+    checkin: CheckIn,
+    succeeded_at: datetime,
+    produce_occurrence: ProduceOccurrence,
+) -> None:
+    """B5: move the environment's last/next check-in and, for an OK check-in that
+    completes the recovery threshold, set it OK and resolve its active incident."""
+    monitor = get_monitor_by_id(conn, checkin.monitor_id)
+    env = get_monitor_environment_by_id(conn, checkin.monitor_environment_id)
+    assert monitor is not None and env is not None
+    params: dict[str, Any] = {
+        "last_checkin": checkin.date_added,
+        "next_checkin": next_expected(succeeded_at, monitor.config),
+        "next_checkin_latest": next_expected_latest(succeeded_at, monitor.config),
+    }
+    if env.status != MonitorStatus.OK and checkin.status == CheckInStatus.OK:
+        threshold = recovery_threshold(monitor.config)
+        recovering = threshold <= 1 or all(
+            c.status == CheckInStatus.OK for c in _recent_statuses(conn, env.id, threshold)
+        )
+        if recovering:
+            params["status"] = int(MonitorStatus.OK)
+            incident = _active_incident(conn, env.id)
+            if incident is not None:
+                resolve_incident_group(produce_occurrence, incident.grouphash, monitor.project_id)
+                conn.execute(
+                    update(incident_table)
+                    .where(incident_table.c.id == incident.id)
+                    .values(
+                        resolving_checkin_id=checkin.id,
+                        resolving_timestamp=checkin.date_added,
+                    )
+                )
+    if env.last_checkin is None or env.last_checkin <= succeeded_at:
+        conn.execute(
+            update(monitor_environment_table)
+            .where(monitor_environment_table.c.id == env.id)
+            .values(**params)
+        )
+
+
+def resolve_incident_group(
+    produce_occurrence: ProduceOccurrence, grouphash: str, project_id: int
+) -> None:
+    """Resolve the incident's issue: a RESOLVED status change for its fingerprint."""
+    payload = status_change_payload(grouphash, project_id)
+    produce_occurrence(payload, f"{grouphash}-{project_id}")
+
+
+def status_change_payload(grouphash: str, project_id: int) -> dict[str, Any]:
+    return {
+        "payload_type": "status_change",
+        "id": uuid.uuid4().hex,
+        "fingerprint": [grouphash],
+        "project_id": project_id,
+        "new_status": GROUP_STATUS_RESOLVED,
+        "new_substatus": None,
+    }
+
+
+def mark_failed(
+    conn: Connection,
+    failed: CheckIn,
+    failed_at: datetime,
+    produce_occurrence: ProduceOccurrence,
+    received: datetime | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """B6: move the environment's check-in times and apply the failure threshold,
+    opening (or continuing) its incident and producing the monitor-failure occurrences.
+    False when a newer check-in already moved the environment, or its status does not
+    take failures."""
+    received = failed_at if received is None else received
+    monitor = get_monitor_by_id(conn, failed.monitor_id)
+    env = get_monitor_environment_by_id(conn, failed.monitor_environment_id)
+    assert monitor is not None and env is not None
+    last_checkin = env.last_checkin if failed.status == CheckInStatus.MISSED else failed.date_added
+    me = monitor_environment_table
+    values = {
+        "last_checkin": last_checkin,
+        "next_checkin": next_expected(failed_at, monitor.config),
+        "next_checkin_latest": next_expected_latest(failed_at, monitor.config),
+    }
+    query = update(me).where(me.c.id == env.id)
+    if last_checkin is not None:
+        query = query.where((me.c.last_checkin <= last_checkin) | me.c.last_checkin.is_(None))
+    if conn.execute(query.values(**values)).rowcount == 0:
+        return False
+    env = get_monitor_environment_by_id(conn, env.id)
+    assert env is not None
+    return _try_incident_threshold(conn, monitor, env, failed, received, produce_occurrence, now)
+
+
+def _try_incident_threshold(
+    conn: Connection,
+    monitor: Monitor,
+    env: MonitorEnvironment,
+    failed: CheckIn,
+    received: datetime,
+    produce_occurrence: ProduceOccurrence,
+    now: datetime | None,
+) -> bool:
+    threshold = failure_issue_threshold(monitor.config)
+    if env.status in (MonitorStatus.OK, MonitorStatus.ACTIVE):
+        if threshold <= 1:
+            window = [failed]
+        else:
+            window = list(reversed(_recent_statuses(conn, env.id, threshold, failed.date_added)))
+            if any(c.status == CheckInStatus.OK for c in window):
+                return False
+        conn.execute(
+            update(monitor_environment_table)
+            .where(monitor_environment_table.c.id == env.id)
+            .values(status=int(MonitorStatus.ERROR))
+        )
+        env = get_monitor_environment_by_id(conn, env.id)  # type: ignore[assignment]
+        incident = _active_incident(conn, env.id)
+        if incident is None:
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        incident_table.insert().values(
+                            monitor_id=monitor.id,
+                            monitor_environment_id=env.id,
+                            starting_checkin_id=window[0].id,
+                            starting_timestamp=window[0].date_added,
+                            grouphash=uuid.uuid4().hex,
+                            date_added=received,
+                        )
+                    )
+            except IntegrityError:
+                pass  # opened meanwhile
+            incident = _active_incident(conn, env.id)
+    elif env.status == MonitorStatus.ERROR:
+        window = [failed]
+        incident = _active_incident(conn, env.id)
+    else:
+        return False
+    if incident is not None and not monitor.is_muted and not env.is_muted:
+        for checkin in window:
+            payload = failure_occurrence(
+                conn, monitor, env, incident, checkin, window, received, now
+            )
+            produce_occurrence(payload, f"{incident.grouphash}-{monitor.project_id}")
+    return True
+
+
+def _last_successful(conn: Connection, env_id: int) -> datetime | None:
+    value = conn.execute(
+        select(checkin_table.c.date_added)
+        .where(
+            and_(
+                checkin_table.c.monitor_environment_id == env_id,
+                checkin_table.c.status == int(CheckInStatus.OK),
+            )
+        )
+        .order_by(desc(checkin_table.c.date_added))
+        .limit(1)
+    ).scalar_one_or_none()
+    return _aware(value)
+
+
+def failure_occurrence(
+    conn: Connection,
+    monitor: Monitor,
+    env: MonitorEnvironment,
+    incident: Row[Any],
+    checkin: CheckIn,
+    window: list[CheckIn],
+    received: datetime,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The monitor-failure occurrence of B8.3 for one check-in of the window."""
+    moment = datetime.now(UTC) if now is None else now
+    event_id = uuid.uuid4().hex
+    last_ok = _last_successful(conn, env.id)
+    assignee = (
+        f"user:{monitor.owner_user_id}"
+        if monitor.owner_user_id is not None
+        else f"team:{monitor.owner_team_id}"
+        if monitor.owner_team_id is not None
+        else None
+    )
+    contexts: dict[str, Any] = {
+        "monitor": {
+            "id": str(monitor.guid),
+            "slug": monitor.slug,
+            "name": monitor.name,
+            "config": monitor.config,
+            "status": env.status.label,
+            "type": "cron_job",
+        }
+    }
+    if checkin.trace_id is not None:
+        contexts["trace"] = {"trace_id": checkin.trace_id.hex, "span_id": None}
+    environment = conn.execute(
+        select(environment_table.c.name).where(environment_table.c.id == env.environment_id)
+    ).scalar_one()
+    return {
+        "payload_type": "occurrence",
+        "id": uuid.uuid4().hex,
+        "event_id": event_id,
+        "project_id": monitor.project_id,
+        "fingerprint": [incident.grouphash],
+        "type": MONITOR_FAILURE_TYPE,
+        "issue_title": f"Monitor failure: {monitor.name}",
+        "subtitle": "Your monitor has reached its failure threshold.",
+        "resource_id": None,
+        "evidence_data": {},
+        "evidence_display": [
+            {
+                "name": "Failure reason",
+                "value": failure_reason(c.status for c in window),
+                "important": True,
+            },
+            {"name": "Environment", "value": environment, "important": False},
+            {
+                "name": "Last successful check-in",
+                "value": last_ok.isoformat() if last_ok is not None else "Never",
+                "important": False,
+            },
+        ],
+        "culprit": "",
+        "level": "error",
+        "detection_time": moment.isoformat(),
+        "assignee": assignee,
+        "event": {
+            "contexts": contexts,
+            "environment": environment,
+            "event_id": event_id,
+            "fingerprint": [incident.grouphash],
+            "platform": "other",
+            "project_id": monitor.project_id,
+            "received": received.isoformat(),
+            "sdk": None,
+            "tags": {
+                "monitor.id": str(monitor.guid),
+                "monitor.slug": monitor.slug,
+                "monitor.incident": str(incident.id),
+            },
+            "timestamp": moment.isoformat(),
+        },
+    }

@@ -1,0 +1,372 @@
+"""process_checkin on both databases (B4.3-B4.7, B5, B6, B8.3, B10): real rows, one
+message at a time, time from the message, occurrences captured by a list."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import Engine, select, update
+
+from vigil.db.tables import monitor as monitor_table
+from vigil.db.tables import monitor_checkin as checkin_table
+from vigil.db.tables import monitor_environment as me_table
+from vigil.db.tables import monitor_incident as incident_table
+from vigil.monitors import processing_error_store
+from vigil.monitors.checkin_processing import CheckinProcessing, process_checkin
+from vigil.monitors.enums import CheckInStatus, MonitorStatus, ObjectStatus
+from vigil.monitors.processing_errors import CheckinItem
+from vigil.monitors.store import get_monitor
+from vigil.tenancy import store as tenancy
+from vigil.tenancy.store import Project
+
+T0 = datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC)
+DAILY = {"schedule_type": "crontab", "schedule": "0 * * * *"}
+NIL = "00000000-0000-0000-0000-000000000000"
+
+
+@pytest.fixture
+def project(engine: Engine) -> Project:
+    with engine.begin() as conn:
+        org = tenancy.create_organization(conn, "acme")
+        return tenancy.create_project(conn, org, "app")
+
+
+@pytest.fixture
+def produced() -> list[tuple[dict[str, Any], str]]:
+    return []
+
+
+@pytest.fixture
+def processing(produced: list[tuple[dict[str, Any], str]]) -> CheckinProcessing:
+    return CheckinProcessing(produce_occurrence=lambda p, k: produced.append((p, k)))
+
+
+class Sender:
+    def __init__(self, engine: Engine, project: Project, processing: CheckinProcessing) -> None:
+        self.engine, self.project, self.processing = engine, project, processing
+
+    def __call__(self, at: datetime = T0, **payload: Any) -> str:
+        payload.setdefault("monitor_slug", "nightly")
+        payload.setdefault("check_in_id", uuid.uuid4().hex)
+        payload.setdefault("status", "ok")
+        message = {
+            "message_type": "check_in",
+            "payload": orjson.dumps(payload),
+            "start_time": at.timestamp(),
+            "project_id": self.project.id,
+            "sdk": "sentry.python/2.0",
+            "retention_days": 90,
+        }
+        process_checkin(self.engine, CheckinItem(at, 0, message, payload), self.processing)
+        return str(payload["check_in_id"])
+
+
+@pytest.fixture
+def send(engine: Engine, project: Project, processing: CheckinProcessing) -> Iterator[Sender]:
+    yield Sender(engine, project, processing)
+
+
+def checkins(engine: Engine) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(checkin_table).order_by(checkin_table.c.id)))
+
+
+def env_row(engine: Engine) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(select(me_table)).one()
+
+
+def incidents(engine: Engine) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(incident_table).order_by(incident_table.c.id)))
+
+
+def errors(engine: Engine, project: Project) -> list[list[dict[str, Any]]]:
+    """Every stored record's errors, newest first (monitor entity, else project)."""
+    with engine.connect() as conn:
+        monitor = get_monitor(conn, project.id, "nightly")
+        if monitor is not None:
+            records = processing_error_store.list_for_monitor(conn, monitor.id, T0)
+        else:
+            records = []
+        records += processing_error_store.list_for_project(conn, project.id, T0)
+    return [[e.to_dict() for e in r.errors] for r in records]
+
+
+def aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# --- main paths -----------------------------------------------------------------------
+
+
+def test_first_checkin_creates_monitor_environment_and_checkin(
+    engine: Engine, project: Project, send: Sender
+) -> None:
+    guid = send(monitor_config=DAILY)
+    with engine.connect() as conn:
+        monitor = get_monitor(conn, project.id, "nightly")
+    assert monitor is not None and monitor.name == "nightly"
+    [row] = checkins(engine)
+    assert row.guid == uuid.UUID(guid)
+    assert row.status == CheckInStatus.OK
+    assert aware(row.date_added) == T0
+    assert row.monitor_config == monitor.config
+    env = env_row(engine)
+    assert env.status == MonitorStatus.OK
+    assert aware(env.last_checkin) == T0
+    assert aware(env.next_checkin) == datetime(2026, 3, 1, 13, 0, tzinfo=UTC)
+    assert errors(engine, project) == []
+
+
+def test_in_progress_then_ok_with_the_same_id_completes_one_checkin(
+    engine: Engine, send: Sender
+) -> None:
+    guid = send(monitor_config=DAILY, status="in_progress")
+    [row] = checkins(engine)
+    assert row.status == CheckInStatus.IN_PROGRESS
+    assert aware(row.timeout_at) == datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
+    assert env_row(engine).status == MonitorStatus.ACTIVE  # in progress never sets status
+    send(T0 + timedelta(seconds=90), check_in_id=guid, status="ok")
+    [row] = checkins(engine)
+    assert (row.status, row.duration, row.timeout_at) == (CheckInStatus.OK, 90_000, None)
+    assert env_row(engine).status == MonitorStatus.OK
+
+
+def test_nil_uuid_closes_the_latest_in_progress_checkin(engine: Engine, send: Sender) -> None:
+    send(monitor_config=DAILY, status="in_progress")
+    second = send(T0 + timedelta(minutes=1), status="in_progress")
+    send(T0 + timedelta(minutes=2), check_in_id=NIL, status="ok", duration=5)
+    rows = checkins(engine)
+    assert [(str(r.guid.hex), r.status) for r in rows][1] == (
+        uuid.UUID(second).hex,
+        CheckInStatus.OK,
+    )
+    assert rows[0].status == CheckInStatus.IN_PROGRESS
+    assert rows[1].duration == 5000
+
+
+def test_nil_uuid_without_in_progress_creates_a_checkin_with_a_fresh_id(
+    engine: Engine, send: Sender
+) -> None:
+    send(monitor_config=DAILY, check_in_id=NIL)
+    [row] = checkins(engine)
+    assert row.guid.int != 0 and row.status == CheckInStatus.OK
+
+
+def test_heartbeat_moves_date_updated_and_timeout(engine: Engine, send: Sender) -> None:
+    config = {**DAILY, "max_runtime": 10}
+    guid = send(monitor_config=config, status="in_progress")
+    send(T0 + timedelta(minutes=7), check_in_id=guid, status="in_progress")
+    [row] = checkins(engine)
+    assert row.status == CheckInStatus.IN_PROGRESS
+    assert aware(row.date_updated) == T0 + timedelta(minutes=7)
+    assert aware(row.timeout_at) == datetime(2026, 3, 1, 12, 17, tzinfo=UTC)
+
+
+def test_a_finished_checkin_cannot_be_finished_again(
+    engine: Engine, project: Project, send: Sender
+) -> None:
+    guid = send(monitor_config=DAILY)
+    send(T0 + timedelta(seconds=5), check_in_id=guid, status="error")
+    assert checkins(engine)[0].status == CheckInStatus.OK
+    assert errors(engine, project) == [[{"type": 1}]]
+
+
+def test_a_late_heartbeat_after_completion_is_ignored_silently(
+    engine: Engine, project: Project, send: Sender
+) -> None:
+    guid = send(monitor_config=DAILY)
+    send(T0 + timedelta(seconds=5), check_in_id=guid, status="in_progress")
+    assert checkins(engine)[0].status == CheckInStatus.OK
+    assert errors(engine, project) == []
+
+
+def test_the_same_id_in_another_environment_is_a_mismatch(
+    engine: Engine, project: Project, send: Sender
+) -> None:
+    guid = send(monitor_config=DAILY, status="in_progress", environment="staging")
+    send(check_in_id=guid, environment="production")
+    assert errors(engine, project) == [[{"type": 0, "existingEnvironment": "staging"}]]
+    assert checkins(engine)[0].status == CheckInStatus.IN_PROGRESS
+
+
+def test_an_invalid_guid_is_a_processing_error(
+    engine: Engine, project: Project, send: Sender
+) -> None:
+    send(monitor_config=DAILY, check_in_id="not-a-uuid")
+    assert checkins(engine) == []
+    assert errors(engine, project) == [[{"type": 4}]]
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"duration": -1}, {"duration": ["Ensure this value is greater than or equal to 0."]}),
+        (
+            {"duration": 2_147_484},
+            {"duration": ["Ensure this value is less than or equal to 2147483647."]},
+        ),
+        ({"status": "done"}, {"status": ['"done" is not a valid choice.']}),
+    ],
+)
+def test_validation_errors_name_the_field(
+    engine: Engine,
+    project: Project,
+    send: Sender,
+    fields: dict[str, Any],
+    expected: dict[str, list[str]],
+) -> None:
+    send(monitor_config=DAILY, **fields)
+    assert checkins(engine) == []
+    assert errors(engine, project) == [[{"type": 5, "errors": expected}]]
+
+
+def test_no_monitor_and_an_invalid_config(engine: Engine, project: Project, send: Sender) -> None:
+    send()
+    send(T0 + timedelta(minutes=1), monitor_config={"schedule_type": "crontab"})
+    [newest, oldest] = errors(engine, project)
+    assert oldest == [{"type": 11}]
+    assert [e["type"] for e in newest] == [8, 11]
+
+
+def test_a_disabled_monitor_drops_checkins(engine: Engine, project: Project, send: Sender) -> None:
+    send(monitor_config=DAILY)
+    with engine.begin() as conn:
+        conn.execute(update(monitor_table).values(status=int(ObjectStatus.DISABLED)))
+    send(T0 + timedelta(minutes=1))
+    assert len(checkins(engine)) == 1
+    assert errors(engine, project) == [[{"type": 6}]]
+
+
+def test_environment_limit_and_invalid_environment(
+    engine: Engine, project: Project, processing: CheckinProcessing, send: Sender
+) -> None:
+    processing.max_environments = 1
+    send(monitor_config=DAILY)
+    send(T0 + timedelta(minutes=1), environment="staging")
+    send(T0 + timedelta(minutes=2), environment="a" * 65)
+    assert errors(engine, project) == [
+        [{"type": 9, "reason": "Environment name too long"}],
+        [{"type": 13, "reason": "You may not exceed 1 environments per monitor"}],
+    ]
+
+
+def test_killswitch_and_rate_limit(
+    engine: Engine, project: Project, processing: CheckinProcessing, send: Sender
+) -> None:
+    for i in range(7):
+        send(T0 + timedelta(seconds=i), monitor_config=DAILY)
+    assert len(checkins(engine)) == 6
+    send(T0 + timedelta(minutes=1))  # a new minute, a new bucket
+    assert len(checkins(engine)) == 7
+    processing.killswitch = frozenset({project.organization_id})
+    send(T0 + timedelta(minutes=2))
+    assert len(checkins(engine)) == 7
+    assert [e[0]["type"] for e in errors(engine, project)] == [15, 14]
+
+
+# --- mark_failed / mark_ok / incidents --------------------------------------------------
+
+
+def test_failure_threshold_opens_one_incident_and_recovery_resolves_it(
+    engine: Engine,
+    project: Project,
+    send: Sender,
+    produced: list[tuple[dict[str, Any], str]],
+) -> None:
+    config = {**DAILY, "failure_issue_threshold": 2, "recovery_threshold": 2}
+    hour = timedelta(hours=1)
+    send(monitor_config=config)
+    send(T0 + hour, status="error")
+    assert env_row(engine).status == MonitorStatus.OK and produced == []
+    send(T0 + 2 * hour, status="error")
+    assert env_row(engine).status == MonitorStatus.ERROR
+    [incident] = incidents(engine)
+    assert len(produced) == 2  # one occurrence per check-in of the window
+    key = f"{incident.grouphash}-{project.id}"
+    assert {k for _, k in produced} == {key}
+    send(T0 + 3 * hour, status="error")
+    assert len(incidents(engine)) == 1 and len(produced) == 3
+    send(T0 + 4 * hour)
+    assert env_row(engine).status == MonitorStatus.ERROR  # one OK of two
+    send(T0 + 5 * hour)
+    assert env_row(engine).status == MonitorStatus.OK
+    [incident] = incidents(engine)
+    assert aware(incident.resolving_timestamp) == T0 + 5 * hour
+    change, change_key = produced[-1]
+    assert change_key == key
+    assert {k: v for k, v in change.items() if k != "id"} == {
+        "payload_type": "status_change",
+        "fingerprint": [incident.grouphash],
+        "project_id": project.id,
+        "new_status": 1,
+        "new_substatus": None,
+    }
+    send(T0 + 6 * hour, status="error")
+    send(T0 + 7 * hour, status="error")
+    assert len(incidents(engine)) == 2  # a new incident, a new fingerprint
+    assert incidents(engine)[1].grouphash != incident.grouphash
+
+
+def test_monitor_failure_occurrence_shape(
+    engine: Engine,
+    project: Project,
+    send: Sender,
+    produced: list[tuple[dict[str, Any], str]],
+) -> None:
+    trace = uuid.uuid4()
+    send(monitor_config=DAILY)
+    send(T0 + timedelta(hours=1), status="error", contexts={"trace": {"trace_id": str(trace)}})
+    [(payload, _)] = produced
+    with engine.connect() as conn:
+        monitor = get_monitor(conn, project.id, "nightly")
+    assert monitor is not None
+    [incident] = incidents(engine)
+    assert payload["type"] == 4001
+    assert payload["issue_title"] == "Monitor failure: nightly"
+    assert payload["subtitle"] == "Your monitor has reached its failure threshold."
+    assert payload["fingerprint"] == [incident.grouphash]
+    assert payload["level"] == "error" and payload["culprit"] == ""
+    assert payload["evidence_data"] == {}
+    assert payload["evidence_display"] == [
+        {"name": "Failure reason", "value": "An error check-in was detected", "important": True},
+        {"name": "Environment", "value": "production", "important": False},
+        {"name": "Last successful check-in", "value": T0.isoformat(), "important": False},
+    ]
+    event = payload["event"]
+    assert event["event_id"] == payload["event_id"]
+    assert event["contexts"] == {
+        "monitor": {
+            "id": str(monitor.guid),
+            "slug": "nightly",
+            "name": "nightly",
+            "config": monitor.config,
+            "status": "error",
+            "type": "cron_job",
+        },
+        "trace": {"trace_id": trace.hex, "span_id": None},
+    }
+    assert event["tags"] == {
+        "monitor.id": str(monitor.guid),
+        "monitor.slug": "nightly",
+        "monitor.incident": str(incident.id),
+    }
+    assert event["received"] == (T0 + timedelta(hours=1)).isoformat()
+    assert (event["platform"], event["sdk"], event["environment"]) == ("other", None, "production")
+
+
+def test_a_muted_environment_fails_without_occurrences(
+    engine: Engine, send: Sender, produced: list[tuple[dict[str, Any], str]]
+) -> None:
+    send(monitor_config=DAILY)
+    with engine.begin() as conn:
+        conn.execute(update(me_table).values(is_muted=True))
+    send(T0 + timedelta(hours=1), status="error")
+    assert env_row(engine).status == MonitorStatus.ERROR
+    assert len(incidents(engine)) == 1 and produced == []
