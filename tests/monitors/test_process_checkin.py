@@ -235,6 +235,31 @@ def test_no_monitor_and_an_invalid_config(engine: Engine, project: Project, send
     assert [e["type"] for e in newest] == [8, 11]
 
 
+def test_a_slug_of_only_punctuation_creates_no_monitor(
+    engine: Engine, project: Project, send: Sender
+) -> None:
+    send(monitor_slug="///", monitor_config=DAILY)
+    with engine.connect() as conn:
+        assert conn.execute(select(monitor_table)).first() is None
+        [record] = processing_error_store.list_for_project(conn, project.id, T0)
+    assert [e.to_dict() for e in record.errors] == [{"type": 11}]
+
+
+def test_the_same_id_for_another_monitor_is_a_mismatch(
+    engine: Engine, project: Project, send: Sender
+) -> None:
+    guid = send(monitor_config=DAILY, status="in_progress")
+    send(monitor_slug="other", monitor_config=DAILY, check_in_id=guid)
+    assert len(checkins(engine)) == 1
+    with engine.connect() as conn:
+        other = get_monitor(conn, project.id, "other")
+        assert other is not None
+        [record] = processing_error_store.list_for_monitor(conn, other.id, T0)
+    assert [e.to_dict() for e in record.errors] == [
+        {"type": 0, "existingEnvironment": "production"}
+    ]
+
+
 def test_a_disabled_monitor_drops_checkins(engine: Engine, project: Project, send: Sender) -> None:
     send(monitor_config=DAILY)
     with engine.begin() as conn:

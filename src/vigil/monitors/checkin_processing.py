@@ -229,7 +229,9 @@ def _process_checkin(engine: Engine, item: CheckinItem, processing: CheckinProce
     # 5
     raw_config = payload.pop("monitor_config", None)
     status, duration, trace_id = validate_checkin(payload)
-    # 6, 8
+    # 6, 8 (a slug of only punctuation names no monitor and must never create one)
+    if not slug:
+        _raise(ProcessingErrorType.MONITOR_NOT_FOUND)
     with engine.begin() as conn:
         try:
             ensured = ensure_monitor_with_config(
