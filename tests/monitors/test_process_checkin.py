@@ -395,3 +395,33 @@ def test_a_muted_environment_fails_without_occurrences(
     send(T0 + timedelta(hours=1), status="error")
     assert env_row(engine).status == MonitorStatus.ERROR
     assert len(incidents(engine)) == 1 and produced == []
+
+
+def test_a_timed_out_checkin_only_records_the_duration_of_its_completion(
+    engine: Engine, send: Sender
+) -> None:
+    guid = send(monitor_config=DAILY, status="in_progress")
+    with engine.begin() as conn:
+        conn.execute(update(checkin_table).values(status=int(CheckInStatus.TIMEOUT)))
+    send(T0 + timedelta(minutes=45), check_in_id=guid, status="ok")
+    [row] = checkins(engine)
+    assert (row.status, row.duration, row.timeout_at) == (CheckInStatus.TIMEOUT, 2_700_000, None)
+
+
+def test_completing_a_run_older_than_the_longest_duration_is_an_invalid_duration(
+    engine: Engine, project: Project, send: Sender
+) -> None:
+    guid = send(monitor_config=DAILY, status="in_progress")
+    send(T0 + timedelta(days=30), check_in_id=guid, status="ok")
+    assert checkins(engine)[0].status == CheckInStatus.IN_PROGRESS
+    assert errors(engine, project) == [[{"type": 3, "duration": "2592000000"}]]
+
+
+def test_an_older_failure_does_not_move_a_newer_environment(
+    engine: Engine, send: Sender, produced: list[tuple[dict[str, Any], str]]
+) -> None:
+    send(T0 + timedelta(hours=2), monitor_config=DAILY)
+    send(T0 + timedelta(hours=1), status="error")
+    env = env_row(engine)
+    assert (env.status, aware(env.last_checkin)) == (MonitorStatus.OK, T0 + timedelta(hours=2))
+    assert incidents(engine) == [] and produced == []
