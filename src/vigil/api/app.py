@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from vigil.api import custom_rules, health, organizations, project_keys
+from vigil.api import custom_rules, health, monitors, organizations, project_keys
 from vigil.api import metrics as metrics_api
 from vigil.api.http import http_exception_handler, server_error_handler
 from vigil.api.services import Services
@@ -37,6 +37,7 @@ def all_routes() -> list[BaseRoute]:
         *organizations.routes(),
         *project_keys.routes(),
         *custom_rules.routes(),
+        *monitors.routes(),
         *health.routes(),
         *metrics_api.routes(),
     ]

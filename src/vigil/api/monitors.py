@@ -1,0 +1,537 @@
+"""The crons management API, shaped like Sentry's: monitors, their check-ins and the
+processing errors of monitors and projects.
+
+- `GET|POST /api/0/organizations/{org}/monitors/`: the organization's monitors (`project=`
+  slug or id, repeatable), ordered by name, cursor-paginated with a Sentry `Link` header;
+  create one from `project`, `name`, optional `slug` (else the slugified name) and
+  `config` (string `schedule_type`), validated as check-in configs are (B2). Field
+  errors are 400 in Sentry's shape (`{"config": {"schedule": [...]}}`); the
+  organization's monitor limit is a 403 with the reference's message.
+- `GET|PUT|DELETE .../monitors/{monitor_slug}/`, organization- and project-scoped: PUT
+  changes `name`, `slug`, `config` (merged into the stored one, then validated whole),
+  `isMuted` (the monitor and all its environments) and `status` ("active"/"disabled").
+  DELETE removes the monitor with its environments, check-ins and incidents at once and
+  answers 202, the status Sentry answers (it schedules the deletion).
+- `GET .../monitors/{monitor_slug}/checkins/`: newest first, `environment=` (repeatable),
+  `start`/`end` (ISO 8601, on the check-in's creation time), cursor-paginated.
+- `GET|DELETE .../monitors/{monitor_slug}/processing-errors/` and
+  `GET|DELETE /api/0/projects/{org}/{project}/processing-errors/`: the stored records
+  (B10), newest first; DELETE takes `errortype=` (the error type id) and answers 204.
+
+Reading needs `org:read` or `project:read`; writing `org:write` or `project:write`.
+A monitor of another organization, or none, is a 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import urlencode
+
+from sqlalchemy import Connection, delete, select, update
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
+
+from vigil.api.auth import Access, authorize
+from vigil.api.http import json_object, read_body, route
+from vigil.api.services import services
+from vigil.db.tables import environment as environment_table
+from vigil.db.tables import monitor as monitor_table
+from vigil.db.tables import monitor_checkin as checkin_table
+from vigil.db.tables import monitor_environment as monitor_environment_table
+from vigil.monitors import processing_error_store, store
+from vigil.monitors.enums import CheckInStatus, ObjectStatus, ScheduleType
+from vigil.monitors.models import Monitor, MonitorEnvironment, MonitorWithEnvironments
+from vigil.monitors.monitor_config import InvalidConfig, validate_monitor_config
+from vigil.monitors.processing_errors import ProcessingErrorType
+from vigil.monitors.slugs import MAX_SLUG_LENGTH, slugify, valid_monitor_slug
+from vigil.tenancy import store as tenancy
+from vigil.tenancy.store import Organization, Project
+
+READ: Final = ("org:read", "project:read")
+WRITE: Final = ("org:write", "project:write")
+DEFAULT_PER_PAGE: Final = 100
+MAX_PER_PAGE: Final = 100
+MAX_NAME_LENGTH: Final = 128
+SLUG_INVALID: Final = (
+    "Invalid monitor slug. It must contain only lowercase letters, numbers, underscores or hyphens."
+)
+
+ORG_MONITORS = "/api/0/organizations/{organization_slug}/monitors/"
+ORG_MONITOR = ORG_MONITORS + "{monitor_slug}/"
+PROJECT_MONITOR = "/api/0/projects/{organization_slug}/{project_slug}/monitors/{monitor_slug}/"
+PROJECT_ERRORS = "/api/0/projects/{organization_slug}/{project_slug}/processing-errors/"
+
+
+class FieldErrors(Exception):
+    """A 400 naming its fields, in Sentry's shape."""
+
+    def __init__(self, errors: dict[str, Any]) -> None:
+        super().__init__(str(errors))
+        self.errors = errors
+
+
+def field_error_response(errors: dict[str, Any]) -> JSONResponse:
+    first = next(iter(errors))
+    reasons = errors[first]
+    reason = reasons[0] if isinstance(reasons, list) and reasons else f"invalid {first}"
+    if isinstance(reasons, dict):
+        inner = next(iter(reasons))
+        reason = f"{first}.{inner}: {reasons[inner][0]}"
+    return JSONResponse({"detail": reason, **errors}, status_code=400)
+
+
+# --- JSON ------------------------------------------------------------------------------
+
+
+def format_date(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a `Z`, as Sentry's API writes dates."""
+    if value is None:
+        return None
+    aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return aware.isoformat().replace("+00:00", "Z")
+
+
+def serialize_config(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A stored config with its schedule type as the API's string."""
+    if config is None:
+        return None
+    shown = dict(config)
+    kind = shown.get("schedule_type")
+    if isinstance(kind, int) and kind in (ScheduleType.CRONTAB, ScheduleType.INTERVAL):
+        shown["schedule_type"] = ScheduleType(kind).label
+    shown.setdefault("timezone", "UTC")
+    return shown
+
+
+def serialize_environment(env: MonitorEnvironment) -> dict[str, Any]:
+    return {
+        "name": env.environment,
+        "status": env.status.label,
+        "isMuted": env.is_muted,
+        "lastCheckIn": format_date(env.last_checkin),
+        "nextCheckIn": format_date(env.next_checkin),
+        "nextCheckInLatest": format_date(env.next_checkin_latest),
+        "dateCreated": format_date(env.date_added),
+    }
+
+
+def serialize_monitor(item: MonitorWithEnvironments, project: Project) -> dict[str, Any]:
+    monitor = item.monitor
+    return {
+        "id": str(monitor.guid),
+        "slug": monitor.slug,
+        "name": monitor.name,
+        "status": monitor.status.label,
+        "isMuted": monitor.is_muted,
+        "config": serialize_config(monitor.config),
+        "project": {"id": str(project.id), "slug": project.slug},
+        "owner": None,
+        "dateCreated": format_date(monitor.date_added),
+        "environments": [serialize_environment(e) for e in item.environments],
+    }
+
+
+# --- pagination ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Page:
+    offset: int
+    per_page: int
+
+
+def parse_page(request: Request) -> Page:
+    """Sentry's `cursor=value:offset:is_prev` (offset-based here) and `per_page`."""
+    per_page = DEFAULT_PER_PAGE
+    raw = request.query_params.get("per_page")
+    if raw is not None:
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PER_PAGE:
+            raise FieldErrors({"per_page": [f"per_page must be between 1 and {MAX_PER_PAGE}"]})
+        per_page = int(raw)
+    offset = 0
+    cursor = request.query_params.get("cursor")
+    if cursor:
+        parts = cursor.split(":")
+        if len(parts) != 3 or not all(p.isdigit() for p in parts):
+            raise FieldErrors({"cursor": ["invalid cursor"]})
+        offset = int(parts[1])
+    return Page(offset, per_page)
+
+
+def link_header(request: Request, page: Page, has_next: bool) -> str:
+    """Sentry's `Link` header: a previous and a next link, each saying whether it has
+    results and carrying its cursor."""
+
+    def link(offset: int, is_prev: int, rel: str, results: bool) -> str:
+        cursor = f"0:{offset}:{is_prev}"
+        params = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
+        url = str(request.url.replace(query=urlencode([*params, ("cursor", cursor)])))
+        flag = "true" if results else "false"
+        return f'<{url}>; rel="{rel}"; results="{flag}"; cursor="{cursor}"'
+
+    previous = max(page.offset - page.per_page, 0)
+    return ", ".join(
+        [
+            link(previous, 1, "previous", page.offset > 0),
+            link(page.offset + page.per_page, 0, "next", has_next),
+        ]
+    )
+
+
+def paginated(request: Request, page: Page, rows: Sequence[Any], body: list[Any]) -> JSONResponse:
+    """`rows` was read with one more than a page, to know whether there is a next one."""
+    has_next = len(rows) > page.per_page
+    return JSONResponse(
+        body[: page.per_page], headers={"Link": link_header(request, page, has_next)}
+    )
+
+
+# --- lookups ---------------------------------------------------------------------------
+
+
+def _authorize(conn: Connection, request: Request, scopes: tuple[str, ...]) -> Access:
+    header = request.headers.get("authorization")
+    return authorize(conn, header, request.path_params["organization_slug"], scopes)
+
+
+def _project(conn: Connection, org: Organization, slug_or_id: str) -> Project:
+    try:
+        return tenancy.get_project(conn, org, slug_or_id)
+    except tenancy.NotFound:
+        raise HTTPException(404, f"project {slug_or_id!r} does not exist") from None
+
+
+def find_monitor(conn: Connection, request: Request, org: Organization) -> tuple[Monitor, Project]:
+    """The monitor of the path (project-scoped when the path names a project): 404 when
+    there is none in the token's organization."""
+    slug = request.path_params["monitor_slug"]
+    project_slug = request.path_params.get("project_slug")
+    project_ids = None if project_slug is None else [_project(conn, org, project_slug).id]
+    monitor = store.get_organization_monitor(conn, org.id, slug, project_ids)
+    if monitor is None:
+        raise HTTPException(404, f"monitor {slug!r} does not exist")
+    project = tenancy.get_project_by_id(conn, monitor.project_id)
+    assert project is not None
+    return monitor, project
+
+
+def _with_environments(conn: Connection, monitor: Monitor) -> MonitorWithEnvironments:
+    return MonitorWithEnvironments(
+        monitor, tuple(store.list_monitor_environments(conn, [monitor.id]))
+    )
+
+
+# --- monitors --------------------------------------------------------------------------
+
+
+def list_monitors(request: Request) -> Response:
+    svc = services(request)
+    with svc.reading() as conn:
+        access = _authorize(conn, request, READ)
+        try:
+            page = parse_page(request)
+        except FieldErrors as exc:
+            return field_error_response(exc.errors)
+        projects = {p.id: p for p in tenancy.list_projects(conn, access.organization)}
+        wanted = request.query_params.getlist("project")
+        project_ids = None
+        if wanted:
+            project_ids = [_project(conn, access.organization, p).id for p in wanted]
+        monitors = store.list_monitors(conn, access.organization.id, project_ids)
+    rows = monitors[page.offset : page.offset + page.per_page + 1]
+    body = [serialize_monitor(m, projects[m.monitor.project_id]) for m in rows]
+    return paginated(request, page, rows, body)
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise FieldErrors({"name": ["This field may not be blank."]})
+    if len(value) > MAX_NAME_LENGTH:
+        raise FieldErrors(
+            {"name": [f"Ensure this field has no more than {MAX_NAME_LENGTH} characters."]}
+        )
+    return value
+
+
+def _slug(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise FieldErrors({"slug": ["This field may not be blank."]})
+    if len(value) > MAX_SLUG_LENGTH:
+        raise FieldErrors(
+            {"slug": [f"Ensure this field has no more than {MAX_SLUG_LENGTH} characters."]}
+        )
+    if valid_monitor_slug(value) != value:
+        raise FieldErrors({"slug": [SLUG_INVALID]})
+    return value
+
+
+def _check_slug_free(conn: Connection, project_id: int, slug: str) -> None:
+    if store.get_monitor(conn, project_id, slug) is not None:
+        raise FieldErrors({"slug": [f'The slug "{slug}" is already in use.']})
+
+
+def _config(raw: Any) -> dict[str, Any]:
+    checked = validate_monitor_config(raw)
+    if isinstance(checked, InvalidConfig):
+        raise FieldErrors({"config": checked.errors})
+    return dict(checked.config)
+
+
+async def create_monitor(request: Request) -> Response:
+    svc = services(request)
+    body = json_object(await read_body(request, svc.settings.max_message_bytes))
+
+    def write() -> Response:
+        with svc.writing() as conn:
+            access = _authorize(conn, request, WRITE)
+            try:
+                return _create(conn, access.organization, body, svc.settings.max_monitors_per_org)
+            except FieldErrors as exc:
+                return field_error_response(exc.errors)
+
+    return await run_in_threadpool(write)
+
+
+def _create(
+    conn: Connection, org: Organization, body: dict[str, Any], max_monitors: int
+) -> Response:
+    raw_project = body.get("project")
+    if isinstance(raw_project, int) and not isinstance(raw_project, bool):
+        raw_project = str(raw_project)
+    if not isinstance(raw_project, str) or not raw_project:
+        raise FieldErrors({"project": ["This field is required."]})
+    try:
+        project = tenancy.get_project(conn, org, raw_project)
+    except tenancy.NotFound:
+        raise FieldErrors({"project": ["Invalid project"]}) from None
+    name = _name(body.get("name"))
+    slug = _slug(body["slug"]) if body.get("slug") is not None else _default_slug(name)
+    config = _config(body.get("config"))
+    _check_slug_free(conn, project.id, slug)
+    try:
+        ensured = store.ensure_monitor_with_config(
+            conn,
+            project,
+            slug,
+            config,
+            store.no_owners,
+            max_monitors,
+        )
+    except store.MonitorLimitsExceeded as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=403)
+    monitor = ensured.monitor
+    assert monitor is not None
+    conn.execute(update(monitor_table).where(monitor_table.c.id == monitor.id).values(name=name))
+    created = store.get_monitor_by_id(conn, monitor.id)
+    assert created is not None
+    return JSONResponse(serialize_monitor(_with_environments(conn, created), project), 201)
+
+
+def _default_slug(name: str) -> str:
+    slug = slugify(name)[:MAX_SLUG_LENGTH].strip("-")
+    if not slug:
+        raise FieldErrors({"slug": [SLUG_INVALID]})
+    return slug
+
+
+def get_monitor(request: Request) -> Response:
+    svc = services(request)
+    with svc.reading() as conn:
+        access = _authorize(conn, request, READ)
+        monitor, project = find_monitor(conn, request, access.organization)
+        return JSONResponse(serialize_monitor(_with_environments(conn, monitor), project))
+
+
+async def update_monitor(request: Request) -> Response:
+    svc = services(request)
+    body = json_object(await read_body(request, svc.settings.max_message_bytes))
+
+    def write() -> Response:
+        with svc.writing() as conn:
+            access = _authorize(conn, request, WRITE)
+            monitor, project = find_monitor(conn, request, access.organization)
+            try:
+                changes = _changes(conn, monitor, body)
+            except FieldErrors as exc:
+                return field_error_response(exc.errors)
+            if changes:
+                conn.execute(
+                    update(monitor_table).where(monitor_table.c.id == monitor.id).values(**changes)
+                )
+            if "is_muted" in changes:
+                conn.execute(
+                    update(monitor_environment_table)
+                    .where(monitor_environment_table.c.monitor_id == monitor.id)
+                    .values(is_muted=changes["is_muted"])
+                )
+            updated = store.get_monitor_by_id(conn, monitor.id)
+            assert updated is not None
+            return JSONResponse(serialize_monitor(_with_environments(conn, updated), project))
+
+    return await run_in_threadpool(write)
+
+
+def _changes(conn: Connection, monitor: Monitor, body: dict[str, Any]) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    if "name" in body:
+        changes["name"] = _name(body["name"])
+    if "slug" in body:
+        slug = _slug(body["slug"])
+        if slug != monitor.slug:
+            _check_slug_free(conn, monitor.project_id, slug)
+            changes["slug"] = slug
+    if "config" in body:
+        if not isinstance(body["config"], dict):
+            raise FieldErrors({"config": _config(body["config"])})
+        merged = {**(serialize_config(monitor.config) or {}), **body["config"]}
+        changes["config"] = _config(merged)
+    if "isMuted" in body:
+        if not isinstance(body["isMuted"], bool):
+            raise FieldErrors({"isMuted": ["Must be a valid boolean."]})
+        changes["is_muted"] = body["isMuted"]
+    if "status" in body:
+        allowed = {"active": ObjectStatus.ACTIVE, "disabled": ObjectStatus.DISABLED}
+        status = body["status"]
+        if not isinstance(status, str) or status not in allowed:
+            raise FieldErrors({"status": [f'"{status}" is not a valid choice.']})
+        changes["status"] = int(allowed[status])
+    return changes
+
+
+def delete_monitor(request: Request) -> Response:
+    svc = services(request)
+    with svc.writing() as conn:
+        access = _authorize(conn, request, WRITE)
+        monitor, _ = find_monitor(conn, request, access.organization)
+        conn.execute(delete(monitor_table).where(monitor_table.c.id == monitor.id))
+    return Response(status_code=202)
+
+
+# --- check-ins -------------------------------------------------------------------------
+
+
+def _parse_time(request: Request, name: str) -> datetime | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise FieldErrors({name: [f"{name} must be an ISO 8601 date"]}) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def list_checkins(request: Request) -> Response:
+    svc = services(request)
+    with svc.reading() as conn:
+        access = _authorize(conn, request, READ)
+        monitor, _ = find_monitor(conn, request, access.organization)
+        try:
+            page = parse_page(request)
+            start = _parse_time(request, "start")
+            end = _parse_time(request, "end")
+        except FieldErrors as exc:
+            return field_error_response(exc.errors)
+        c, me, env = checkin_table, monitor_environment_table, environment_table
+        query = (
+            select(c, env.c.name.label("environment_name"))
+            .join(me, me.c.id == c.c.monitor_environment_id)
+            .join(env, env.c.id == me.c.environment_id)
+            .where(c.c.monitor_id == monitor.id)
+        )
+        environments = request.query_params.getlist("environment")
+        if environments:
+            query = query.where(env.c.name.in_(environments))
+        if start is not None:
+            query = query.where(c.c.date_added >= start)
+        if end is not None:
+            query = query.where(c.c.date_added <= end)
+        rows = conn.execute(
+            query.order_by(c.c.date_added.desc(), c.c.id.desc())
+            .offset(page.offset)
+            .limit(page.per_page + 1)
+        ).all()
+    body = [
+        {
+            "id": str(r.guid),
+            "environment": r.environment_name,
+            "status": CheckInStatus(r.status).label,
+            "duration": r.duration,
+            "dateCreated": format_date(r.date_added),
+            "dateUpdated": format_date(r.date_updated),
+            "expectedTime": format_date(r.expected_time),
+            "monitorConfig": serialize_config(r.monitor_config),
+        }
+        for r in rows
+    ]
+    return paginated(request, page, rows, body)
+
+
+# --- processing errors -----------------------------------------------------------------
+
+
+def _error_type(request: Request) -> ProcessingErrorType:
+    raw = request.query_params.get("errortype", "")
+    try:
+        return ProcessingErrorType(int(raw))
+    except ValueError:
+        raise FieldErrors({"errortype": [f"Invalid error type: {raw!r}"]}) from None
+
+
+def _errors_entity(conn: Connection, request: Request, org: Organization) -> str:
+    if "monitor_slug" in request.path_params:
+        monitor, _ = find_monitor(conn, request, org)
+        return processing_error_store.monitor_entity(monitor.id)
+    project = _project(conn, org, request.path_params["project_slug"])
+    return processing_error_store.project_entity(project.id)
+
+
+def list_processing_errors(request: Request) -> Response:
+    svc = services(request)
+    with svc.reading() as conn:
+        access = _authorize(conn, request, READ)
+        entity = _errors_entity(conn, request, access.organization)
+        records = processing_error_store.list_errors(conn, entity, datetime.now(UTC))
+    return JSONResponse([r.to_dict() for r in records])
+
+
+def delete_processing_errors(request: Request) -> Response:
+    svc = services(request)
+    with svc.writing() as conn:
+        access = _authorize(conn, request, WRITE)
+        entity = _errors_entity(conn, request, access.organization)
+        try:
+            error_type = _error_type(request)
+        except FieldErrors as exc:
+            return field_error_response(exc.errors)
+        processing_error_store.delete_errors_by_type(conn, entity, error_type)
+    return Response(status_code=204)
+
+
+# --- routes ----------------------------------------------------------------------------
+
+
+def routes() -> list[BaseRoute]:
+    monitor_paths = [ORG_MONITOR, PROJECT_MONITOR]
+    found: list[BaseRoute] = [
+        *route(ORG_MONITORS, list_monitors, ["GET"]),
+        *route(ORG_MONITORS, create_monitor, ["POST"]),
+        *route(PROJECT_ERRORS, list_processing_errors, ["GET"]),
+        *route(PROJECT_ERRORS, delete_processing_errors, ["DELETE"]),
+    ]
+    for path in monitor_paths:
+        found += [
+            *route(path, get_monitor, ["GET"]),
+            *route(path, update_monitor, ["PUT"]),
+            *route(path, delete_monitor, ["DELETE"]),
+            *route(path + "checkins/", list_checkins, ["GET"]),
+            *route(path + "processing-errors/", list_processing_errors, ["GET"]),
+            *route(path + "processing-errors/", delete_processing_errors, ["DELETE"]),
+        ]
+    return found
