@@ -425,3 +425,17 @@ def test_an_older_failure_does_not_move_a_newer_environment(
     env = env_row(engine)
     assert (env.status, aware(env.last_checkin)) == (MonitorStatus.OK, T0 + timedelta(hours=2))
     assert incidents(engine) == [] and produced == []
+
+
+def test_fewer_checkins_than_the_threshold_and_none_ok_reach_it(
+    engine: Engine, send: Sender, produced: list[tuple[dict[str, Any], str]]
+) -> None:
+    send(monitor_config={**DAILY, "failure_issue_threshold": 3}, status="error")
+    send(T0 + timedelta(hours=1), status="error")
+    assert env_row(engine).status == MonitorStatus.ERROR
+    [incident] = incidents(engine)
+    assert aware(incident.starting_timestamp) == T0
+    # the first error alone already reached it; the second adds one occurrence
+    reasons = [p["evidence_display"][0]["value"] for p, _ in produced]
+    assert reasons == ["An error check-in was detected", "An error check-in was detected"]
+    assert produced[0][0]["evidence_display"][2]["value"] == "Never"
