@@ -24,6 +24,7 @@ from vigil.monitors.processing_errors import (
     ProcessingErrorsException,
     ProcessingErrorType,
 )
+from vigil.tenancy import store
 
 MONITOR_ERRORS = "/api/0/organizations/org-a/monitors/job/processing-errors/"
 PROJECT_ERRORS = "/api/0/projects/org-a/web/processing-errors/"
@@ -166,3 +167,23 @@ def test_auth_other_organization_and_missing_scope(
     assert call("GET", server, PROJECT_ERRORS, reader).status_code == 200
     response = call("DELETE", server, PROJECT_ERRORS, reader, params={"errortype": "11"})
     assert response.status_code == 403
+
+
+def test_delete_one_record_by_id_through_its_own_project_only(
+    server: str, engine: Engine, tenant: Tenant, monitor: Monitor
+) -> None:
+    with engine.begin() as conn:
+        org = store.get_organization(conn, "org-a")
+        store.create_project(conn, org, "api")
+    kept = record(engine, tenant, "unknown", 2, ProcessingError(T.MONITOR_NOT_FOUND))
+    gone = record(engine, tenant, "job", 1, ProcessingError(T.MONITOR_DISABLED), monitor=monitor)
+    other_project = f"/api/0/projects/org-a/api/processing-errors/{gone.id}/"
+    response = call("DELETE", server, other_project, tenant.token)
+    assert response.status_code == 400
+    assert response.json()["error_id"] == ["Invalid processing error id"]
+    response = call("DELETE", server, PROJECT_ERRORS + f"{gone.id}/", tenant.token)
+    assert response.status_code == 204
+    assert call("GET", server, MONITOR_ERRORS, tenant.token).json() == []
+    assert call("GET", server, PROJECT_ERRORS, tenant.token).json() == [kept.to_dict()]
+    again = call("DELETE", server, PROJECT_ERRORS + f"{gone.id}/", tenant.token)
+    assert again.status_code == 404

@@ -17,6 +17,8 @@ processing errors of monitors and projects.
 - `GET|DELETE .../monitors/{monitor_slug}/processing-errors/` and
   `GET|DELETE /api/0/projects/{org}/{project}/processing-errors/`: the stored records
   (B10), newest first; DELETE takes `errortype=` (the error type id) and answers 204.
+  `DELETE /api/0/projects/{org}/{project}/processing-errors/{id}/` removes one record
+  (204; 404 when there is none; 400 when it is another project's).
 
 Reading needs `org:read` or `project:read`; writing `org:write` or `project:write`.
 A monitor of another organization, or none, is a 404.
@@ -514,6 +516,23 @@ def delete_processing_errors(request: Request) -> Response:
     return Response(status_code=204)
 
 
+def delete_processing_error(request: Request) -> Response:
+    """One record, by id, through its own project: 404 when there is none, 400 when it
+    is another project's."""
+    svc = services(request)
+    with svc.writing() as conn:
+        access = _authorize(conn, request, WRITE)
+        project = _project(conn, access.organization, request.path_params["project_slug"])
+        error_id = request.path_params["error_id"]
+        try:
+            deleted = processing_error_store.delete_error(conn, project.id, error_id)
+        except processing_error_store.InvalidProjectError:
+            return field_error_response({"error_id": ["Invalid processing error id"]})
+    if not deleted:
+        raise HTTPException(404, f"processing error {error_id!r} does not exist")
+    return Response(status_code=204)
+
+
 # --- routes ----------------------------------------------------------------------------
 
 
@@ -524,6 +543,7 @@ def routes() -> list[BaseRoute]:
         *route(ORG_MONITORS, create_monitor, ["POST"]),
         *route(PROJECT_ERRORS, list_processing_errors, ["GET"]),
         *route(PROJECT_ERRORS, delete_processing_errors, ["DELETE"]),
+        *route(PROJECT_ERRORS + "{error_id}/", delete_processing_error, ["DELETE"]),
     ]
     for path in monitor_paths:
         found += [
