@@ -6,12 +6,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, create_engine, select, update
+from sqlalchemy.exc import OperationalError
 
+from vigil.db.engine import is_transient
 from vigil.db.tables import monitor as monitor_table
 from vigil.db.tables import monitor_checkin as checkin_table
 from vigil.db.tables import monitor_environment as me_table
@@ -439,3 +442,13 @@ def test_fewer_checkins_than_the_threshold_and_none_ok_reach_it(
     reasons = [p["evidence_display"][0]["value"] for p, _ in produced]
     assert reasons == ["An error check-in was detected", "An error check-in was detected"]
     assert produced[0][0]["evidence_display"][2]["value"] == "Never"
+
+
+def test_a_database_outage_is_raised_for_the_runner_to_retry(
+    tmp_path: Path, project: Project, processing: CheckinProcessing
+) -> None:
+    # A database that cannot be opened: the check-in must not be logged and dropped.
+    unreachable = create_engine(f"sqlite:///{tmp_path / 'missing' / 'dir' / 'vigil.sqlite3'}")
+    with pytest.raises(OperationalError) as caught:
+        Sender(unreachable, project, processing)()
+    assert is_transient(caught.value)

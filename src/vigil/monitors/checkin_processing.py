@@ -26,6 +26,7 @@ from typing import Any, Final, Protocol
 from sqlalchemy import Connection, Engine, Row, and_, desc, select, update
 from sqlalchemy.exc import IntegrityError
 
+from vigil.db.engine import is_transient
 from vigil.db.tables import environment as environment_table
 from vigil.db.tables import monitor_checkin as checkin_table
 from vigil.db.tables import monitor_environment as monitor_environment_table
@@ -180,8 +181,10 @@ def rate_limit_key(item: CheckinItem) -> str:
 
 
 def process_checkin(engine: Engine, item: CheckinItem, processing: CheckinProcessing) -> None:
-    """Apply one check-in; never raises. Processing errors are stored with the
-    original item; anything else is logged and the check-in dropped (B4.2)."""
+    """Apply one check-in. Processing errors are stored with the original item; anything
+    else is logged and the check-in dropped (B4.2) — except a passing database outage,
+    which is raised so the consumer runner retries the batch: a check-in already
+    accepted must not be lost because the database blinked."""
     try:
         _process_checkin(engine, copy.deepcopy(item), processing)
     except ProcessingErrorsException as exc:
@@ -190,9 +193,13 @@ def process_checkin(engine: Engine, item: CheckinItem, processing: CheckinProces
                 processing_error_store.store(
                     conn, exc, item, int(item.message["project_id"]), item.ts
                 )
-        except Exception:
+        except Exception as store_exc:
+            if is_transient(store_exc):
+                raise
             log.exception("Failed to store processing errors")
-    except Exception:
+    except Exception as exc:
+        if is_transient(exc):
+            raise
         log.exception("Failed to process check-in")
 
 
