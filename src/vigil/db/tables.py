@@ -371,3 +371,346 @@ monitor_processing_error = Table(
     Column("date_added", DateTime(timezone=True), nullable=False),  # the message's time
     Index("ix_monitor_processing_error_entity_date_added", "entity", "date_added"),
 )
+
+# --- issue platform (spec Part A) -------------------------------------------------------
+#
+# What the reference keeps in Redis, its node store and Snuba (stored events and
+# occurrences, noise counters, creation quotas, the consumer's dedupe cache) lives here.
+# Creation races (two consumers creating the group of one fingerprint, one release, one
+# group environment) are settled by the unique constraints: the loser's insert fails and
+# it reads the winner's row.
+
+# One counter per project, for short ids ("PROJ-1", "PROJ-2", ...): incremented by an
+# UPDATE, which serialises concurrent creators on the row.
+project_counter = Table(
+    "project_counter",
+    metadata,
+    Column(
+        "project_id",
+        BigId,
+        ForeignKey("project.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("value", BigInteger, nullable=False),
+)
+
+release = Table(
+    "release",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "organization_id",
+        BigId,
+        ForeignKey("organization.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("version", String(250), nullable=False),
+    Column("date_added", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("organization_id", "version", name="uq_release_organization_id_version"),
+)
+
+# The projects a release was seen in, with the groups it first brought there.
+release_project = Table(
+    "release_project",
+    metadata,
+    Column("release_id", BigId, ForeignKey("release.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "project_id",
+        BigId,
+        ForeignKey("project.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
+    Column("new_groups", Integer, nullable=False),
+)
+
+release_project_environment = Table(
+    "release_project_environment",
+    metadata,
+    Column(
+        "release_id",
+        BigId,
+        ForeignKey("release.id", ondelete="CASCADE", name="fk_rpe_release"),
+        primary_key=True,
+    ),
+    Column(
+        "project_id",
+        BigId,
+        ForeignKey("project.id", ondelete="CASCADE", name="fk_rpe_project"),
+        primary_key=True,
+    ),
+    Column(
+        "environment_id",
+        BigId,
+        ForeignKey("environment.id", ondelete="CASCADE", name="fk_rpe_environment"),
+        primary_key=True,
+    ),
+    Column("new_issues_count", Integer, nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+)
+
+# An issue. "group" is the reference's word (and a reserved one in SQL: SQLAlchemy quotes it).
+group = Table(
+    "group",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "project_id",
+        BigId,
+        ForeignKey("project.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("short_id", BigInteger, nullable=False),  # per project, from project_counter
+    Column("type", Integer, nullable=False),  # GroupType id
+    Column("title", Text, nullable=False),
+    Column("culprit", Text, nullable=False),
+    Column("level", SmallInteger, nullable=False),  # log level as an int (40 = error)
+    Column("message", Text, nullable=False),  # searchable text
+    Column("platform", String(64), nullable=True),
+    Column("status", SmallInteger, nullable=False),  # GroupStatus
+    Column("substatus", SmallInteger, nullable=True),  # GroupSubStatus
+    Column("priority", SmallInteger, nullable=True),  # PriorityLevel
+    Column("priority_locked", Boolean, nullable=False),  # set by a person: never auto-changed
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    Column("active_at", DateTime(timezone=True), nullable=True),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+    Column("times_seen", BigInteger, nullable=False),
+    Column(
+        "first_release_id",
+        BigId,
+        ForeignKey("release.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
+    # "user:<id>" / "team:<id>", resolved within the organization (see docs/issues.md)
+    Column("assignee", String(64), nullable=True),
+    # {type, title, culprit, location, last_received, metadata: {title, value, ...}}
+    Column("data", JSON, nullable=False),
+    Column("date_added", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("project_id", "short_id", name="uq_group_project_id_short_id"),
+    # issue listings: by project and status, newest / oldest / most seen first
+    Index("ix_group_project_id_status_last_seen", "project_id", "status", "last_seen"),
+    Index("ix_group_project_id_last_seen", "project_id", "last_seen"),
+    Index("ix_group_project_id_first_seen", "project_id", "first_seen"),
+    Index("ix_group_project_id_times_seen", "project_id", "times_seen"),
+)
+
+# Fingerprint hash (md5 of a fingerprint part) → group, unique per project.
+grouphash = Table(
+    "grouphash",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "project_id",
+        BigId,
+        ForeignKey("project.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("hash", String(32), nullable=False),
+    # null: the hash is known but belongs to no group (its occurrences make no issue)
+    Column(
+        "group_id",
+        BigId,
+        ForeignKey("group.id", ondelete="CASCADE"),
+        nullable=True,
+        index=True,
+    ),
+    Column("date_added", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("project_id", "hash", name="uq_grouphash_project_id_hash"),
+)
+
+# Stored events: generic events saved from an occurrence's embedded event, and any event
+# an occurrence may refer to by id (the reference's node store + Snuba).
+event = Table(
+    "event",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "project_id",
+        BigId,
+        ForeignKey("project.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("event_id", String(32), nullable=False),  # uuid hex
+    # the group and occurrence the event was saved for (null for events stored otherwise)
+    Column("group_id", BigId, ForeignKey("group.id", ondelete="CASCADE"), nullable=True),
+    Column("occurrence_id", String(32), nullable=True),
+    Column("type", String(32), nullable=False),  # "generic", "transaction", ...
+    Column("timestamp", DateTime(timezone=True), nullable=False),
+    Column("received", DateTime(timezone=True), nullable=False),
+    Column("platform", String(64), nullable=True),
+    Column("environment", String(64), nullable=True),
+    Column("release", String(250), nullable=True),
+    Column("tags", JSON, nullable=False),  # [[key, value], ...]
+    Column("data", JSON, nullable=False),  # the whole event as stored
+    UniqueConstraint("project_id", "event_id", name="uq_event_project_id_event_id"),
+    Index("ix_event_group_id_timestamp", "group_id", "timestamp"),
+)
+
+issue_occurrence = Table(
+    "issue_occurrence",
+    metadata,
+    Column("id", String(32), primary_key=True),  # uuid hex, unique per project
+    Column(
+        "project_id",
+        BigId,
+        ForeignKey("project.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    # null when no group resulted (noise gate, quota, type mismatch): still stored
+    Column(
+        "group_id",
+        BigId,
+        ForeignKey("group.id", ondelete="CASCADE"),
+        nullable=True,
+    ),
+    Column("event_id", String(32), nullable=False),
+    Column("fingerprint", JSON, nullable=False),  # hashed parts
+    Column("type", Integer, nullable=False),
+    Column("issue_title", Text, nullable=False),
+    Column("subtitle", Text, nullable=False),
+    Column("resource_id", Text, nullable=True),
+    Column("evidence_data", JSON, nullable=False),
+    Column("evidence_display", JSON, nullable=False),  # [{name, value, important}]
+    Column("detection_time", DateTime(timezone=True), nullable=False),
+    Column("level", String(32), nullable=False),
+    Column("culprit", Text, nullable=False),
+    Column("priority", SmallInteger, nullable=True),
+    Column("assignee", String(64), nullable=True),
+    Column("data", JSON, nullable=False),  # the occurrence's dict form
+    Column("date_added", DateTime(timezone=True), nullable=False),
+    # an issue's events, newest first, and an event's occurrences
+    Index("ix_issue_occurrence_group_id_date_added", "group_id", "date_added"),
+    Index("ix_issue_occurrence_project_id_event_id", "project_id", "event_id"),
+)
+
+group_environment = Table(
+    "group_environment",
+    metadata,
+    Column("group_id", BigId, ForeignKey("group.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "environment_id",
+        BigId,
+        ForeignKey("environment.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
+    Column(
+        "first_release_id",
+        BigId,
+        ForeignKey("release.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+)
+
+group_release = Table(
+    "group_release",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "project_id",
+        BigId,
+        ForeignKey("project.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("group_id", BigId, ForeignKey("group.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "release_id",
+        BigId,
+        ForeignKey("release.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("environment", String(64), nullable=False),  # "" when the event had none
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    UniqueConstraint(
+        "group_id", "release_id", "environment", name="uq_group_release_group_release_env"
+    ),
+)
+
+# Issues waiting for review, and why (new, regression, escalating, ongoing, ...).
+group_inbox = Table(
+    "group_inbox",
+    metadata,
+    Column("group_id", BigId, ForeignKey("group.id", ondelete="CASCADE"), primary_key=True),
+    Column("reason", SmallInteger, nullable=False),  # InboxReason
+    Column("reason_details", JSON, nullable=True),
+    Column("date_added", DateTime(timezone=True), nullable=False),
+)
+
+activity = Table(
+    "activity",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "project_id",
+        BigId,
+        ForeignKey("project.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("group_id", BigId, ForeignKey("group.id", ondelete="CASCADE"), nullable=False),
+    Column("type", SmallInteger, nullable=False),  # ActivityType
+    Column("data", JSON, nullable=False),
+    Column("datetime", DateTime(timezone=True), nullable=False),
+    Index("ix_activity_group_id_datetime", "group_id", "datetime"),
+)
+
+group_history = Table(
+    "group_history",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "project_id",
+        BigId,
+        ForeignKey("project.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("group_id", BigId, ForeignKey("group.id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(32), nullable=False),  # GroupHistoryStatus name
+    Column("date_added", DateTime(timezone=True), nullable=False),
+    Index("ix_group_history_group_id_date_added", "group_id", "date_added"),
+)
+
+# The consumer's dedupe record (the reference's 300 s cache): a message id (raw, as sent)
+# applied for a project. Rows older than the window are ignored and pruned.
+processed_message = Table(
+    "processed_message",
+    metadata,
+    Column(
+        "project_id",
+        BigId,
+        ForeignKey("project.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("message_id", String(200), primary_key=True),
+    Column("processed_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+# The noise gate's counter per fingerprint hash (the reference's Redis key
+# grouphash:{hash}:{project_id}); expired rows count as absent.
+issue_noise_counter = Table(
+    "issue_noise_counter",
+    metadata,
+    Column(
+        "project_id",
+        BigId,
+        ForeignKey("project.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("hash", String(32), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+# Sliding-window quota buckets (issue creation per project and type, the optional
+# per-fingerprint rate limit): units used in the bucket starting at `bucket` (epoch s).
+quota_bucket = Table(
+    "quota_bucket",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("bucket", BigInteger, primary_key=True),
+    Column("count", Integer, nullable=False),
+)
