@@ -714,3 +714,38 @@ quota_bucket = Table(
     Column("bucket", BigInteger, primary_key=True),
     Column("count", Integer, nullable=False),
 )
+
+# --- the crons clock (B7.2, B9) ----------------------------------------------------------
+#
+# The reference keeps these in Redis; vigil keeps them here. Minutes are epoch seconds of
+# a minute's start.
+
+# Where each partition of ingest-monitors is: the minute of its latest applied message.
+monitor_clock_partition = Table(
+    "monitor_clock_partition",
+    metadata,
+    Column("partition_index", Integer, primary_key=True, autoincrement=False),
+    Column("position", BigInteger, nullable=False),
+    Column("date_updated", DateTime(timezone=True), nullable=False),
+)
+
+# The clock: one row (id 1). `last_tick` only moves by a conditional UPDATE on the value
+# read (or the insert of the first row), so each minute ticks once across consumers.
+monitor_clock = Table(
+    "monitor_clock",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_tick", BigInteger, nullable=False),
+    Column("system_incident_start", BigInteger, nullable=True),
+    Column("date_updated", DateTime(timezone=True), nullable=False),
+)
+
+# Per minute: check-in volume, its % deviation from previous days, the tick's decision.
+monitor_clock_minute = Table(
+    "monitor_clock_minute",
+    metadata,
+    Column("minute", BigInteger, primary_key=True, autoincrement=False),
+    Column("volume", BigInteger, nullable=True),
+    Column("pct_deviation", Float, nullable=True),
+    Column("decision", String(16), nullable=True),
+)
