@@ -1,5 +1,5 @@
 """The `vigil` command: run the server or one of its roles, migrate, and manage
-organizations, projects, DSN keys, API tokens and features."""
+organizations, projects, DSN keys, API tokens, features and server options."""
 
 from __future__ import annotations
 
@@ -271,6 +271,29 @@ def cmd_feature(settings: Settings, args: argparse.Namespace) -> int:
     return _with_conn(settings, run)
 
 
+def cmd_option(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from vigil import options
+
+    def run(c: Connection) -> int:
+        if args.action == "list":
+            for key, value in options.list_options(c).items():
+                print(f"{key}\t{json.dumps(value)}")
+        elif args.action == "get":
+            print(json.dumps(options.get_option(c, args.key)))
+        else:
+            try:
+                value = json.loads(args.value)
+            except json.JSONDecodeError as exc:
+                raise CommandError(f"option value must be JSON: {exc}") from None
+            options.set_option(c, args.key, value)
+            print(f"{args.key} = {json.dumps(value)}")
+        return 0
+
+    return _with_conn(settings, run)
+
+
 # --- parser ----------------------------------------------------------------------------
 
 
@@ -338,6 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("feature", nargs="?")
     p.add_argument("--org", default="default")
     p.set_defaults(func=cmd_feature)
+
+    p = sub.add_parser("option", help="server options (e.g. crons.organization.disable-check-in)")
+    p.add_argument("action", choices=["list", "get", "set"])
+    p.add_argument("key", nargs="?")
+    p.add_argument("value", nargs="?", help="for set: the value as JSON")
+    p.set_defaults(func=cmd_option)
     return parser
 
 
@@ -349,6 +378,10 @@ def _check_args(args: argparse.Namespace) -> None:
         raise CommandError(f"key {args.action} needs the public key")
     if args.command == "token" and args.action == "revoke" and args.id is None:
         raise CommandError("token revoke needs --id")
+    if args.command == "option" and args.action != "list" and not args.key:
+        raise CommandError(f"option {args.action} needs a key")
+    if args.command == "option" and args.action == "set" and args.value is None:
+        raise CommandError("option set needs a value (JSON)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

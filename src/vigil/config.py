@@ -37,6 +37,9 @@ class Settings:
     # crons creation limits (the reference's MAX_MONITORS_PER_ORG / _ENVIRONMENTS_PER_MONITOR)
     max_monitors_per_org: int = 10_000
     max_environments_per_monitor: int = 1_000
+    # threads applying check-in groups (different monitor environments) at once; 0: 1 on
+    # SQLite, which serialises writers anyway, 4 on PostgreSQL
+    checkin_workers: int = 0
 
     @property
     def host(self) -> str:
@@ -78,6 +81,19 @@ def _positive_int(name: str) -> Callable[[str], int]:
             raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
         if value <= 0:
             raise ConfigError(f"{name} must be greater than zero, got {value}")
+        return value
+
+    return parse
+
+
+def _non_negative_int(name: str) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+        if value < 0:
+            raise ConfigError(f"{name} must not be negative, got {value}")
         return value
 
     return parse
@@ -163,6 +179,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
         "VIGIL_MAX_ENVIRONMENTS_PER_MONITOR",
         _positive_int("VIGIL_MAX_ENVIRONMENTS_PER_MONITOR"),
     ),
+    "checkin_workers": ("VIGIL_CHECKIN_WORKERS", _non_negative_int("VIGIL_CHECKIN_WORKERS")),
 }
 
 ENV_VARS = {env: name for name, (env, _) in _PARSERS.items()}

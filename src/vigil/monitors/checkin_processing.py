@@ -7,9 +7,8 @@ Time is always the message's: `start_time` for the check-in, the log timestamp f
 rate limit and the error record. Only the occurrence's detection time and event
 timestamp are "now" (B8.3).
 
-Not here yet: the quota steps (3, 7, 9 never fire on a self-hosted install), outcomes,
-and a database-backed rate-limit window (`MinuteRateLimiter` counts in memory, per
-consumer process).
+Not here yet: the quota steps (3, 7, 9 never fire on a self-hosted install) and
+outcomes. The rate-limit window is counted in memory (`MinuteRateLimiter` says why).
 """
 
 from __future__ import annotations
@@ -17,9 +16,8 @@ from __future__ import annotations
 import copy
 import logging
 import uuid
-from collections import defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
@@ -81,22 +79,45 @@ ProduceOccurrence = Callable[[dict[str, Any], str], None]
 
 
 class RateLimiter(Protocol):
-    def is_limited(self, key: str) -> bool:
-        """Count one check-in under `key`; True when it is over the limit."""
+    def is_limited(self, key: str, minute: datetime) -> bool:
+        """Count one check-in under `key`, the bucket of the message minute `minute`;
+        True when it is over the limit."""
+
+
+# How many minutes behind the newest one seen a bucket is kept.
+RATE_LIMIT_HORIZON: Final = timedelta(minutes=2)
 
 
 @dataclass
 class MinuteRateLimiter:
-    """The per-monitor-environment limit of step 2, counted in this process's memory:
-    `limit` check-ins per key (the key names the message's minute, so a new minute is
-    a new bucket)."""
+    """The per-monitor-environment limit of step 2: `limit` check-ins per key and message
+    minute (a new minute is a new bucket), counted in this process's memory.
+
+    Memory stays bounded: when the message time reaches a new minute, the buckets more
+    than RATE_LIMIT_HORIZON older than it are forgotten, since their minute is over.
+
+    Why memory and not the database: `ingest-monitors` is partitioned by monitor
+    environment, so every check-in of one key reaches one consumer process, which can
+    count them alone; the count is only ever needed within one minute of message time.
+    A restart (or a rebalance) forgets the counts: in that minute a monitor environment
+    may get up to `limit` check-ins more through, which is harmless; nothing is lost.
+    A bucket for a minute far behind the newest (a partition catching up while another
+    is current) may be forgotten early in the same way.
+    """
 
     limit: int = CHECKINS_PER_MINUTE
-    counts: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    buckets: dict[datetime, dict[str, int]] = field(default_factory=dict)
+    newest: datetime | None = None
 
-    def is_limited(self, key: str) -> bool:
-        self.counts[key] += 1
-        return self.counts[key] > self.limit
+    def is_limited(self, key: str, minute: datetime) -> bool:
+        if self.newest is None or minute > self.newest:
+            self.newest = minute
+            floor = minute - RATE_LIMIT_HORIZON
+            for over in [m for m in self.buckets if m < floor]:
+                del self.buckets[over]
+        counts = self.buckets.setdefault(minute, {})
+        counts[key] = counts.get(key, 0) + 1
+        return counts[key] > self.limit
 
 
 @dataclass
@@ -170,10 +191,15 @@ def start_time_of(item: CheckinItem) -> datetime:
     return datetime.fromtimestamp(float(item.message["start_time"]), UTC)
 
 
+def message_minute(item: CheckinItem) -> datetime:
+    """The minute of the message's log time (UTC): the rate limit's bucket."""
+    return item.ts.astimezone(UTC).replace(second=0, microsecond=0)
+
+
 def rate_limit_key(item: CheckinItem) -> str:
     """ "monitor-checkins:{processing_key}:{message minute, naive}" (B4.3 step 2)."""
     project_id = int(item.message["project_id"])
-    minute = item.ts.astimezone(UTC).replace(second=0, microsecond=0, tzinfo=None)
+    minute = message_minute(item).replace(tzinfo=None)
     key = processing_key(
         project_id, str(item.payload.get("monitor_slug", "")), item.payload.get("environment")
     )
@@ -184,9 +210,15 @@ def process_checkin(engine: Engine, item: CheckinItem, processing: CheckinProces
     """Apply one check-in. Processing errors are stored with the original item; anything
     else is logged and the check-in dropped (B4.2) — except a passing database outage,
     which is raised so the consumer runner retries the batch: a check-in already
-    accepted must not be lost because the database blinked."""
+    accepted must not be lost because the database blinked.
+
+    Occurrences and status changes reach `processing.produce_occurrence` only after the
+    transaction that decided them committed (an error raised by it propagates): a
+    check-in that rolled back must not leave an issue behind."""
+    decided: list[tuple[dict[str, Any], str]] = []
+    collecting = replace(processing, produce_occurrence=lambda p, k: decided.append((p, k)))
     try:
-        _process_checkin(engine, copy.deepcopy(item), processing)
+        _process_checkin(engine, copy.deepcopy(item), collecting)
     except ProcessingErrorsException as exc:
         try:
             with engine.begin() as conn:
@@ -201,6 +233,9 @@ def process_checkin(engine: Engine, item: CheckinItem, processing: CheckinProces
         if is_transient(exc):
             raise
         log.exception("Failed to process check-in")
+    else:
+        for payload, key in decided:
+            processing.produce_occurrence(payload, key)
 
 
 def _error(kind: ProcessingErrorType, **extra: Any) -> ProcessingError:
@@ -226,7 +261,7 @@ def _process_checkin(engine: Engine, item: CheckinItem, processing: CheckinProce
     # 1, 2
     if organization.id in processing.killswitch:
         _raise(ProcessingErrorType.ORGANIZATION_KILLSWITCH_ENABLED)
-    if processing.rate_limiter.is_limited(rate_limit_key(item)):
+    if processing.rate_limiter.is_limited(rate_limit_key(item), message_minute(item)):
         _raise(ProcessingErrorType.MONITOR_ENVIRONMENT_RATELIMITED)
     # 4
     try:
