@@ -11,9 +11,12 @@ from collections.abc import Callable
 from typing import Any
 
 from vigil.config import ConfigError, Settings
+from vigil.monitors.consumer import ingest_monitors
 from vigil.streams.runner import ConsumerDefinition
 
-CONSUMERS: dict[str, Callable[[Settings], ConsumerDefinition[Any]]] = {}
+CONSUMERS: dict[str, Callable[[Settings], ConsumerDefinition[Any]]] = {
+    "ingest-monitors": ingest_monitors,
+}
 
 
 class UnknownConsumer(ConfigError):

@@ -1,0 +1,329 @@
+"""The `ingest-monitors` consumer (B4.2): check-ins from the log into the database.
+
+Decode (msgpack, the check-in JSON inside it), then per batch either
+
+- `process_single` for each message in log order (one worker), or
+- batched-parallel: the check-ins are split by `processing_key` (arrival order kept),
+  each key's group applied serially by `process_checkin_group`, different keys at once
+  on a thread pool of `VIGIL_CHECKIN_WORKERS` threads.
+
+Clock pulses are decoded and otherwise ignored (the crons clock uses their timestamps).
+
+Monitor-failure occurrences and resolving status changes go to `ingest-occurrences` once
+the transaction that decided them committed, and `apply` returns (letting the runner
+commit the batch's offsets) only after the log acknowledged them. One producer serves
+the whole consumer process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from arroyo.backends.abstract import Producer, ProducerFuture
+from arroyo.backends.kafka import KafkaPayload
+from arroyo.types import BrokerValue, Message
+from arroyo.types import Topic as LogTopic
+from sqlalchemy import Engine
+
+from vigil import metrics
+from vigil.config import Settings
+from vigil.db.engine import make_engine
+from vigil.monitors.checkin_processing import (
+    CheckinProcessing,
+    MinuteRateLimiter,
+    process_checkin,
+)
+from vigil.monitors.processing_errors import CheckinItem
+from vigil.monitors.slugs import processing_key
+from vigil.options import CRONS_DISABLE_CHECKIN, get_option, killswitch_organizations
+from vigil.streams.backend import LogBackend, LogError, get_backend
+from vigil.streams.codecs import (
+    CheckInMessage,
+    ClockPulse,
+    decode_monitor_message,
+    encode_json,
+)
+from vigil.streams.runner import ACK_TIMEOUT_S, ConsumerDefinition
+from vigil.streams.topics import Topic
+
+log = logging.getLogger(__name__)
+
+NAME: Final = "ingest-monitors"
+# How long an operator's killswitch change may take to reach a running consumer.
+KILLSWITCH_CACHE_S: Final = 5.0
+# VIGIL_CHECKIN_WORKERS=0 means this many on PostgreSQL (SQLite: 1).
+POSTGRES_WORKERS: Final = 4
+
+
+# --- decoding ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DecodedCheckIn:
+    """A check-in message and its JSON payload, both checked at decode time so that a
+    message whose payload is not a JSON object is dead-lettered, not dropped."""
+
+    message: CheckInMessage
+    payload: dict[str, Any]
+
+    def message_map(self) -> dict[str, Any]:
+        """The message as Relay wrote it (what a processing error shows)."""
+        m = self.message
+        return {
+            "message_type": "check_in",
+            "payload": m.payload,
+            "start_time": m.start_time,
+            "project_id": m.project_id,
+            "sdk": m.sdk,
+            "retention_days": m.retention_days,
+        }
+
+
+MonitorItem = ClockPulse | DecodedCheckIn
+
+
+def decode(raw: KafkaPayload) -> MonitorItem:
+    """An `ingest-monitors` message; CodecError (⇒ dead letter) if it is not one."""
+    message = decode_monitor_message(raw.value)
+    if isinstance(message, ClockPulse):
+        return message
+    return DecodedCheckIn(message, message.payload_json())
+
+
+def log_time(message: Message[Any]) -> datetime:
+    """The message's log timestamp (aware UTC); the log gives naive UTC."""
+    ts = message.timestamp
+    if ts is None:  # only messages not from a log (never in the runner)
+        return datetime.now(UTC)
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+def partition_of(message: Message[Any]) -> int:
+    value = message.value
+    return value.partition.index if isinstance(value, BrokerValue) else 0
+
+
+def checkin_item(message: Message[MonitorItem]) -> CheckinItem | None:
+    """The check-in of a message with its log time and partition; None for a pulse."""
+    decoded = message.payload
+    if isinstance(decoded, ClockPulse):
+        return None
+    return CheckinItem(
+        log_time(message), partition_of(message), decoded.message_map(), decoded.payload
+    )
+
+
+def latest_timestamps(messages: Sequence[Message[MonitorItem]]) -> dict[int, datetime]:
+    """{partition: the newest log timestamp of the batch's messages on it}, clock pulses
+    included: what the crons clock (B7.2) ticks from, once per partition per batch."""
+    latest: dict[int, datetime] = {}
+    for message in messages:
+        partition, ts = partition_of(message), log_time(message)
+        if partition not in latest or ts > latest[partition]:
+            latest[partition] = ts
+    return latest
+
+
+def group_by_key(items: Sequence[CheckinItem]) -> dict[str, list[CheckinItem]]:
+    """The check-ins split by `processing_key`, each group in arrival order."""
+    groups: dict[str, list[CheckinItem]] = {}
+    for item in items:
+        key = processing_key(
+            int(item.message["project_id"]),
+            str(item.payload.get("monitor_slug", "")),
+            item.payload.get("environment"),
+        )
+        groups.setdefault(key, []).append(item)
+    return groups
+
+
+# --- the two modes -------------------------------------------------------------------
+
+
+def process_single(
+    engine: Engine, message: Message[MonitorItem], processing: CheckinProcessing
+) -> None:
+    """Serial mode, one message: a clock pulse does nothing here; a check-in is applied."""
+    item = checkin_item(message)
+    if item is not None:
+        process_checkin(engine, item, processing)
+
+
+def process_checkin_group(
+    engine: Engine, items: Sequence[CheckinItem], processing: CheckinProcessing
+) -> None:
+    """The check-ins of one processing key, applied one after the other in order."""
+    for item in items:
+        process_checkin(engine, item, processing)
+
+
+# --- the operator's killswitch ---------------------------------------------------------
+
+
+class KillswitchCache:
+    """The organizations whose check-ins are switched off (option
+    `crons.organization.disable-check-in`), read at most every `ttl_s` seconds."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        ttl_s: float = KILLSWITCH_CACHE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._engine = engine
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._value: frozenset[int] = frozenset()
+        self._read_at: float | None = None
+
+    def get(self) -> frozenset[int]:
+        now = self._clock()
+        if self._read_at is None or now - self._read_at >= self._ttl_s:
+            with self._engine.connect() as conn:
+                raw = get_option(conn, CRONS_DISABLE_CHECKIN, [])
+            self._value = killswitch_organizations(raw)
+            self._read_at = now
+        return self._value
+
+
+# --- the consumer ----------------------------------------------------------------------
+
+
+class CheckinConsumer:
+    """The state one consumer process keeps between batches: database engine, producer
+    for occurrences, rate-limit counts, killswitch cache, worker threads. Made lazily on
+    the first batch; `close()` releases them."""
+
+    def __init__(self, settings: Settings, backend: LogBackend | None = None) -> None:
+        self.settings = settings
+        self.workers = settings.checkin_workers or (
+            POSTGRES_WORKERS if settings.resolved_database_url.startswith("postgresql") else 1
+        )
+        self._backend = backend
+        self._own_backend = backend is None
+        self._lock = threading.Lock()
+        self._engine: Engine | None = None
+        self._producer: Producer[KafkaPayload] | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._killswitch: KillswitchCache | None = None
+        self._occurrences = LogTopic(settings.topic(Topic.INGEST_OCCURRENCES))
+        # one per process: keys are partitioned (see MinuteRateLimiter)
+        self._rate_limiter = MinuteRateLimiter()
+
+    def definition(self) -> ConsumerDefinition[MonitorItem]:
+        return ConsumerDefinition(
+            name=NAME, topic=Topic.INGEST_MONITORS, decode=decode, apply=self.apply
+        )
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = make_engine(self.settings, pool_size=self.workers + 1)
+            self._killswitch = KillswitchCache(self._engine)
+        return self._engine
+
+    def _get_producer(self) -> Producer[KafkaPayload]:
+        with self._lock:  # workers may ask at once
+            if self._producer is None:
+                if self._backend is None:
+                    self._backend = get_backend(self.settings)
+                self._producer = self._backend.get_producer()
+            return self._producer
+
+    def apply(self, messages: Sequence[Message[MonitorItem]]) -> None:
+        """Apply a batch (see the module docstring); returns once every occurrence it
+        produced is acknowledged by the log."""
+        engine = self.engine
+        assert self._killswitch is not None
+        sent: list[ProducerFuture[BrokerValue[KafkaPayload]]] = []
+
+        def produce_occurrence(payload: dict[str, Any], key: str) -> None:
+            kafka_payload = KafkaPayload(key.encode("utf-8"), encode_json(payload), [])
+            sent.append(self._get_producer().produce(self._occurrences, kafka_payload))
+
+        processing = CheckinProcessing(
+            produce_occurrence=produce_occurrence,
+            killswitch=self._killswitch.get(),
+            rate_limiter=self._rate_limiter,
+            max_monitors=self.settings.max_monitors_per_org,
+            max_environments=self.settings.max_environments_per_monitor,
+        )
+        try:
+            if self.workers <= 1:
+                for message in messages:
+                    process_single(engine, message, processing)
+            else:
+                items = [i for i in map(checkin_item, messages) if i is not None]
+                self._process_parallel(engine, items, processing)
+        finally:
+            # Whatever was produced was decided by a committed transaction: see it
+            # acknowledged even if a later group failed.
+            self._wait(sent)
+        # The one place where each partition's newest message time of the applied batch
+        # is known (pulses included): the crons clock ticks from here.
+        self.batch_applied(latest_timestamps(messages))
+
+    def batch_applied(self, latest: Mapping[int, datetime]) -> None:
+        """Called after each applied batch with {partition: newest log timestamp}.
+        Nothing yet: the crons clock (B7.2, `try_monitor_clock_tick(ts, partition)`
+        once per partition) will be called from here."""
+
+    def _process_parallel(
+        self, engine: Engine, items: Sequence[CheckinItem], processing: CheckinProcessing
+    ) -> None:
+        groups = group_by_key(items)
+        if len(groups) <= 1:
+            for group in groups.values():
+                process_checkin_group(engine, group, processing)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="vigil-checkins")
+        futures: list[Future[None]] = [
+            self._pool.submit(process_checkin_group, engine, group, processing)
+            for group in groups.values()
+        ]
+        # Wait for every group before raising: a retried batch must not run beside
+        # groups still applying.
+        wait(futures)
+        for future in futures:
+            future.result()
+
+    def _wait(self, sent: Sequence[ProducerFuture[BrokerValue[KafkaPayload]]]) -> None:
+        for future in sent:
+            try:
+                future.result(timeout=ACK_TIMEOUT_S)
+            except Exception as exc:
+                raise LogError(
+                    f"occurrence to {self._occurrences.name!r} was not acknowledged: {exc}"
+                ) from exc
+            metrics.MESSAGES_PRODUCED.labels(self._occurrences.name).inc()
+
+    def close(self) -> None:
+        """Release the producer, worker threads and database connections."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if self._producer is not None:
+            try:
+                self._producer.close().result(timeout=ACK_TIMEOUT_S)
+            except Exception as exc:
+                log.warning("occurrence producer did not close cleanly", extra={"error": str(exc)})
+            self._producer = None
+        if self._own_backend and self._backend is not None:
+            self._backend.close()
+            self._backend = None
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+
+def ingest_monitors(settings: Settings) -> ConsumerDefinition[MonitorItem]:
+    """The registry's factory: a consumer whose resources live as long as the process."""
+    return CheckinConsumer(settings).definition()

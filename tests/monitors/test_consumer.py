@@ -1,0 +1,272 @@
+"""The `ingest-monitors` consumer run for real (`run_consumer` in a thread) on both
+backends: check-ins written to the log reach the database in order per key in both
+modes, the reference's example messages are applied, a bad message is dead-lettered,
+failures become occurrences on `ingest-occurrences` and recovery a RESOLVED status
+change, and the operator's killswitch drops an organization's check-ins."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import orjson
+import pytest
+from arroyo.backends.abstract import Producer
+from arroyo.backends.kafka import KafkaPayload
+from prometheus_client import REGISTRY
+from sqlalchemy import Engine, select
+
+from tests.support.log_reader import read_messages
+from tests.support.tenants import Tenant, make_tenant
+from vigil.config import Settings
+from vigil.db.tables import monitor_checkin as checkin_table
+from vigil.db.tables import monitor_incident as incident_table
+from vigil.monitors import processing_error_store
+from vigil.monitors import store as monitor_store
+from vigil.monitors.consumer import NAME, CheckinConsumer
+from vigil.monitors.enums import CheckInStatus
+from vigil.monitors.slugs import routing_key
+from vigil.options import CRONS_DISABLE_CHECKIN, set_option
+from vigil.streams import codecs
+from vigil.streams.backend import LogBackend, get_backend
+from vigil.streams.runner import produce, run_consumer
+from vigil.streams.topics import Topic, dlq_topic
+
+EXAMPLES = (
+    Path(__file__).resolve().parents[3]
+    / "shared/vendor-data/sentry-kafka-schemas/examples/ingest-monitors/1"
+)
+WAIT_S = 120.0
+HOURLY = {"schedule": {"type": "crontab", "value": "0 * * * *"}}
+
+
+@pytest.fixture
+def log_backend(stack: Settings) -> Iterator[LogBackend]:
+    backend = get_backend(stack)
+    backend.ensure_topics([NAME])
+    yield backend
+    backend.close()
+
+
+@pytest.fixture
+def producer(log_backend: LogBackend) -> Iterator[Producer[KafkaPayload]]:
+    made = log_backend.get_producer()
+    yield made
+    made.close().result(timeout=WAIT_S)
+
+
+@pytest.fixture
+def tenant(engine: Engine) -> Tenant:
+    return make_tenant(engine, "acme")
+
+
+class Log:
+    """Writes `ingest-monitors` messages as Relay does (msgpack, routing key)."""
+
+    def __init__(self, settings: Settings, producer: Producer[KafkaPayload], tenant: Tenant):
+        self.settings, self.producer, self.tenant = settings, producer, tenant
+
+    def raw(self, value: bytes, key: bytes | None = None) -> None:
+        produce(self.producer, self.settings, Topic.INGEST_MONITORS, value, key)
+
+    def checkin(self, at: datetime | None = None, **payload: Any) -> str:
+        payload.setdefault("monitor_slug", "nightly")
+        payload.setdefault("check_in_id", uuid.uuid4().hex)
+        payload.setdefault("status", "ok")
+        moment = datetime.now(UTC) if at is None else at
+        message = codecs.CheckInMessage(
+            orjson.dumps(payload), moment.timestamp(), self.tenant.project.id, "test/1", 90
+        )
+        key = routing_key(self.tenant.project.id, payload["monitor_slug"], None)
+        self.raw(codecs.encode_monitor_message(message), key)
+        return str(payload["check_in_id"])
+
+
+@pytest.fixture
+def log(stack: Settings, producer: Producer[KafkaPayload], tenant: Tenant) -> Log:
+    return Log(stack, producer, tenant)
+
+
+@contextmanager
+def running(settings: Settings, workers: int = 1) -> Iterator[Callable[[], bool]]:
+    """The consumer in a thread of this process until the block ends; yields `alive()`."""
+    consumer = CheckinConsumer(replace(settings, checkin_workers=workers))
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run_consumer(consumer.definition(), settings, stop=stop)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="test-ingest-monitors")
+    thread.start()
+    try:
+        yield thread.is_alive
+    finally:
+        stop.set()
+        thread.join(WAIT_S)
+        consumer.close()
+    assert not thread.is_alive(), "the consumer did not stop"
+    if errors:
+        raise errors[0]
+
+
+def wait_until(condition: Callable[[], bool], what: str, alive: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if not alive():
+            raise AssertionError(f"the consumer stopped before {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def dead_lettered() -> float:
+    return REGISTRY.get_sample_value("vigil_dead_lettered_total", {"consumer": NAME}) or 0.0
+
+
+def checkins(engine: Engine) -> dict[uuid.UUID, Any]:
+    with engine.connect() as conn:
+        return {r.guid: r for r in conn.execute(select(checkin_table))}
+
+
+def all_lag(settings: Settings, backend: LogBackend) -> int:
+    return sum(backend.lag(settings.topic(NAME), settings.topic(Topic.INGEST_MONITORS)).values())
+
+
+# --- the log into the database ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [1, 4], ids=["serial", "parallel"])
+def test_checkins_in_one_batch_keep_their_order_per_key(
+    stack: Settings, engine: Engine, log: Log, log_backend: LogBackend, workers: int
+) -> None:
+    # Everything is written before the consumer starts, so it arrives in one batch.
+    started = log.checkin(status="in_progress", monitor_config=HOURLY)
+    log.checkin(check_in_id=started, status="ok")
+    other = [
+        log.checkin(monitor_slug=f"job-{i}", status="error", monitor_config=HOURLY)
+        for i in range(5)
+    ]
+    log.raw(codecs.encode_monitor_message(codecs.ClockPulse()))
+    log.raw(b"\xc1 not msgpack", b"bad")
+    after_bad = log.checkin(monitor_slug="after-bad", monitor_config=HOURLY)
+
+    with running(stack, workers) as alive:
+        wait_until(lambda: len(checkins(engine)) == 7, "seven check-ins", alive)
+        wait_until(lambda: all_lag(stack, log_backend) == 0, "the batch committed", alive)
+
+    found = checkins(engine)
+    first = found[uuid.UUID(started)]
+    assert first.status == CheckInStatus.OK  # in_progress, then ok: one completed run
+    assert first.duration is not None
+    assert {found[uuid.UUID(g)].status for g in other} == {CheckInStatus.ERROR}
+    assert found[uuid.UUID(after_bad)].status == CheckInStatus.OK
+    (dead,) = read_messages(stack, log_backend, dlq_topic(NAME), expect=1)
+    assert dead.value == b"\xc1 not msgpack"
+    reason = dict(dead.headers)["reason"].decode()
+    assert "not msgpack" in reason
+
+
+def test_reference_examples_are_applied_and_a_pulse_ignored(
+    stack: Settings, engine: Engine, log: Log, tenant: Tenant, log_backend: LogBackend
+) -> None:
+    example = msgpack.unpackb((EXAMPLES / "checkin.msgpack").read_bytes(), raw=False)
+    payload = orjson.loads(example["payload"])
+    with engine.begin() as conn:  # the example names no config: its monitor must exist
+        monitor_store.ensure_monitor_with_config(
+            conn,
+            tenant.project,
+            payload["monitor_slug"],
+            {"schedule_type": "crontab", "schedule": "0 * * * *"},
+            monitor_store.no_owners,
+            10,
+        )
+    example["project_id"] = tenant.project.id
+    log.raw(msgpack.packb(example, use_bin_type=True), b"example")
+    log.raw((EXAMPLES / "clock_pulse.msgpack").read_bytes())
+    dead_before = dead_lettered()
+
+    with running(stack) as alive:
+        wait_until(lambda: len(checkins(engine)) == 1, "the example's check-in", alive)
+        wait_until(lambda: all_lag(stack, log_backend) == 0, "both committed", alive)
+
+    (row,) = checkins(engine).values()
+    assert row.guid == uuid.UUID(payload["check_in_id"])
+    assert (row.status, row.duration) == (CheckInStatus.OK, 100_000)
+    start = datetime.fromtimestamp(example["start_time"], UTC)
+    added = row.date_added if row.date_added.tzinfo else row.date_added.replace(tzinfo=UTC)
+    assert added == start - timedelta(seconds=100)
+    assert dead_lettered() == dead_before  # the pulse was accepted
+
+
+# --- occurrences ----------------------------------------------------------------------
+
+
+def test_failure_produces_an_occurrence_and_recovery_resolves_it(
+    stack: Settings, engine: Engine, log: Log, tenant: Tenant, log_backend: LogBackend
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    log.checkin(now - timedelta(hours=2), monitor_config=HOURLY)
+    failed = log.checkin(now - timedelta(hours=1), status="error")
+    log.checkin(now)
+
+    with running(stack, workers=4) as alive:
+        wait_until(lambda: len(checkins(engine)) == 3, "three check-ins", alive)
+        occurrence, change = read_messages(stack, log_backend, Topic.INGEST_OCCURRENCES, expect=2)
+
+    with engine.connect() as conn:
+        (incident,) = conn.execute(select(incident_table))
+    key = f"{incident.grouphash}-{tenant.project.id}".encode()
+    assert occurrence.key == key and change.key == key
+    body = codecs.decode_occurrence_message(occurrence.value)
+    assert body["payload_type"] == "occurrence"
+    assert body["type"] == 4001
+    assert body["project_id"] == tenant.project.id
+    assert body["fingerprint"] == [incident.grouphash]
+    assert body["issue_title"] == "Monitor failure: nightly"
+    assert body["subtitle"] == "Your monitor has reached its failure threshold."
+    assert body["level"] == "error"
+    assert body["evidence_display"][0] == {
+        "name": "Failure reason",
+        "value": "An error check-in was detected",
+        "important": True,
+    }
+    assert body["evidence_display"][1]["value"] == "production"
+    assert body["event"]["tags"]["monitor.slug"] == "nightly"
+    assert body["event"]["contexts"]["monitor"]["type"] == "cron_job"
+    assert incident.starting_checkin_id == checkins(engine)[uuid.UUID(failed)].id
+    status_change = codecs.decode_occurrence_message(change.value)
+    assert status_change["payload_type"] == "status_change"
+    assert status_change["fingerprint"] == [incident.grouphash]
+    assert (status_change["new_status"], status_change["new_substatus"]) == (1, None)
+    assert incident.resolving_checkin_id is not None
+
+
+def test_killswitch_set_by_the_operator_drops_the_organizations_checkins(
+    stack: Settings, engine: Engine, log: Log, tenant: Tenant
+) -> None:
+    with engine.begin() as conn:
+        set_option(conn, CRONS_DISABLE_CHECKIN, [{"organization_id": tenant.org.id}])
+    log.checkin(monitor_config=HOURLY)
+
+    def recorded() -> bool:
+        with engine.connect() as conn:
+            records = processing_error_store.list_for_project(
+                conn, tenant.project.id, datetime.now(UTC)
+            )
+        return [[e.to_dict() for e in r.errors] for r in records] == [[{"type": 15}]]
+
+    with running(stack) as alive:
+        wait_until(recorded, "the killswitch processing error", alive)
+    assert checkins(engine) == {}

@@ -1,0 +1,90 @@
+"""The consumer's pure parts, as tables: how a batch is split by processing key, the
+newest time per partition the clock will tick from, and the per-minute rate limit that
+forgets minutes that are over."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from arroyo.types import BrokerValue, Message, Partition, Topic
+
+from vigil.monitors.checkin_processing import RATE_LIMIT_HORIZON, MinuteRateLimiter
+from vigil.monitors.consumer import MonitorItem, group_by_key, latest_timestamps
+from vigil.monitors.processing_errors import CheckinItem
+from vigil.streams.codecs import ClockPulse
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+
+
+def item(slug: str, env: Any = None, project: int = 1, n: int = 0) -> CheckinItem:
+    payload: dict[str, Any] = {"monitor_slug": slug, "status": "ok", "n": n}
+    if env is not None:
+        payload["environment"] = env
+    return CheckinItem(T0, 0, {"project_id": project}, payload)
+
+
+def test_groups_by_processing_key_in_arrival_order() -> None:
+    items = [
+        item("a", n=0),
+        item("b", n=1),
+        item("A", n=2),  # slugified: the same monitor as "a"
+        item("a", "production", n=3),  # raw environment: another key
+        item("a", project=2, n=4),
+        item("a", n=5),
+    ]
+    groups = group_by_key(items)
+    assert {k: [i.payload["n"] for i in g] for k, g in groups.items()} == {
+        "1:a:None": [0, 2, 5],
+        "1:b:None": [1],
+        "1:a:production": [3],
+        "2:a:None": [4],
+    }
+
+
+def message(partition: int, at: datetime) -> Message[MonitorItem]:
+    value = BrokerValue[MonitorItem](
+        ClockPulse(), Partition(Topic("t"), partition), 0, at.replace(tzinfo=None)
+    )
+    return Message(value)
+
+
+def test_latest_timestamps_per_partition() -> None:
+    batch = [
+        message(0, T0),
+        message(1, T0 + 3 * MINUTE),
+        message(0, T0 + MINUTE),
+        message(1, T0 + 2 * MINUTE),  # never behind the newest already seen
+    ]
+    assert latest_timestamps(batch) == {0: T0 + MINUTE, 1: T0 + 3 * MINUTE}
+    assert latest_timestamps([]) == {}
+
+
+@pytest.mark.parametrize(
+    ("sent", "limited"),
+    [
+        # (key, minutes after T0) per check-in ; which were limited
+        ([("k", 0)] * 6, [False] * 6),
+        ([("k", 0)] * 7, [False] * 6 + [True]),
+        ([("k", 0)] * 6 + [("k", 1)], [False] * 7),  # a new minute, a new bucket
+        ([("k", 0)] * 6 + [("j", 0)], [False] * 7),  # keys are counted apart
+    ],
+)
+def test_six_per_key_and_minute(sent: list[tuple[str, int]], limited: list[bool]) -> None:
+    limiter = MinuteRateLimiter()
+    assert [limiter.is_limited(k, T0 + m * MINUTE) for k, m in sent] == limited
+
+
+def test_minutes_that_are_over_are_forgotten() -> None:
+    limiter = MinuteRateLimiter()
+    for minute in range(100):
+        for key in ("a", "b", "c"):
+            limiter.is_limited(key, T0 + minute * MINUTE)
+    kept = sorted(limiter.buckets)
+    newest = T0 + 99 * MINUTE
+    assert kept[0] >= newest - RATE_LIMIT_HORIZON and kept[-1] == newest
+    # a late message of a minute still kept is counted in its bucket
+    late = newest - MINUTE
+    assert [limiter.is_limited("a", late) for _ in range(6)] == [False] * 5 + [True]
