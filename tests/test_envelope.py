@@ -148,6 +148,18 @@ def test_sdk_check_ins_arrive_on_ingest_monitors_with_routing_key_and_sdk(
         payload = message.payload_json()
         assert payload["monitor_slug"] == slug
         assert payload["environment"] == "production"
+        # Normalised at the edge: the SDK's extra fields (release, sdk, timestamp, ...)
+        # are dropped and contexts keep only the trace id.
+        assert set(payload) <= {
+            "check_in_id",
+            "monitor_slug",
+            "status",
+            "environment",
+            "duration",
+            "contexts",
+        }
+        assert set(payload["contexts"]) == {"trace"}
+        assert set(payload["contexts"]["trace"]) == {"trace_id"}
         assert raw.key == routing_key(tenant.project.id, slug, None)
         assert message.project_id == tenant.project.id
         assert message.sdk == f"sentry.python/{sentry_sdk.VERSION}"
@@ -188,6 +200,45 @@ def test_identity_gzip_deflate_and_br_bodies_are_ingested(
     assert set(slugs) == {"identity-job", "gzip-job", "deflate-job", "br-job", "cli-job"}
     assert slugs["cli-job"].sdk == "sentry-cli/x86_64"
     assert slugs["cli-job"].payload == orjson.dumps(orjson.loads(cli_body.split(b"\n")[2]))
+
+
+def test_check_ins_are_normalised_on_the_log_and_invalid_ones_dropped(
+    stack: Settings, server: str, tenant: Tenant, log_backend: LogBackend
+) -> None:
+    check_in_id = uuid.uuid4()
+    sent = {
+        "check_in_id": str(check_in_id).upper(),
+        "monitor_slug": "x" * 80,
+        "status": "missed",
+        "environment": "staging",
+        "duration": "2.5",
+        "release": "probe@1.2.3",
+        "monitor_config": {
+            "schedule": {"type": "interval", "value": "1", "unit": "minute"},
+            "checkin_margin": 5,
+            "unknown_key": True,
+        },
+    }
+    body = envelope(
+        ("check_in", orjson.dumps(sent)),
+        ("check_in", orjson.dumps({"monitor_slug": "no-status"})),
+    )
+    response = post(server, tenant, body)
+    assert (response.status_code, response.json()) == (200, {})
+
+    [raw] = read_messages(stack, log_backend, MONITORS, 1)
+    assert raw.key == routing_key(tenant.project.id, "x" * 50, "staging")
+    assert decoded(raw).payload_json() == {
+        "check_in_id": check_in_id.hex,
+        "monitor_slug": "x" * 50,
+        "status": "unknown",
+        "environment": "staging",
+        "duration": 2.5,
+        "monitor_config": {
+            "schedule": {"type": "interval", "value": 1, "unit": "minute"},
+            "checkin_margin": 5,
+        },
+    }
 
 
 # --- answers ---------------------------------------------------------------------------
@@ -236,6 +287,14 @@ def test_items_other_than_check_ins_are_accepted_and_counted_as_dropped(
         (b"[1, 2]", "not_an_object"),
         (b'{"status": "ok"}', "missing_slug"),
         (b'{"monitor_slug": "", "status": "ok"}', "empty_slug"),
+        (b'{"monitor_slug": "job"}', "missing_status"),
+        (b'{"monitor_slug": "job", "status": "ok", "check_in_id": "x"}', "invalid_check_in_id"),
+        (b'{"monitor_slug": "job", "status": "ok", "environment": 1}', "invalid_environment"),
+        (
+            b'{"monitor_slug": "job", "status": "ok", "environment": "' + b"e" * 65 + b'"}',
+            "invalid_environment",
+        ),
+        (b'{"monitor_slug": "job", "status": "ok", "duration": "x"}', "invalid_duration"),
     ],
 )
 def test_check_in_items_that_cannot_be_check_ins_are_dropped_and_the_envelope_accepted(
@@ -311,7 +370,8 @@ def test_compressed_body_that_inflates_over_the_limit_gets_413(
 
 def test_check_in_message_over_the_limit_gets_413(small_server: str, tenant: Tenant) -> None:
     # The body fits; the message (the check-in and its envelope on the log) does not.
-    payload = check_in("big", padding="x" * (LIMIT - 200))
+    # (A kept field: unknown fields are dropped by the normalisation.)
+    payload = check_in("big", monitor_config={"timezone": "x" * (LIMIT - 200)})
     body = envelope(("check_in", payload), lengths=False)
     assert len(body) <= LIMIT
     response = post(small_server, tenant, body)

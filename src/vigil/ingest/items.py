@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vigil.ingest.check_in_item import InvalidCheckIn, inspect_check_in, routing_key
+from vigil.ingest.check_in_item import EdgeCheckIn, InvalidCheckIn, read_check_in
 from vigil.ingest.envelope_format import Envelope
 from vigil.streams.codecs import CheckInMessage, encode_monitor_message
 
@@ -88,8 +88,9 @@ def plan_envelope(
     """The messages to write and the items to drop for `envelope` sent to `project_id`.
 
     Each valid `check_in` item becomes a `CheckInMessage` whose payload is the item's
-    bytes unchanged, `start_time` is `received_at` and key is the routing key of its
-    (project, slug, environment). Invalid check-ins and items of other types are dropped.
+    normalised check-in (`read_check_in`), `start_time` is `received_at` and key is the
+    routing key of its (project, slug, environment). Invalid check-ins and items of
+    other types are dropped.
     """
     writes: list[MonitorWrite] = []
     dropped: list[DroppedItem] = []
@@ -101,22 +102,28 @@ def plan_envelope(
             )
             continue
         try:
-            ref = inspect_check_in(item.payload)
+            check_in = read_check_in(item.payload)
         except InvalidCheckIn as exc:
             dropped.append(DroppedItem(label, exc.reason.value, str(exc)))
             continue
-        message = CheckInMessage(
-            payload=item.payload,
-            start_time=received_at,
-            project_id=project_id,
-            sdk=sdk,
-            retention_days=RETENTION_DAYS,
-        )
         writes.append(
-            MonitorWrite(
-                routing_key(project_id, ref.slug, ref.environment),
-                encode_monitor_message(message),
-                ref.slug,
-            )
+            monitor_write(check_in, project_id=project_id, sdk=sdk, received_at=received_at)
         )
     return Plan(tuple(writes), tuple(dropped))
+
+
+def monitor_write(
+    check_in: EdgeCheckIn, *, project_id: int, sdk: str | None, received_at: float
+) -> MonitorWrite:
+    """The `ingest-monitors` message of one normalised check-in received at
+    `received_at` for `project_id`."""
+    message = CheckInMessage(
+        payload=check_in.payload,
+        start_time=received_at,
+        project_id=project_id,
+        sdk=sdk,
+        retention_days=RETENTION_DAYS,
+    )
+    return MonitorWrite(
+        check_in.routing_key(project_id), encode_monitor_message(message), check_in.slug
+    )
