@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from vigil.api import custom_rules, health, monitors, organizations, project_keys
+from vigil.api import custom_rules, health, monitors, occurrences, organizations, project_keys
 from vigil.api import metrics as metrics_api
 from vigil.api.http import http_exception_handler, server_error_handler
 from vigil.api.services import Services
@@ -38,6 +38,7 @@ def all_routes() -> list[BaseRoute]:
         *project_keys.routes(),
         *custom_rules.routes(),
         *monitors.routes(),
+        *occurrences.routes(),
         *health.routes(),
         *metrics_api.routes(),
     ]
@@ -55,14 +56,17 @@ def create_app(settings: Settings) -> Starlette:
 
         backend = get_backend(settings)
         monitor_log = MonitorLog(backend, settings)
+        occurrence_log = occurrences.OccurrenceLog(backend, settings)
         try:
             monitor_log.open()
             svc = Services(settings, engine, backend, monitor_log, KeyCache(lookup))
             yield {
                 "services": svc,
                 "metrics": metrics_api.MetricsEndpoint(settings, backend),
+                "occurrence_log": occurrence_log,
             }
         finally:
+            occurrence_log.close()
             monitor_log.close()
             backend.close()
             engine.dispose()

@@ -1,0 +1,314 @@
+"""`POST /api/0/projects/{org}/{project}/occurrences/` through a real server on both
+backends: occurrences and status changes validated before they are accepted, written to
+`ingest-occurrences` keyed on the raw first fingerprint part, and refused with the field
+at fault, the auth reason, 413 or 503 otherwise."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from sqlalchemy import Engine
+
+from tests.support.live_server import live_server
+from tests.support.log_reader import read_messages
+from tests.support.services import free_port
+from tests.support.tenants import Tenant, make_tenant, make_token
+from vigil.api.app import create_app
+from vigil.config import Settings
+from vigil.issues.occurrence import no_assignees, normalise_occurrence
+from vigil.streams.backend import LogBackend, get_backend
+from vigil.streams.topics import Topic
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+EXAMPLE = (
+    SHARED / "vendor-data/sentry-kafka-schemas/examples/ingest-occurrences/1/monitor-failure.json"
+)
+OCCURRENCES = Topic.INGEST_OCCURRENCES.value
+PATH = "/api/0/projects/org-a/web/occurrences/"
+
+
+@pytest.fixture
+def server(stack: Settings) -> Iterator[str]:
+    with live_server(create_app(stack)) as url:
+        yield url
+
+
+@pytest.fixture
+def tenant(engine: Engine) -> Tenant:
+    return make_tenant(engine, "org-a", "web")
+
+
+@pytest.fixture
+def log_backend(stack: Settings) -> Iterator[LogBackend]:
+    backend = get_backend(stack)
+    yield backend
+    backend.close()
+
+
+def post(server: str, token: str, body: Any, path: str = PATH) -> httpx.Response:
+    content = body if isinstance(body, bytes) else orjson.dumps(body)
+    return httpx.post(
+        server + path,
+        content=content,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        timeout=60,
+    )
+
+
+def example() -> dict[str, Any]:
+    """The reference's example message, without its project ids (the path's fill them in)."""
+    value: dict[str, Any] = orjson.loads(EXAMPLE.read_bytes())
+    del value["project_id"], value["event"]["project_id"]
+    return value
+
+
+def occurrence(tenant: Tenant, **changes: Any) -> dict[str, Any]:
+    value: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "project_id": tenant.project.id,
+        "event_id": uuid.uuid4().hex,
+        "fingerprint": ["disk-full:host-1", "second"],
+        "issue_title": "Disk almost full",
+        "subtitle": "95% used on /var",
+        "type": 4001,
+        "detection_time": "2025-01-02T03:04:05Z",
+        "evidence_data": {"used": 0.95},
+        "evidence_display": [{"name": "Used", "value": "95%", "important": True}],
+        "level": "warning",
+    }
+    value.update(changes)
+    return value
+
+
+def status_change(**changes: Any) -> dict[str, Any]:
+    return {
+        "payload_type": "status_change",
+        "fingerprint": ["disk-full:host-1"],
+        "new_status": 1,
+        "new_substatus": None,
+        **changes,
+    }
+
+
+# --- accepted --------------------------------------------------------------------------
+
+
+def test_the_reference_example_is_accepted_and_written_with_the_paths_project(
+    stack: Settings, server: str, tenant: Tenant, log_backend: LogBackend
+) -> None:
+    response = post(server, tenant.token, example())
+    assert response.status_code == 202, response.text
+    assert response.json() == {"id": "a" * 32}
+    [payload] = read_messages(stack, log_backend, OCCURRENCES, 1)
+    assert payload.key == f"{'c' * 32}-{tenant.project.id}".encode()
+    written = orjson.loads(payload.value)
+    expected = example()
+    expected["project_id"] = tenant.project.id
+    expected["event"]["project_id"] = tenant.project.id
+    assert written == expected
+    normalised = normalise_occurrence(written, resolve_assignee=no_assignees, now=datetime.now(UTC))
+    assert normalised.event_data is not None
+
+
+def test_an_occurrence_is_answered_with_its_normalised_id_and_keyed_on_the_raw_fingerprint(
+    stack: Settings, server: str, tenant: Tenant, log_backend: LogBackend
+) -> None:
+    body = occurrence(tenant)
+    response = post(server, tenant.token, body)
+    assert response.status_code == 202, response.text
+    assert response.json() == {"id": uuid.UUID(body["id"]).hex}
+    [payload] = read_messages(stack, log_backend, OCCURRENCES, 1)
+    assert payload.key == f"disk-full:host-1-{tenant.project.id}".encode()
+    assert orjson.loads(payload.value) == body  # as sent: the consumer hashes the parts
+
+
+def test_a_status_change_gets_an_id_when_it_has_none(
+    stack: Settings, server: str, tenant: Tenant, log_backend: LogBackend
+) -> None:
+    first = post(server, tenant.token, status_change())
+    second = post(server, tenant.token, status_change(id="mine", new_status=2, new_substatus=5))
+    assert (first.status_code, second.status_code) == (202, 202), first.text + second.text
+    generated = first.json()["id"]
+    assert len(generated) == 32 and uuid.UUID(generated).hex == generated
+    assert second.json() == {"id": "mine"}
+    written = [orjson.loads(p.value) for p in read_messages(stack, log_backend, OCCURRENCES, 2)]
+    assert written == [
+        {**status_change(), "id": generated, "project_id": tenant.project.id},
+        {
+            **status_change(new_status=2, new_substatus=5),
+            "id": "mine",
+            "project_id": tenant.project.id,
+        },
+    ]
+
+
+def test_the_project_may_be_named_by_id_and_the_slash_left_out(server: str, tenant: Tenant) -> None:
+    path = f"/api/0/projects/org-a/{tenant.project.id}/occurrences"
+    response = post(server, tenant.token, occurrence(tenant), path)
+    assert response.status_code == 202, response.text
+
+
+# --- refused ---------------------------------------------------------------------------
+
+
+def _without(key: str) -> dict[str, Any]:
+    return {key: ...}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "detail"),
+    [
+        (_without("id"), "id", "Missing required field: id"),
+        ({"id": "not-a-uuid"}, "id", "id is not a valid UUID: 'not-a-uuid'"),
+        ({"fingerprint": []}, "fingerprint", "fingerprint must be non-empty"),
+        ({"fingerprint": "abc"}, "fingerprint", "fingerprint must be a list of strings"),
+        (_without("issue_title"), "issue_title", "Missing required field: issue_title"),
+        ({"type": 999999}, "type", "No group type with the id 999999 is registered."),
+        ({"type": "4001"}, "type", "type must be an integer"),
+        (
+            {"detection_time": "yesterday"},
+            "detection_time",
+            "detection_time is not an ISO-8601 date-time: 'yesterday'",
+        ),
+        ({"evidence_data": None}, "evidence_data", "evidence_data must be an object"),
+        ({"evidence_display": [{"name": "x"}]}, "evidence_display", None),
+        (
+            _without("event_id"),
+            "event_id",
+            "Payload must contain either event_id or event_data",
+        ),
+        ({"payload_type": "other"}, "payload_type", None),
+        ({"project_id": 123456789}, "project_id", None),
+        ({"event": {"project_id": 123456789}}, "project_id", None),
+        ({"event": {"platform": "python"}}, "event", None),
+    ],
+)
+def test_an_invalid_occurrence_is_a_400_naming_its_field(
+    stack: Settings,
+    server: str,
+    tenant: Tenant,
+    log_backend: LogBackend,
+    changes: dict[str, Any],
+    field: str,
+    detail: str | None,
+) -> None:
+    body = occurrence(tenant)
+    for key, value in changes.items():
+        if value is ...:
+            del body[key]
+        else:
+            body[key] = value
+    response = post(server, tenant.token, body)
+    assert response.status_code == 400, response.text
+    answer = response.json()
+    assert answer.get(field) == [answer["detail"]], answer
+    if detail is not None:
+        assert answer["detail"] == detail
+    _log_is_empty(stack, server, tenant, log_backend)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "detail"),
+    [
+        ({"fingerprint": []}, "fingerprint", "fingerprint must be non-empty"),
+        ({"new_status": "resolved"}, "new_status", "new_status must be an integer"),
+        ({"new_status": 42}, "new_status", "new_status 42 is not a group status"),
+        ({"new_status": 1, "new_substatus": 5}, "new_substatus", None),
+        ({"new_status": 2, "new_substatus": None}, "new_substatus", None),
+        ({"new_status": 2, "new_substatus": 6}, "new_substatus", None),
+        ({"new_status": 0, "new_substatus": 7}, "new_substatus", None),
+        ({"new_status": 3}, "new_status", None),
+        ({"new_substatus": 99, "new_status": 0}, "new_substatus", None),
+    ],
+)
+def test_an_invalid_status_change_is_a_400_with_the_reason(
+    server: str, tenant: Tenant, changes: dict[str, Any], field: str, detail: str | None
+) -> None:
+    response = post(server, tenant.token, status_change(**changes))
+    assert response.status_code == 400, response.text
+    answer = response.json()
+    assert answer.get(field) == [answer["detail"]], answer
+    if detail is not None:
+        assert answer["detail"] == detail
+
+
+def _log_is_empty(stack: Settings, server: str, tenant: Tenant, log_backend: LogBackend) -> None:
+    """Nothing was written before this: the next accepted message is the first."""
+    marker = occurrence(tenant)
+    assert post(server, tenant.token, marker).status_code == 202
+    [payload] = read_messages(stack, log_backend, OCCURRENCES, 1)
+    assert orjson.loads(payload.value)["id"] == marker["id"]
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b"{not json", None),
+        (b"[1, 2]", "request body must be a JSON object"),
+        (b"", "Missing required field: id"),
+    ],
+)
+def test_a_body_that_is_not_a_message_is_a_400(
+    server: str, tenant: Tenant, body: bytes, detail: str | None
+) -> None:
+    response = post(server, tenant.token, body)
+    assert response.status_code == 400
+    if detail is not None:
+        assert response.json()["detail"] == detail
+    else:
+        assert response.json()["detail"].startswith("request body is not valid JSON")
+
+
+def test_a_body_over_the_limit_is_a_413(stack: Settings, tenant: Tenant) -> None:
+    limit = 16 * 1024
+    with live_server(create_app(replace(stack, max_message_bytes=limit))) as small:
+        body = occurrence(tenant, evidence_data={"padding": "x" * limit})
+        response = post(small, tenant.token, body)
+    assert response.status_code == 413
+    assert response.json() == {"detail": f"request body exceeds the limit of {limit} bytes"}
+
+
+def test_auth(server: str, tenant: Tenant, engine: Engine) -> None:
+    body = occurrence(tenant)
+    assert httpx.post(server + PATH, json=body, timeout=60).status_code == 401
+    reader = make_token(engine, tenant.org, ["project:read", "org:read"])
+    refused = post(server, reader, body)
+    assert refused.status_code == 403
+    assert refused.json() == {"detail": "this token lacks the project:write or org:write scope"}
+    writer = make_token(engine, tenant.org, ["project:write"])
+    assert post(server, writer, body).status_code == 202
+    other = make_tenant(engine, "org-b", "web")
+    assert post(server, other.token, body).status_code == 403
+    missing = post(server, tenant.token, body, "/api/0/projects/org-a/nope/occurrences/")
+    assert missing.status_code == 404
+    assert missing.json() == {"detail": "project 'nope' does not exist"}
+
+
+def test_another_organizations_project_id_in_the_payload_is_refused(
+    server: str, tenant: Tenant, engine: Engine
+) -> None:
+    other = make_tenant(engine, "org-b", "api")
+    response = post(server, tenant.token, occurrence(tenant, project_id=other.project.id))
+    assert response.status_code == 400
+    assert response.json()["project_id"] == [
+        f"project_id {other.project.id} is not the id of this project ({tenant.project.id})"
+    ]
+
+
+def test_log_unavailable_gets_503(stack: Settings, engine: Engine, backend_name: str) -> None:
+    if backend_name != "kafka":
+        pytest.skip("an unreachable broker is a Kafka situation")
+    tenant = make_tenant(engine, "org-a", "web")
+    down = replace(stack, kafka_bootstrap_servers=f"127.0.0.1:{free_port()}")
+    with live_server(create_app(down)) as server:
+        response = post(server, tenant.token, occurrence(tenant))
+    assert response.status_code == 503
+    assert response.json() == {"detail": "the log is unavailable; retry later"}
