@@ -1,0 +1,387 @@
+"""Check-ins end to end: real HTTP envelopes into a real `vigil serve`, until applied.
+
+    .venv/bin/python benchmarks/checkin_throughput.py [--monitors N] [--checkins N]
+        [--concurrency 16 --concurrency 64] [--database-url URL --kafka SERVERS]
+
+Starts `vigil serve` in a fresh temporary home (the embedded default: SQLite + the embedded
+log; or PostgreSQL + Kafka with `--database-url` and `--kafka`), then:
+
+1. setup: one check-in with a `monitor_config` per monitor, so the check-ins themselves
+   create the `--monitors` monitors (not timed);
+2. per concurrency level, a baseline and the measurement under the same load:
+   - baseline: `GET /_health/` (the same server, no I/O) — requests/s and latency;
+   - check-ins: `POST /api/{project}/envelope/` with one `ok` check-in each, spread over
+     the monitors — ingest requests/s, p50/p99 latency (answer received = durable in the
+     log), and *applied* check-ins/s: from the first request sent to the last check-in
+     row visible in the database (what the API reads);
+3. the peak resident memory of the whole `vigil serve` process tree, sampled every 50 ms.
+
+The load generator is a small asyncio HTTP/1.1 client with keep-alive connections (one
+per concurrent request) in this process, so it shares the machine's cores with the
+server; the baseline pays the same cost, which is why results are given as ratios.
+Each monitor gets at most 5 check-ins in the run, under the per-monitor-environment
+limit of 6 a minute, so none is rate limited.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from sqlalchemy import create_engine, func, select
+
+from vigil.db.tables import monitor, monitor_checkin
+
+START_TIMEOUT_S = 120.0
+APPLY_TIMEOUT_S = 600.0
+
+
+# --- the server ------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[str]
+    host: str
+    port: int
+    project_id: int
+    public_key: str
+    database_url: str
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve(home: Path, database_url: str | None, kafka: str | None) -> Iterator[Server]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    env.update(VIGIL_HOME=str(home), VIGIL_BIND=f"127.0.0.1:{port}", VIGIL_LOG_LEVEL="WARNING")
+    if database_url:
+        env["VIGIL_DATABASE_URL"] = database_url
+    if kafka:
+        env["VIGIL_KAFKA_BOOTSTRAP_SERVERS"] = kafka
+        env["VIGIL_TOPIC_PREFIX"] = f"bench{uuid.uuid4().hex[:8]}."
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vigil", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line.rstrip("\n"))
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        dsn = _wait_for_dsn(process, lines)
+        match = re.fullmatch(r"http://([0-9a-f]{32})@[^/]+/(\d+)", dsn)
+        assert match, dsn
+        url = database_url or f"sqlite:///{home / 'vigil.sqlite3'}"
+        url = url.replace("postgresql://", "postgresql+psycopg://", 1)
+        server = Server(process, "127.0.0.1", port, int(match.group(2)), match.group(1), url)
+        _wait_healthy(server)
+        yield server
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_for_dsn(process: subprocess.Popen[str], lines: list[str]) -> str:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for line in lines:
+            match = re.match(r"\s*DSN:\s+(\S+)", line)
+            if match:
+                return match.group(1)
+        if process.poll() is not None:
+            raise SystemExit("vigil serve exited:\n" + "\n".join(lines))
+        time.sleep(0.05)
+    raise SystemExit("vigil serve printed no DSN:\n" + "\n".join(lines))
+
+
+def _wait_healthy(server: Server) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    request = _get("/_health/", server)
+    while time.monotonic() < deadline:
+        try:
+            latencies, _ = asyncio.run(load(server, [request], 1))
+            if latencies:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("vigil serve did not become healthy")
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of `pid` and all its descendants."""
+    total = 0
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+        if match:
+            total += int(match.group(1)) * 1024
+        stack.extend(int(c) for c in children)
+    return total
+
+
+class PeakMemory:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, tree_rss_bytes(self.pid))
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# --- requests --------------------------------------------------------------------------
+
+
+def _get(path: str, server: Server) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: {server.host}:{server.port}\r\n\r\n".encode()
+
+
+def _envelope(server: Server, item: dict[str, object]) -> bytes:
+    payload = orjson.dumps(item)
+    body = b"{}\n" + orjson.dumps({"type": "check_in", "length": len(payload)}) + b"\n" + payload
+    head = (
+        f"POST /api/{server.project_id}/envelope/ HTTP/1.1\r\n"
+        f"Host: {server.host}:{server.port}\r\n"
+        f"X-Sentry-Auth: Sentry sentry_key={server.public_key}, sentry_version=7, "
+        "sentry_client=vigil-bench/1\r\n"
+        "Content-Type: application/x-sentry-envelope\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def checkin(server: Server, slug: str, with_config: bool) -> bytes:
+    item: dict[str, object] = {
+        "check_in_id": uuid.uuid4().hex,
+        "monitor_slug": slug,
+        "status": "ok",
+        "duration": 0.5,
+        "environment": "production",
+    }
+    if with_config:
+        item["monitor_config"] = {"schedule": {"type": "interval", "value": 1, "unit": "day"}}
+    return _envelope(server, item)
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    match = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
+    if match and int(match.group(1)):
+        await reader.readexactly(int(match.group(1)))
+    return status
+
+
+async def load(
+    server: Server, requests: list[bytes], concurrency: int
+) -> tuple[list[float], float]:
+    """Send every request, `concurrency` at a time on keep-alive connections. Returns
+    the latency of each (seconds) and the wall time of the whole run. Any answer other
+    than 2xx stops the run: a benchmark of failures measures nothing."""
+    latencies: list[float] = []
+    next_index = 0
+
+    async def worker() -> None:
+        nonlocal next_index
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        try:
+            while next_index < len(requests):
+                request = requests[next_index]
+                next_index += 1
+                started = time.perf_counter()
+                writer.write(request)
+                status = await _read_response(reader)
+                latencies.append(time.perf_counter() - started)
+                if not 200 <= status < 300:
+                    raise SystemExit(f"the server answered {status}")
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(requests)))))
+    return latencies, time.perf_counter() - started
+
+
+# --- measuring -------------------------------------------------------------------------
+
+
+def count_rows(database_url: str, table: str) -> int:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            target = monitor if table == "monitor" else monitor_checkin
+            return int(conn.execute(select(func.count()).select_from(target)).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def wait_for_rows(database_url: str, table: str, expected: int) -> float:
+    """Block until `table` has `expected` rows; the perf_counter time it was seen."""
+    engine = create_engine(database_url)
+    target = monitor if table == "monitor" else monitor_checkin
+    deadline = time.monotonic() + APPLY_TIMEOUT_S
+    try:
+        while True:
+            with engine.connect() as conn:
+                count = int(conn.execute(select(func.count()).select_from(target)).scalar_one())
+            if count >= expected:
+                return time.perf_counter()
+            if time.monotonic() > deadline:
+                raise SystemExit(f"only {count} of {expected} {table} rows after the timeout")
+            time.sleep(0.02)
+    finally:
+        engine.dispose()
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@dataclass
+class Row:
+    label: str
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    applied_per_s: float | None = None
+
+
+def run(args: argparse.Namespace) -> list[Row]:
+    rows: list[Row] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp,
+        serve(Path(tmp), args.database_url, args.kafka) as server,
+    ):
+        slugs = [f"bench-{i:06d}" for i in range(args.monitors)]
+        print(f"setup: {args.monitors:,} monitors created by their first check-in …", flush=True)
+        setup = [checkin(server, slug, with_config=True) for slug in slugs]
+        asyncio.run(load(server, setup, 32))
+        wait_for_rows(server.database_url, "monitor", args.monitors)
+        applied_so_far = count_rows(server.database_url, "monitor_checkin")
+        with PeakMemory(server.process.pid) as memory:
+            for concurrency in args.concurrency:
+                health = [_get("/_health/", server)] * args.checkins
+                latencies, elapsed = asyncio.run(load(server, health, concurrency))
+                rows.append(
+                    Row(
+                        f"/_health/ (baseline), concurrency {concurrency}",
+                        len(health) / elapsed,
+                        pct(latencies, 0.5) * 1000,
+                        pct(latencies, 0.99) * 1000,
+                    )
+                )
+                batch = [
+                    checkin(server, slugs[i % len(slugs)], with_config=False)
+                    for i in range(args.checkins)
+                ]
+                started = time.perf_counter()
+                latencies, elapsed = asyncio.run(load(server, batch, concurrency))
+                applied_so_far += len(batch)
+                done = wait_for_rows(server.database_url, "monitor_checkin", applied_so_far)
+                rows.append(
+                    Row(
+                        f"check-ins, concurrency {concurrency}",
+                        len(batch) / elapsed,
+                        pct(latencies, 0.5) * 1000,
+                        pct(latencies, 0.99) * 1000,
+                        len(batch) / (done - started),
+                    )
+                )
+                print(f"  concurrency {concurrency}: done", flush=True)
+        rows.append(Row(f"peak RSS of vigil serve: {memory.peak / 2**20:.0f} MB", 0, 0, 0))
+    return rows
+
+
+def report(rows: list[Row]) -> None:
+    print()
+    print(f"| {'':<44} | {'requests/s':>10} | {'p50 ms':>7} | {'p99 ms':>7} | {'applied/s':>9} |")
+    print(f"|{'-' * 46}|{'-' * 11}:|{'-' * 8}:|{'-' * 8}:|{'-' * 10}:|")
+    baseline: Row | None = None
+    for row in rows:
+        if row.requests_per_s == 0:
+            print(f"\n{row.label}")
+            continue
+        applied = f"{row.applied_per_s:,.0f}" if row.applied_per_s is not None else ""
+        print(
+            f"| {row.label:<44} | {row.requests_per_s:>10,.0f} | {row.p50_ms:>7.1f} | "
+            f"{row.p99_ms:>7.1f} | {applied:>9} |"
+        )
+        if row.applied_per_s is None:
+            baseline = row
+        elif baseline is not None:
+            print(
+                f"| {'  ratio ingest / baseline (requests/s)':<44} | "
+                f"{row.requests_per_s / baseline.requests_per_s:>9.2f}x | "
+                f"{row.p50_ms / baseline.p50_ms:>6.2f}x | {row.p99_ms / baseline.p99_ms:>6.2f}x | "
+                f"{row.applied_per_s / baseline.requests_per_s:>8.2f}x |"
+            )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--monitors", type=int, default=10_000)
+    parser.add_argument("--checkins", type=int, default=20_000, help="per concurrency level")
+    parser.add_argument("--concurrency", type=int, action="append")
+    parser.add_argument("--database-url", help="PostgreSQL URL (default: the embedded SQLite)")
+    parser.add_argument("--kafka", help="Kafka bootstrap servers (default: the embedded log)")
+    args = parser.parse_args()
+    args.concurrency = args.concurrency or [16, 64]
+    if 1 + len(args.concurrency) * -(-args.checkins // args.monitors) > 6:
+        parser.error("that many check-ins per monitor would meet the limit of 6 a minute")
+    report(run(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
