@@ -8,12 +8,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from arroyo.backends.kafka import KafkaPayload
 from arroyo.types import BrokerValue, Message, Partition, Topic
 
 from vigil.monitors.checkin_processing import RATE_LIMIT_HORIZON, MinuteRateLimiter
-from vigil.monitors.consumer import MonitorItem, group_by_key, latest_timestamps
+from vigil.monitors.consumer import (
+    DecodedCheckIn,
+    MonitorItem,
+    decode,
+    group_by_key,
+    latest_timestamps,
+)
 from vigil.monitors.processing_errors import CheckinItem
-from vigil.streams.codecs import ClockPulse
+from vigil.streams.codecs import CheckInMessage, ClockPulse, CodecError, encode_monitor_message
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -88,3 +95,23 @@ def test_minutes_that_are_over_are_forgotten() -> None:
     # a late message of a minute still kept is counted in its bucket
     late = newest - MINUTE
     assert [limiter.is_limited("a", late) for _ in range(6)] == [False] * 5 + [True]
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [(b"{not json", "not JSON"), (b"[1, 2]", "must be a JSON object")],
+)
+def test_a_checkin_whose_payload_is_not_a_json_object_is_refused(
+    payload: bytes, reason: str
+) -> None:
+    message = CheckInMessage(payload, 1.0, 1, None, 90)
+    with pytest.raises(CodecError, match=reason):
+        decode(KafkaPayload(None, encode_monitor_message(message), []))
+
+
+def test_a_checkin_decodes_with_its_payload() -> None:
+    message = CheckInMessage(b'{"monitor_slug": "a"}', 1.5, 7, "sdk/1", 90)
+    decoded = decode(KafkaPayload(None, encode_monitor_message(message), []))
+    assert isinstance(decoded, DecodedCheckIn)
+    assert decoded.payload == {"monitor_slug": "a"}
+    assert decoded.message_map()["project_id"] == 7

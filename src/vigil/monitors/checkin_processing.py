@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -103,21 +104,25 @@ class MinuteRateLimiter:
     may get up to `limit` check-ins more through, which is harmless; nothing is lost.
     A bucket for a minute far behind the newest (a partition catching up while another
     is current) may be forgotten early in the same way.
+
+    Safe to share between the threads of one consumer.
     """
 
     limit: int = CHECKINS_PER_MINUTE
     buckets: dict[datetime, dict[str, int]] = field(default_factory=dict)
     newest: datetime | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def is_limited(self, key: str, minute: datetime) -> bool:
-        if self.newest is None or minute > self.newest:
-            self.newest = minute
-            floor = minute - RATE_LIMIT_HORIZON
-            for over in [m for m in self.buckets if m < floor]:
-                del self.buckets[over]
-        counts = self.buckets.setdefault(minute, {})
-        counts[key] = counts.get(key, 0) + 1
-        return counts[key] > self.limit
+        with self._lock:
+            if self.newest is None or minute > self.newest:
+                self.newest = minute
+                floor = minute - RATE_LIMIT_HORIZON
+                for over in [m for m in self.buckets if m < floor]:
+                    del self.buckets[over]
+            counts = self.buckets.setdefault(minute, {})
+            counts[key] = counts.get(key, 0) + 1
+            return counts[key] > self.limit
 
 
 @dataclass

@@ -40,6 +40,8 @@ from vigil.monitors.checkin_processing import (
     MinuteRateLimiter,
     process_checkin,
 )
+from vigil.monitors.clock import minute_counts
+from vigil.monitors.clock_consumers import ClockTicker
 from vigil.monitors.processing_errors import CheckinItem
 from vigil.monitors.slugs import processing_key
 from vigil.options import CRONS_DISABLE_CHECKIN, get_option, killswitch_organizations
@@ -216,6 +218,7 @@ class CheckinConsumer:
         self._occurrences = LogTopic(settings.topic(Topic.INGEST_OCCURRENCES))
         # one per process: keys are partitioned (see MinuteRateLimiter)
         self._rate_limiter = MinuteRateLimiter()
+        self._ticker: ClockTicker | None = None
 
     def definition(self) -> ConsumerDefinition[MonitorItem]:
         return ConsumerDefinition(
@@ -268,12 +271,17 @@ class CheckinConsumer:
             self._wait(sent)
         # The one place where each partition's newest message time of the applied batch
         # is known (pulses included): the crons clock ticks from here.
-        self.batch_applied(latest_timestamps(messages))
+        self.batch_applied(
+            latest_timestamps(messages), minute_counts(log_time(m) for m in messages)
+        )
 
-    def batch_applied(self, latest: Mapping[int, datetime]) -> None:
-        """Called after each applied batch with {partition: newest log timestamp}.
-        Nothing yet: the crons clock (B7.2, `try_monitor_clock_tick(ts, partition)`
-        once per partition) will be called from here."""
+    def batch_applied(self, latest: Mapping[int, datetime], volume: Mapping[int, int]) -> None:
+        """Called after each applied batch with {partition: newest log timestamp} and
+        the batch's messages per minute: records the volume (B9) and moves the crons
+        clock (B7.2), dispatching the minutes that tick."""
+        if self._ticker is None:
+            self._ticker = ClockTicker(self.settings, engine=self.engine)
+        self._ticker.batch_applied(latest, volume)
 
     def _process_parallel(
         self, engine: Engine, items: Sequence[CheckinItem], processing: CheckinProcessing
@@ -300,6 +308,11 @@ class CheckinConsumer:
             try:
                 future.result(timeout=ACK_TIMEOUT_S)
             except Exception as exc:
+                # The check-in that decided it is committed: say loudly what is missing.
+                log.error(
+                    "monitor occurrence not written",
+                    extra={"topic": self._occurrences.name, "error": str(exc)},
+                )
                 raise LogError(
                     f"occurrence to {self._occurrences.name!r} was not acknowledged: {exc}"
                 ) from exc
@@ -307,6 +320,9 @@ class CheckinConsumer:
 
     def close(self) -> None:
         """Release the producer, worker threads and database connections."""
+        if self._ticker is not None:
+            self._ticker.close()
+            self._ticker = None
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
