@@ -24,7 +24,7 @@ from vigil.api.http import http_exception_handler, server_error_handler
 from vigil.api.services import Services
 from vigil.config import Settings
 from vigil.db.engine import make_engine
-from vigil.ingest import envelope
+from vigil.ingest import cron_endpoint, envelope
 from vigil.ingest.auth import KeyCache
 from vigil.ingest.monitor_log import MonitorLog
 from vigil.streams.backend import get_backend
@@ -34,6 +34,7 @@ from vigil.tenancy import store
 def all_routes() -> list[BaseRoute]:
     return [
         *envelope.routes(),
+        *cron_endpoint.routes(),
         *organizations.routes(),
         *project_keys.routes(),
         *custom_rules.routes(),
