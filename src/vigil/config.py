@@ -40,6 +40,11 @@ class Settings:
     # threads applying check-in groups (different monitor environments) at once; 0: 1 on
     # SQLite, which serialises writers anyway, 4 on PostgreSQL
     checkin_workers: int = 0
+    # threads applying occurrence groups (different fingerprints) at once; 0: 1 on SQLite,
+    # 4 on PostgreSQL
+    occurrence_workers: int = 0
+    # "batched" (split by fingerprint, dedupe, pruning) or "single" (one message at a time)
+    occurrence_mode: str = "batched"
 
     @property
     def host(self) -> str:
@@ -180,6 +185,14 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
         _positive_int("VIGIL_MAX_ENVIRONMENTS_PER_MONITOR"),
     ),
     "checkin_workers": ("VIGIL_CHECKIN_WORKERS", _non_negative_int("VIGIL_CHECKIN_WORKERS")),
+    "occurrence_workers": (
+        "VIGIL_OCCURRENCE_WORKERS",
+        _non_negative_int("VIGIL_OCCURRENCE_WORKERS"),
+    ),
+    "occurrence_mode": (
+        "VIGIL_OCCURRENCE_MODE",
+        _choice("VIGIL_OCCURRENCE_MODE", ("batched", "single")),
+    ),
 }
 
 ENV_VARS = {env: name for name, (env, _) in _PARSERS.items()}

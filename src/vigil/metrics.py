@@ -46,6 +46,13 @@ ENVELOPE_ITEMS_INVALID = Counter(
     ["item_type", "reason"],
 )
 
+ISSUE_MESSAGES = Counter(
+    "vigil_issue_messages_total",
+    "ingest-occurrences messages by what became of them (applied, duplicate, dropped_*, "
+    "invalid_*: see vigil.issues.consumer)",
+    ["outcome"],
+)
+
 
 def render(extra: list[Collector] | None = None) -> tuple[bytes, str]:
     """The exposition text for /metrics and its content type."""

@@ -11,11 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 from vigil.config import ConfigError, Settings
+from vigil.issues.consumer import ingest_occurrences
 from vigil.monitors.consumer import ingest_monitors
 from vigil.streams.runner import ConsumerDefinition
 
 CONSUMERS: dict[str, Callable[[Settings], ConsumerDefinition[Any]]] = {
     "ingest-monitors": ingest_monitors,
+    "ingest-occurrences": ingest_occurrences,
 }
 
 

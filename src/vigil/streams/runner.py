@@ -87,13 +87,24 @@ class ConsumerDefinition(Generic[T]):
     - `decode`: bytes on the wire to a typed value; raises `CodecError` for bad input
       (any exception sends the message to the dead-letter topic);
     - `apply`: applies a batch, in log order, in its own database transaction(s). It must
-      be idempotent: after a crash a batch may be applied again.
+      be idempotent: after a crash a batch may be applied again. It may return the
+      messages it rejected (`Rejected`, by position in the batch): those are
+      dead-lettered with their reason and the rest of the batch counts as applied.
     """
 
     name: str
     topic: str
     decode: Callable[[KafkaPayload], T]
-    apply: Callable[[Sequence[Message[T]]], None]
+    apply: Callable[[Sequence[Message[T]]], Sequence[Rejected] | None]
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A message `apply` did not apply and wants dead-lettered: its position in the
+    batch it was given, and why."""
+
+    index: int
+    reason: str
 
 
 class StopRequested(Exception):
@@ -315,8 +326,8 @@ class _ApplyBatch(Generic[T]):
         """Apply the batch; if that fails, apply its messages one at a time and
         dead-letter those that fail. Returns the dead-letter acknowledgements to await."""
         try:
-            self._apply_with_retries(good)
-            return []
+            rejected = self._apply_with_retries(good)
+            return [self._reject(originals[r.index], r.reason) for r in rejected]
         except StopRequested:
             raise
         except Exception as exc:
@@ -333,23 +344,30 @@ class _ApplyBatch(Generic[T]):
         pending = []
         for message, original in zip(good, originals, strict=True):
             try:
-                self._apply_with_retries([message])
+                rejected = self._apply_with_retries([message])
             except StopRequested:
                 raise
             except Exception as exc:
                 self._errors.inc()
                 pending.append(self._dead_letters.produce(original, _reason(exc)))
+            else:
+                pending.extend(self._reject(original, r.reason) for r in rejected)
         return pending
 
-    def _apply_with_retries(self, messages: Sequence[Message[T]]) -> None:
-        """`apply`, retried with back-off for as long as the database is unavailable.
-        Any other error is raised at once."""
+    def _reject(
+        self, original: BrokerValue[KafkaPayload], reason: str
+    ) -> ProducerFuture[BrokerValue[KafkaPayload]]:
+        reason = reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 1] + "…"
+        return self._dead_letters.produce(original, reason)
+
+    def _apply_with_retries(self, messages: Sequence[Message[T]]) -> Sequence[Rejected]:
+        """`apply`, retried with back-off for as long as the database is unavailable;
+        returns what it rejected. Any other error is raised at once."""
         delay = RETRY_FIRST_DELAY_S
         attempt = 0
         while True:
             try:
-                self._definition.apply(messages)
-                return
+                return self._definition.apply(messages) or ()
             except Exception as exc:
                 if not is_transient(exc):
                     raise

@@ -1,0 +1,325 @@
+"""The `ingest-occurrences` consumer (spec A3, A6): occurrences and status changes from
+the log become issues.
+
+Batched mode (the default): a batch is split by (raw first fingerprint part, project);
+the groups run concurrently on worker threads, each group serially, in log order
+(`process_occurrence_group`). Single mode: every message on its own, in log order.
+
+Per message, one database transaction: the message is applied wholly or not at all,
+and its id is recorded in the same transaction (batched mode's dedupe: an id applied in
+the last 300 s is skipped). An occurrence whose id is already stored is never applied
+twice, in either mode, so replaying a batch after a crash changes nothing.
+
+A message that cannot be applied (malformed, unknown project, missing event, an
+unsupported status, ...) is returned to the runner as `Rejected`, which dead-letters it
+with the reason; the rest of its group is still applied (unlike the reference, which
+drops the rest of the group). A passing database outage is raised instead, so that the
+runner retries the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from arroyo.backends.kafka import KafkaPayload
+from arroyo.types import Message
+from sqlalchemy import Connection, Engine
+
+from vigil import metrics
+from vigil.config import Settings
+from vigil.db.engine import is_transient, make_engine
+from vigil.issues import dedupe_store
+from vigil.issues.batching import (
+    batch_key,
+    is_status_change_payload,
+    prune_status_changes,
+    prunes_status_changes,
+    split_batch,
+)
+from vigil.issues.enums import PayloadType
+from vigil.issues.errors import InvalidEventPayloadError
+from vigil.issues.occurrence import IssueOccurrence
+from vigil.issues.occurrence_processing import (
+    DEFAULT_PROCESSING,
+    GroupInfo,
+    OccurrenceProcessing,
+    process_occurrence_message,
+)
+from vigil.issues.projects import UnknownProjectError, load_project
+from vigil.issues.status_change_processing import process_status_change_message
+from vigil.streams.codecs import decode_occurrence_message
+from vigil.streams.runner import ConsumerDefinition, Rejected
+from vigil.streams.topics import Topic
+
+log = logging.getLogger(__name__)
+
+NAME = "ingest-occurrences"
+POSTGRES_WORKERS = 4
+
+Clock = Callable[[], datetime]
+ProcessedMessage = tuple[IssueOccurrence | None, GroupInfo | None]
+"""What applying a message gave: (the occurrence, its group) for an occurrence, (None,
+the group) for a status change that changed a group."""
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+# Errors that mean "this payload is wrong", whatever part of processing noticed it.
+_PAYLOAD_ERRORS = (KeyError, ValueError, TypeError, OverflowError, RecursionError)
+
+
+def _process_message(
+    conn: Connection,
+    payload: Mapping[str, Any],
+    *,
+    now: datetime,
+    processing: OccurrenceProcessing = DEFAULT_PROCESSING,
+) -> ProcessedMessage | None:
+    """Apply one decoded message in the caller's transaction (spec A3): a status change
+    (A5), an occurrence (A3.1-A3.4), or, for any other payload_type, nothing (counted).
+    None when nothing resulted. A malformed payload raises InvalidEventPayloadError;
+    UnknownProjectError, EventLookupError, EventPayloadValidationError and
+    UnsupportedStatusError propagate, as do database errors."""
+    kind = payload.get("payload_type", PayloadType.OCCURRENCE)
+    try:
+        if kind == PayloadType.STATUS_CHANGE:
+            grp = process_status_change_message(conn, payload, now=now)
+            if grp is None:
+                return None
+            return (None, GroupInfo(grp, is_new=False, is_regression=False))
+        if kind == PayloadType.OCCURRENCE:
+            result = process_occurrence_message(conn, payload, now=now, processing=processing)
+            if result is None:
+                return None
+            return (result.occurrence, result.group_info)
+    except _PAYLOAD_ERRORS as exc:
+        raise InvalidEventPayloadError(_reason(exc)) from exc
+    metrics.ISSUE_MESSAGES.labels("dropped_invalid_payload_type").inc()
+    log.info("message with an unknown payload_type dropped", extra={"payload_type": str(kind)})
+    return None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A message of a group that was not applied: its position in the group as given,
+    and why."""
+
+    index: int
+    reason: str
+
+
+def _dedupe_target(payload: Mapping[str, Any]) -> tuple[int, str] | None:
+    # (project, raw id) when the message has both and a known kind; None: no dedupe.
+    message_id = payload.get("id")
+    project_id = payload.get("project_id")
+    kind = payload.get("payload_type", PayloadType.OCCURRENCE)
+    if kind not in (PayloadType.OCCURRENCE, PayloadType.STATUS_CHANGE):
+        return None
+    if not isinstance(project_id, int) or isinstance(project_id, bool):
+        return None
+    if message_id is None or isinstance(message_id, dict | list):
+        return None
+    return project_id, str(message_id)
+
+
+def apply_one(
+    engine: Engine,
+    payload: Mapping[str, Any],
+    *,
+    now: datetime,
+    processing: OccurrenceProcessing = DEFAULT_PROCESSING,
+    dedupe: bool = True,
+) -> ProcessedMessage | None:
+    """Apply one message in its own transaction. With `dedupe`, a message id applied for
+    its project within the window is skipped, and this one's id is recorded."""
+    with engine.begin() as conn:
+        target = _dedupe_target(payload) if dedupe else None
+        if target is not None and dedupe_store.was_processed(conn, *target, now):
+            metrics.ISSUE_MESSAGES.labels("duplicate").inc()
+            return None
+        result = _process_message(conn, payload, now=now, processing=processing)
+        if target is not None:
+            try:
+                dedupe_store.mark_processed(conn, *target, now)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                # The message was applied; a project deleted meanwhile is no reason to undo it.
+                log.warning("could not record a processed message id", exc_info=True)
+        return result
+
+
+def _apply_guarded(
+    engine: Engine,
+    index: int,
+    payload: Mapping[str, Any],
+    *,
+    now: datetime,
+    processing: OccurrenceProcessing,
+    dedupe: bool,
+) -> Failure | None:
+    try:
+        apply_one(engine, payload, now=now, processing=processing, dedupe=dedupe)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        outcome = "unknown_project" if isinstance(exc, UnknownProjectError) else "rejected"
+        metrics.ISSUE_MESSAGES.labels(outcome).inc()
+        if not isinstance(exc, InvalidEventPayloadError | UnknownProjectError):
+            log.warning("occurrence message not applied", extra={"reason": _reason(exc)})
+        return Failure(index, _reason(exc))
+    return None
+
+
+def process_occurrence_group(
+    engine: Engine,
+    items: Sequence[Mapping[str, Any]],
+    *,
+    clock: Clock = wall_clock,
+    processing: OccurrenceProcessing = DEFAULT_PROCESSING,
+) -> list[Failure]:
+    """Apply the messages of one (fingerprint, project) group serially (spec A6): with
+    the organization's pruning feature (either spelling), only the last status change is
+    kept and moved after the occurrences; each message is deduplicated by id and applied
+    in its own transaction. A message that fails is returned as a Failure and the rest
+    of the group is still applied. A passing database outage is raised."""
+    if not items:
+        return []
+    indexed = list(enumerate(items))
+    features: frozenset[str] = frozenset()
+    project_id = batch_key(items[0])[1]
+    if project_id is not None:
+        try:
+            with engine.connect() as conn:
+                features = load_project(conn, project_id).features
+        except UnknownProjectError:
+            pass  # each message is dead-lettered with the reason on its own turn
+    if prunes_status_changes(features):
+        pruned = prune_status_changes(indexed, lambda item: is_status_change_payload(item[1]))
+        if pruned.dropped:
+            metrics.ISSUE_MESSAGES.labels("pruned_status_change").inc(pruned.dropped)
+        indexed = pruned.items
+    failures = []
+    for index, payload in indexed:
+        failure = _apply_guarded(
+            engine, index, payload, now=clock(), processing=processing, dedupe=True
+        )
+        if failure is not None:
+            failures.append(failure)
+    return failures
+
+
+class OccurrenceConsumer:
+    """The state one consumer process keeps between batches: the database engine and the
+    worker threads, made on the first batch; `close()` releases them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = wall_clock,
+        processing: OccurrenceProcessing = DEFAULT_PROCESSING,
+    ) -> None:
+        self.settings = settings
+        self.batched = settings.occurrence_mode == "batched"
+        self.workers = settings.occurrence_workers or (
+            POSTGRES_WORKERS if settings.resolved_database_url.startswith("postgresql") else 1
+        )
+        self._clock = clock
+        self._processing = processing
+        self._lock = threading.Lock()
+        self._engine: Engine | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    def definition(self) -> ConsumerDefinition[dict[str, Any]]:
+        return ConsumerDefinition(
+            name=NAME, topic=Topic.INGEST_OCCURRENCES, decode=decode, apply=self.apply
+        )
+
+    @property
+    def engine(self) -> Engine:
+        with self._lock:
+            if self._engine is None:
+                self._engine = make_engine(self.settings, pool_size=self.workers + 1)
+            return self._engine
+
+    def apply(self, messages: Sequence[Message[dict[str, Any]]]) -> list[Rejected]:
+        """Apply a batch; returns the messages to dead-letter, by position."""
+        engine = self.engine
+        payloads = [message.payload for message in messages]
+        if not self.batched:
+            rejected = []
+            for index, payload in enumerate(payloads):
+                failure = _apply_guarded(
+                    engine,
+                    index,
+                    payload,
+                    now=self._clock(),
+                    processing=self._processing,
+                    dedupe=False,
+                )
+                if failure is not None:
+                    rejected.append(Rejected(failure.index, failure.reason))
+            return rejected
+        groups = split_batch(list(enumerate(payloads)), lambda item: batch_key(item[1]))
+        results = self._run_groups(engine, groups)
+        rejected = [
+            Rejected(group[failure.index][0], failure.reason)
+            for group, failures in zip(groups, results, strict=True)
+            for failure in failures
+        ]
+        with engine.begin() as conn:
+            dedupe_store.forget_expired(conn, self._clock())
+        return sorted(rejected, key=lambda r: r.index)
+
+    def _run_groups(
+        self, engine: Engine, groups: list[list[tuple[int, dict[str, Any]]]]
+    ) -> list[list[Failure]]:
+        def run(group: list[tuple[int, dict[str, Any]]]) -> list[Failure]:
+            return process_occurrence_group(
+                engine,
+                [payload for _, payload in group],
+                clock=self._clock,
+                processing=self._processing,
+            )
+
+        if self.workers <= 1 or len(groups) <= 1:
+            return [run(group) for group in groups]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="vigil-occurrences")
+        futures: list[Future[list[Failure]]] = [self._pool.submit(run, g) for g in groups]
+        # Wait for every group before raising: a retried batch must not run beside groups
+        # still applying.
+        wait(futures)
+        return [future.result() for future in futures]
+
+    def close(self) -> None:
+        """Release the worker threads and database connections."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+
+def decode(payload: KafkaPayload) -> dict[str, Any]:
+    """A message's JSON object (CodecError for anything else: dead-lettered)."""
+    return decode_occurrence_message(payload.value)
+
+
+def ingest_occurrences(settings: Settings) -> ConsumerDefinition[dict[str, Any]]:
+    """The registry's factory: a consumer whose resources live as long as the process."""
+    return OccurrenceConsumer(settings).definition()

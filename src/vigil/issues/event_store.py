@@ -1,0 +1,160 @@
+"""Stored events (the reference's node store + Snuba, kept in the database): saving the
+event an occurrence carries, looking up one an occurrence refers to, and the
+lightweight in-memory event of buffered-span producers (spec A3.3)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, insert, select, update
+
+from vigil.db.tables import event
+from vigil.issues.environment_store import MAX_ENVIRONMENT_CHARS, MAX_RELEASE_CHARS
+from vigil.issues.errors import InvalidEventPayloadError
+from vigil.issues.grouping import event_datetime
+from vigil.issues.rows import aware
+
+MAX_PLATFORM_CHARS = 64
+MAX_EVENT_TYPE_CHARS = 32
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as the issue platform sees it. `stored` is False for a lightweight event
+    that exists only while its occurrence is processed."""
+
+    project_id: int
+    event_id: str
+    type: str
+    timestamp: datetime
+    received: datetime
+    platform: str | None
+    environment: str | None
+    release: str | None
+    tags: list[list[str]]
+    data: dict[str, Any]
+    stored: bool = True
+
+
+def tag_pairs(tags: object) -> list[list[str]]:
+    """Tags as [key, value] pairs, from an object or a list of pairs (others dropped)."""
+    if isinstance(tags, Mapping):
+        items: list[Any] = list(tags.items())
+    elif isinstance(tags, list):
+        items = [t for t in tags if isinstance(t, list | tuple) and len(t) == 2]
+    else:
+        return []
+    return [[str(k), str(v)] for k, v in items if v is not None]
+
+
+def _optional_text(data: Mapping[str, Any], key: str, limit: int) -> str | None:
+    value = data.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidEventPayloadError(f"event {key} must be a string")
+    if len(value) > limit:
+        raise InvalidEventPayloadError(f"event {key} is longer than {limit} characters")
+    return value
+
+
+def event_of(project_id: int, data: Mapping[str, Any], now: datetime) -> StoredEvent:
+    """The event `data` describes, not stored. InvalidEventPayloadError if its
+    timestamp, platform, environment or release cannot be stored."""
+    try:
+        timestamp = event_datetime(data.get("timestamp"))
+    except (ValueError, OverflowError, OSError) as exc:
+        raise InvalidEventPayloadError(f"event timestamp is not usable: {exc}") from None
+    try:
+        received = event_datetime(data.get("received"))
+    except (ValueError, OverflowError, OSError):
+        received = now
+    event_type = data.get("type") or "default"
+    if not isinstance(event_type, str) or len(event_type) > MAX_EVENT_TYPE_CHARS:
+        raise InvalidEventPayloadError("event type must be a short string")
+    return StoredEvent(
+        project_id=project_id,
+        event_id=str(data["event_id"]),
+        type=event_type,
+        timestamp=timestamp,
+        received=received,
+        platform=_optional_text(data, "platform", MAX_PLATFORM_CHARS),
+        environment=_optional_text(data, "environment", MAX_ENVIRONMENT_CHARS),
+        release=_optional_text(data, "release", MAX_RELEASE_CHARS),
+        tags=tag_pairs(data.get("tags")),
+        data=dict(data),
+    )
+
+
+def _stored(row: Row[Any]) -> StoredEvent:
+    return StoredEvent(
+        project_id=row.project_id,
+        event_id=row.event_id,
+        type=row.type,
+        timestamp=aware(row.timestamp),
+        received=aware(row.received),
+        platform=row.platform,
+        environment=row.environment,
+        release=row.release,
+        tags=[list(pair) for pair in row.tags],
+        data=dict(row.data),
+    )
+
+
+def get_event(conn: Connection, project_id: int, event_id: str) -> StoredEvent | None:
+    """The stored event (project, event_id), or None."""
+    row = conn.execute(
+        select(event).where(event.c.project_id == project_id, event.c.event_id == event_id)
+    ).first()
+    return None if row is None else _stored(row)
+
+
+def save_event(
+    conn: Connection,
+    project_id: int,
+    data: Mapping[str, Any],
+    now: datetime,
+    *,
+    occurrence_id: str | None = None,
+) -> StoredEvent:
+    """Store the event `data` describes (its `event_id` must be 32 hex). Saving an event
+    id the project already has stores nothing and returns the stored one, so a replayed
+    message never makes a second event."""
+    found = get_event(conn, project_id, str(data["event_id"]))
+    if found is not None:
+        return found
+    new = event_of(project_id, data, now)
+    if len(new.event_id) != 32:
+        raise InvalidEventPayloadError(f"event_id is not a 32-digit hex UUID: {new.event_id!r}")
+    conn.execute(
+        insert(event).values(
+            project_id=project_id,
+            event_id=new.event_id,
+            occurrence_id=occurrence_id,
+            type=new.type,
+            timestamp=new.timestamp,
+            received=new.received,
+            platform=new.platform,
+            environment=new.environment,
+            release=new.release,
+            tags=new.tags,
+            data=new.data,
+        )
+    )
+    return new
+
+
+def link_event_to_group(conn: Connection, project_id: int, event_id: str, group_id: int) -> None:
+    """Record the group an event saved for an occurrence belongs to (if not set yet)."""
+    conn.execute(
+        update(event)
+        .where(
+            event.c.project_id == project_id,
+            event.c.event_id == event_id,
+            event.c.group_id.is_(None),
+        )
+        .values(group_id=group_id)
+    )

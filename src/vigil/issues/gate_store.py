@@ -1,0 +1,69 @@
+"""The state of the gates before a group is created, kept in the database (the reference
+keeps it in Redis): the noise counter per fingerprint hash and the sliding-window quota
+buckets. The rules are in `grouping.noise_gate` and `quota`; this only reads and writes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, delete, select, update
+
+from vigil.db.tables import issue_noise_counter, quota_bucket
+from vigil.issues import quota as quota_rules
+from vigil.issues.group_types import NoiseConfig, Quota
+from vigil.issues.grouping import CounterAction, NoiseDecision, noise_gate
+from vigil.issues.rows import aware, increment, insert_if_absent
+
+
+def pass_noise_gate(
+    conn: Connection,
+    project_id: int,
+    hashed_fingerprint: str,
+    config: NoiseConfig | None,
+    now: datetime,
+) -> NoiseDecision:
+    """Apply the noise gate to one occurrence of a fingerprint that has no group yet:
+    read its counter (an expired one counts as 0), decide, and store or reset it."""
+    if config is None:
+        return noise_gate(0, None)
+    key = (
+        issue_noise_counter.c.project_id == project_id,
+        issue_noise_counter.c.hash == hashed_fingerprint,
+    )
+    row = conn.execute(
+        select(issue_noise_counter.c.count, issue_noise_counter.c.expires_at).where(*key)
+    ).first()
+    stored = int(row[0]) if row is not None and aware(row.expires_at) > now else 0
+    decision = noise_gate(stored, config)
+    if decision.action is CounterAction.RESET:
+        conn.execute(delete(issue_noise_counter).where(*key))
+    elif decision.action is CounterAction.STORE:
+        assert decision.expiry is not None
+        values = {"count": decision.count, "expires_at": now + decision.expiry}
+        if row is None and insert_if_absent(
+            conn,
+            issue_noise_counter,
+            {"project_id": project_id, "hash": hashed_fingerprint, **values},
+        ):
+            return decision
+        conn.execute(update(issue_noise_counter).where(*key).values(**values))
+    return decision
+
+
+def take_quota(conn: Connection, key: str, quota: Quota, now: datetime, units: int = 1) -> bool:
+    """Whether `units` fit in the quota `key` at `now`; if they do, they are used up.
+    Buckets that left the window are deleted on the way."""
+    timestamp = now.timestamp()
+    current = quota_rules.bucket_of(timestamp, quota)
+    oldest = current - quota.window_seconds
+    conn.execute(
+        delete(quota_bucket).where(quota_bucket.c.key == key, quota_bucket.c.bucket <= oldest)
+    )
+    rows = conn.execute(
+        select(quota_bucket.c.bucket, quota_bucket.c.count).where(quota_bucket.c.key == key)
+    )
+    buckets = {int(bucket): int(count) for bucket, count in rows}
+    if not quota_rules.is_granted(buckets, timestamp, quota, units):
+        return False
+    increment(conn, quota_bucket, {"key": key, "bucket": current}, "count", units)
+    return True

@@ -1,0 +1,187 @@
+"""Groups (issues) and their fingerprint hashes, activity, history and inbox entries:
+reading and writing rows. What the values are is decided in `grouping` and
+`status_change`; this module only moves them.
+
+Two consumers may create the group of one fingerprint at once: the group, its short id
+and its hash are inserted in one savepoint, and the loser of the race on the hash's
+unique key rolls that savepoint back and takes the winner's group."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from vigil.db.tables import activity, group, group_history, group_inbox, grouphash, project_counter
+from vigil.issues.enums import ActivityType, GroupHistoryStatus, InboxReason
+from vigil.issues.rows import aware, increment, insert_if_absent
+
+
+class GroupNotFound(LookupError):
+    """No group with that id."""
+
+
+@dataclass(frozen=True)
+class Group:
+    """A group row."""
+
+    id: int
+    project_id: int
+    short_id: int
+    type: int
+    title: str
+    culprit: str
+    level: int
+    message: str
+    platform: str | None
+    status: int
+    substatus: int | None
+    priority: int | None
+    priority_locked: bool
+    first_seen: datetime
+    last_seen: datetime
+    active_at: datetime | None
+    resolved_at: datetime | None
+    times_seen: int
+    first_release_id: int | None
+    assignee: str | None
+    data: dict[str, Any]
+
+
+def _group(row: Row[Any]) -> Group:
+    values = row._asdict()
+    for name in ("first_seen", "last_seen", "active_at", "resolved_at"):
+        if values[name] is not None:
+            values[name] = aware(values[name])
+    values.pop("date_added", None)
+    return Group(**values)
+
+
+def get_group(conn: Connection, group_id: int, *, for_update: bool = False) -> Group | None:
+    """The group with that id, or None. `for_update` locks the row (PostgreSQL) until the
+    transaction ends, so that read-decide-write sequences do not interleave."""
+    query = select(group).where(group.c.id == group_id)
+    if for_update:
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    return None if row is None else _group(row)
+
+
+@dataclass(frozen=True)
+class HashLookup:
+    """A fingerprint hash's row: `exists` False when the hash was never seen; `group_id`
+    None when it is known but belongs to no group."""
+
+    exists: bool
+    group_id: int | None
+
+
+def find_hash(conn: Connection, project_id: int, hashed: str) -> HashLookup:
+    """The group a hashed fingerprint part maps to in the project."""
+    row = conn.execute(
+        select(grouphash.c.group_id).where(
+            grouphash.c.project_id == project_id, grouphash.c.hash == hashed
+        )
+    ).first()
+    if row is None:
+        return HashLookup(False, None)
+    return HashLookup(True, row.group_id)
+
+
+def _next_short_id(conn: Connection, project_id: int) -> int:
+    increment(conn, project_counter, {"project_id": project_id}, "value")
+    return int(
+        conn.execute(
+            select(project_counter.c.value).where(project_counter.c.project_id == project_id)
+        ).scalar_one()
+    )
+
+
+def create_group(
+    conn: Connection,
+    project_id: int,
+    hashed: str,
+    values: Mapping[str, Any],
+    now: datetime,
+) -> tuple[Group, bool]:
+    """Create a group with `values` for the hash, unless the hash already has one (or a
+    concurrent transaction just gave it one): (the group, whether it is new). LookupError
+    if the hash exists without a group."""
+    try:
+        with conn.begin_nested():
+            short_id = _next_short_id(conn, project_id)
+            group_id = conn.execute(
+                insert(group)
+                .values(project_id=project_id, short_id=short_id, date_added=now, **values)
+                .returning(group.c.id)
+            ).scalar_one()
+            conn.execute(
+                insert(grouphash).values(
+                    project_id=project_id, hash=hashed, group_id=group_id, date_added=now
+                )
+            )
+    except IntegrityError:
+        found = find_hash(conn, project_id, hashed)
+        if found.group_id is None:
+            raise LookupError(f"hash {hashed} of project {project_id} has no group") from None
+        existing = get_group(conn, found.group_id)
+        assert existing is not None
+        return existing, False
+    created = get_group(conn, int(group_id))
+    assert created is not None
+    return created, True
+
+
+def update_group(conn: Connection, group_id: int, **values: Any) -> None:
+    """Write columns of a group."""
+    conn.execute(update(group).where(group.c.id == group_id).values(**values))
+
+
+def add_activity(
+    conn: Connection,
+    grp: Group,
+    kind: ActivityType,
+    data: Mapping[str, Any],
+    now: datetime,
+) -> None:
+    """Append an entry to the group's activity log."""
+    conn.execute(
+        insert(activity).values(
+            project_id=grp.project_id,
+            group_id=grp.id,
+            type=int(kind),
+            data=dict(data),
+            datetime=now,
+        )
+    )
+
+
+def add_history(conn: Connection, grp: Group, status: GroupHistoryStatus, now: datetime) -> None:
+    """Append a row to the group's status history."""
+    conn.execute(
+        insert(group_history).values(
+            project_id=grp.project_id, group_id=grp.id, status=str(status), date_added=now
+        )
+    )
+
+
+def put_in_inbox(
+    conn: Connection,
+    group_id: int,
+    reason: InboxReason,
+    now: datetime,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """Put the group in the inbox of issues to review, or update why it is there."""
+    values = {"reason": int(reason), "reason_details": dict(details or {}), "date_added": now}
+    if not insert_if_absent(conn, group_inbox, {"group_id": group_id, **values}):
+        conn.execute(update(group_inbox).where(group_inbox.c.group_id == group_id).values(**values))
+
+
+def remove_from_inbox(conn: Connection, group_id: int) -> None:
+    """Take the group out of the inbox (resolved, ignored, reviewed)."""
+    conn.execute(delete(group_inbox).where(group_inbox.c.group_id == group_id))

@@ -1,0 +1,78 @@
+"""Stored occurrences, retrievable by (id, project) (the reference's node store entry
+"i-o:" + md5("{id}::{project_id}"), kept as a row)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from vigil.db.tables import issue_occurrence
+from vigil.issues.group_types import GroupTypeRegistry, registry
+from vigil.issues.occurrence import IssueOccurrence
+
+MAX_LEVEL_CHARS = 32
+
+
+def occurrence_exists(conn: Connection, occurrence_id: str, project_id: int) -> bool:
+    """Whether the occurrence is already stored for the project."""
+    return (
+        conn.execute(
+            select(issue_occurrence.c.id).where(
+                issue_occurrence.c.id == occurrence_id,
+                issue_occurrence.c.project_id == project_id,
+            )
+        ).first()
+        is not None
+    )
+
+
+def store_occurrence(conn: Connection, occurrence: IssueOccurrence, now: datetime) -> None:
+    """Store a new occurrence (with no group yet; see `set_occurrence_group`)."""
+    conn.execute(
+        insert(issue_occurrence).values(
+            id=occurrence.id,
+            project_id=occurrence.project_id,
+            group_id=None,
+            event_id=occurrence.event_id,
+            fingerprint=list(occurrence.fingerprint),
+            type=occurrence.type.type_id,
+            issue_title=occurrence.issue_title,
+            subtitle=occurrence.subtitle,
+            resource_id=occurrence.resource_id,
+            evidence_data=occurrence.evidence_data,
+            evidence_display=[row.to_dict() for row in occurrence.evidence_display],
+            detection_time=occurrence.detection_time,
+            level=occurrence.level,
+            culprit=occurrence.culprit,
+            priority=occurrence.initial_issue_priority,
+            assignee=occurrence.assignee,
+            data=occurrence.to_dict(),
+            date_added=now,
+        )
+    )
+
+
+def set_occurrence_group(
+    conn: Connection, occurrence_id: str, project_id: int, group_id: int
+) -> None:
+    """Record the group the occurrence went to."""
+    conn.execute(
+        update(issue_occurrence)
+        .where(issue_occurrence.c.id == occurrence_id, issue_occurrence.c.project_id == project_id)
+        .values(group_id=group_id)
+    )
+
+
+def get_occurrence(
+    conn: Connection, occurrence_id: str, project_id: int, types: GroupTypeRegistry = registry
+) -> IssueOccurrence | None:
+    """The stored occurrence (id, project), or None."""
+    data: Any = conn.execute(
+        select(issue_occurrence.c.data).where(
+            issue_occurrence.c.id == occurrence_id,
+            issue_occurrence.c.project_id == project_id,
+        )
+    ).scalar_one_or_none()
+    return None if data is None else IssueOccurrence.from_dict(data, types)

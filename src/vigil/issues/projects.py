@@ -1,0 +1,45 @@
+"""The project a message names, with its organization's features: what the consumer
+loads before processing (spec A3.2, A5 step 2, A6 step 1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, select
+
+from vigil.db.tables import organization_feature, project
+
+FEATURE_PREFIX = "organizations:"
+
+
+class UnknownProjectError(Exception):
+    """A message names a project vigil does not have: it is dead-lettered."""
+
+
+@dataclass(frozen=True)
+class ProjectContext:
+    """A project, its organization, and the organization's enabled features (names as
+    stored, and each also with the "organizations:" prefix when stored without it)."""
+
+    project_id: int
+    organization_id: int
+    features: frozenset[str]
+
+
+def load_project(conn: Connection, project_id: int) -> ProjectContext:
+    """The project with its organization's features; UnknownProjectError if none."""
+    org_id = conn.execute(
+        select(project.c.organization_id).where(project.c.id == project_id)
+    ).scalar_one_or_none()
+    if org_id is None:
+        raise UnknownProjectError(f"project {project_id} does not exist")
+    rows = conn.execute(
+        select(organization_feature.c.feature).where(
+            organization_feature.c.organization_id == org_id,
+            organization_feature.c.enabled.is_(True),
+        )
+    )
+    names = {r.feature for r in rows}
+    # Operators may name a feature with or without the "organizations:" prefix.
+    names |= {f"{FEATURE_PREFIX}{n}" for n in names if not n.startswith(FEATURE_PREFIX)}
+    return ProjectContext(project_id, int(org_id), frozenset(names))

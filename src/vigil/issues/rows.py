@@ -1,0 +1,49 @@
+"""Small row helpers the issue stores share: insert-or-keep under a unique constraint and
+counter increments, written once for both databases (no dialect-specific upserts)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, and_, update
+from sqlalchemy.exc import IntegrityError
+
+
+def insert_if_absent(conn: Connection, table: Table, values: Mapping[str, Any]) -> bool:
+    """Insert a row; False (and nothing changed) if a unique key says it already exists.
+
+    The insert runs in a savepoint, so losing a race with a concurrent transaction (which
+    PostgreSQL reports when that one commits) leaves the caller's transaction usable."""
+    try:
+        with conn.begin_nested():
+            conn.execute(table.insert().values(**values))
+    except IntegrityError:
+        return False
+    return True
+
+
+def increment(
+    conn: Connection,
+    table: Table,
+    key: Mapping[str, Any],
+    column: str,
+    by: int = 1,
+    *,
+    insert_values: Mapping[str, Any] | None = None,
+) -> None:
+    """Add `by` to `column` of the row with `key`, creating the row (with `column` = `by`
+    and `insert_values`) when there is none. Safe against a concurrent creator."""
+    where = and_(*(table.c[name] == value for name, value in key.items()))
+    bump = update(table).where(where).values({column: table.c[column] + by})
+    if conn.execute(bump).rowcount:
+        return
+    if not insert_if_absent(conn, table, {**key, column: by, **(insert_values or {})}):
+        conn.execute(bump)
+
+
+def aware(value: datetime) -> datetime:
+    """A datetime read back from the database as aware UTC (SQLite returns naive ones for
+    what vigil always stores as UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
