@@ -139,9 +139,9 @@ def cmd_periodic(settings: Settings, args: argparse.Namespace) -> int:
     engine = make_engine(settings) if os.environ.get("VIGIL_SUPERVISED") else _prepare(settings)
     try:
         if args.once:
-            periodic.run_once(engine)
+            periodic.run_once(engine, settings=settings)
         else:
-            periodic.run_forever(engine)
+            periodic.run_forever(engine, settings=settings)
     finally:
         engine.dispose()
     return 0

@@ -10,6 +10,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -33,6 +34,24 @@ CONSUMER_ERRORS = Counter(
 )
 DEAD_LETTERED = Counter(
     "vigil_dead_lettered_total", "Messages sent to a dead-letter topic", ["consumer"]
+)
+CLOCK_TICKS = Counter("vigil_crons_clock_ticks_total", "Crons clock ticks dispatched")
+CLOCK_LAST_TICK = Gauge(
+    "vigil_crons_clock_last_tick_seconds",
+    "The crons clock's position: the minute last ticked (epoch seconds); lag is "
+    "time() minus this",
+    multiprocess_mode="max",
+)
+CLOCK_TICK_DELAY = Gauge(
+    "vigil_crons_clock_tick_delay_seconds",
+    "Wall time minus the minute of the tick just dispatched (how far the clock runs behind)",
+    multiprocess_mode="mostrecent",
+)
+CLOCK_DECISION = Gauge(
+    "vigil_crons_clock_decision",
+    "The system-incident decision of the last tick: 0 normal, 1 abnormal, 2 recovering, "
+    "3 incident",
+    multiprocess_mode="mostrecent",
 )
 HTTP_REQUESTS = Counter("vigil_http_requests_total", "HTTP requests answered", ["route", "status"])
 ENVELOPE_ITEMS_DROPPED = Counter(

@@ -1,6 +1,7 @@
-"""`vigil periodic`: the jobs that run on a timer rather than on a message — today the
-deactivation of expired custom sampling rules. Each job is harmless to run late, twice,
-or from several processes at once."""
+"""`vigil periodic`: the jobs that run on a timer rather than on a message — the
+deactivation of expired custom sampling rules and, given the settings, the crons clock's
+wall-time sources (`clock_jobs`). Each job is harmless to run late, twice, or from
+several processes at once."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from types import FrameType
 
 from sqlalchemy import Engine
 
+from vigil.config import Settings
 from vigil.db.engine import is_transient
 from vigil.sampling import rules
 
@@ -33,14 +35,53 @@ JOBS: tuple[Job, ...] = (
 )
 
 
-def run_once(engine: Engine, now: datetime | None = None) -> None:
-    for job in JOBS:
-        job.run(engine, now or datetime.now(UTC))
+# How often wall time may move an idle crons clock: a missed run is seen about this
+# long after its minute (B7, "clock when the log is idle").
+CLOCK_IDLE_TICK_S = 0.5
+# Clock pulses into every partition of ingest-monitors (Kafka only, B7.1).
+CLOCK_PULSE_S = 60.0
 
 
-def run_forever(engine: Engine, stop: threading.Event | None = None) -> None:
+def clock_jobs(settings: Settings, engine: Engine) -> tuple[tuple[Job, ...], Callable[[], None]]:
+    """The crons clock's timer jobs and the function that releases what they hold: the
+    idle tick (wall time, only while ingest-monitors is caught up) and, on Kafka, the
+    clock pulses."""
+    from vigil.monitors.clock_consumers import ClockTicker
+
+    ticker = ClockTicker(settings, engine=engine)
+    jobs = [Job("crons-clock-idle-tick", CLOCK_IDLE_TICK_S, lambda _e, now: ticker.idle_tick(now))]
+    if settings.uses_kafka:
+        jobs.append(Job("crons-clock-pulse", CLOCK_PULSE_S, lambda _e, _now: ticker.pulse()))
+    return tuple(jobs), ticker.close
+
+
+def run_once(engine: Engine, now: datetime | None = None, settings: Settings | None = None) -> None:
+    jobs, close = clock_jobs(settings, engine) if settings is not None else ((), _nothing)
+    try:
+        for job in JOBS + jobs:
+            job.run(engine, now or datetime.now(UTC))
+    finally:
+        close()
+
+
+def _nothing() -> None:
+    pass
+
+
+def run_forever(
+    engine: Engine, stop: threading.Event | None = None, settings: Settings | None = None
+) -> None:
     """Run every job now and then at its interval, until SIGTERM/SIGINT or `stop`.
-    A failing job is logged and tried again at its next turn."""
+    A failing job is logged and tried again at its next turn. With `settings`, the
+    crons clock's jobs run too."""
+    extra, close = clock_jobs(settings, engine) if settings is not None else ((), _nothing)
+    try:
+        _run_forever(engine, JOBS + extra, stop)
+    finally:
+        close()
+
+
+def _run_forever(engine: Engine, jobs: tuple[Job, ...], stop: threading.Event | None) -> None:
     stop = stop or threading.Event()
 
     def request_stop(_signum: int, _frame: FrameType | None) -> None:
@@ -49,10 +90,10 @@ def run_forever(engine: Engine, stop: threading.Event | None = None) -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
-    due = dict.fromkeys((job.name for job in JOBS), 0.0)  # monotonic deadlines
+    due = dict.fromkeys((job.name for job in jobs), 0.0)  # monotonic deadlines
     while not stop.is_set():
         now = time.monotonic()
-        for job in JOBS:
+        for job in jobs:
             if now >= due[job.name]:
                 try:
                     job.run(engine, datetime.now(UTC))

@@ -15,7 +15,7 @@ without any check-ins, still notices a job that stopped.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Final
 
@@ -58,3 +58,12 @@ def idle_positions(partitions: int, now: float, lag: Mapping[int, int]) -> dict[
         return {}
     minute = minute_of(now)
     return dict.fromkeys(range(partitions), minute)
+
+
+def minute_counts(times: Iterable[datetime]) -> dict[int, int]:
+    """How many of `times` fall in each minute (the check-in volume of B9)."""
+    counts: dict[int, int] = {}
+    for moment in times:
+        minute = minute_of(moment.timestamp())
+        counts[minute] = counts.get(minute, 0) + 1
+    return counts

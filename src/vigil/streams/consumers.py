@@ -12,11 +12,14 @@ from typing import Any
 
 from vigil.config import ConfigError, Settings
 from vigil.issues.consumer import ingest_occurrences
+from vigil.monitors.clock_consumers import clock_tasks_consumer, clock_tick
 from vigil.monitors.consumer import ingest_monitors
 from vigil.streams.runner import ConsumerDefinition
 
 CONSUMERS: dict[str, Callable[[Settings], ConsumerDefinition[Any]]] = {
     "ingest-monitors": ingest_monitors,
+    "monitors-clock-tick": clock_tick,
+    "monitors-clock-tasks": clock_tasks_consumer,
     "ingest-occurrences": ingest_occurrences,
 }
 

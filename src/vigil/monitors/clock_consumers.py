@@ -1,0 +1,350 @@
+"""The clock's two consumers (B7.3) and the clock's sources (B7.1, B7.2).
+
+- `monitors-clock-tick`: per tick, in order: the system-incident evaluation (B9), then
+  `mark_missing` tasks, then `mark_timeout` tasks — or, while the decision is INCIDENT
+  and `crons.system_incidents.use_decisions` is on, `mark_unknown` tasks — produced to
+  `monitors-clock-tasks` keyed by monitor environment, so each environment's tasks stay
+  in order.
+- `monitors-clock-tasks`: runs each task in its own transaction; monitor-failure
+  occurrences go to `ingest-occurrences` after that transaction committed, and the batch
+  is only committed once the log acknowledged them.
+
+The sources: `ClockTicker.batch_applied` (after each applied batch of `ingest-monitors`,
+from its newest message per partition), `ClockTicker.idle_tick` (wall time, only while
+every partition of `ingest-monitors` is caught up) and `ClockTicker.pulse` (a clock pulse
+into every partition, on Kafka).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from arroyo.backends.abstract import Producer, ProducerFuture
+from arroyo.backends.kafka import KafkaPayload
+from arroyo.types import BrokerValue, Message, Partition
+from arroyo.types import Topic as LogTopic
+from sqlalchemy import Engine
+
+from vigil import metrics
+from vigil.config import Settings
+from vigil.db.engine import is_transient, make_engine
+from vigil.monitors import clock_store, clock_tasks
+from vigil.monitors.clock import as_datetime, idle_positions, minute_of
+from vigil.monitors.system_incidents import Decision
+from vigil.streams.backend import LogBackend, LogError, get_backend
+from vigil.streams.codecs import (
+    ClockPulse,
+    ClockTask,
+    ClockTick,
+    decode_clock_task,
+    decode_clock_tick,
+    encode_clock_task,
+    encode_clock_tick,
+    encode_json,
+    encode_monitor_message,
+)
+from vigil.streams.runner import ACK_TIMEOUT_S, ConsumerDefinition
+from vigil.streams.topics import Topic
+
+log = logging.getLogger(__name__)
+
+TICK_CONSUMER: Final = "monitors-clock-tick"
+TASKS_CONSUMER: Final = "monitors-clock-tasks"
+INGEST_MONITORS_GROUP: Final = "ingest-monitors"
+# Wall time is taken this much behind "now" when it moves an idle clock: a message the
+# log stamped just before "now" may take a moment to become visible in the lag.
+IDLE_GRACE_S: Final = 0.25
+
+Sent = list[ProducerFuture[BrokerValue[KafkaPayload]]]
+
+
+class _Resources:
+    """A consumer process's engine, backend and producer, made on first use."""
+
+    def __init__(self, settings: Settings, backend: LogBackend | None = None) -> None:
+        self.settings = settings
+        self._backend = backend
+        self._own_backend = backend is None
+        self._lock = threading.Lock()
+        self._engine: Engine | None = None
+        self._producer: Producer[KafkaPayload] | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = make_engine(self.settings)
+        return self._engine
+
+    @property
+    def backend(self) -> LogBackend:
+        with self._lock:
+            if self._backend is None:
+                self._backend = get_backend(self.settings)
+            return self._backend
+
+    @property
+    def producer(self) -> Producer[KafkaPayload]:
+        backend = self.backend
+        with self._lock:
+            if self._producer is None:
+                self._producer = backend.get_producer()
+            return self._producer
+
+    def send(self, sent: Sent, topic: str, value: bytes, key: str | None) -> None:
+        payload = KafkaPayload(None if key is None else key.encode("utf-8"), value, [])
+        sent.append(self.producer.produce(LogTopic(self.settings.topic(topic)), payload))
+
+    def wait(self, sent: Sent) -> None:
+        """Block until the log acknowledged everything sent; LogError otherwise (the
+        batch is then retried)."""
+        for future in sent:
+            try:
+                value = future.result(timeout=ACK_TIMEOUT_S)
+            except Exception as exc:
+                raise LogError(f"message was not acknowledged: {exc}") from exc
+            metrics.MESSAGES_PRODUCED.labels(value.partition.topic.name).inc()
+        sent.clear()
+
+    def close(self) -> None:
+        if self._producer is not None:
+            try:
+                self._producer.close().result(timeout=ACK_TIMEOUT_S)
+            except Exception as exc:
+                log.warning("clock producer did not close cleanly", extra={"error": str(exc)})
+            self._producer = None
+        if self._own_backend and self._backend is not None:
+            self._backend.close()
+            self._backend = None
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+
+# --- the clock's sources ---------------------------------------------------------------
+
+
+class ClockTicker:
+    """Moves the clock (B7.2) and dispatches its ticks to `monitors-clock-tick`."""
+
+    def __init__(
+        self, settings: Settings, engine: Engine | None = None, backend: LogBackend | None = None
+    ) -> None:
+        self._res = _Resources(settings, backend)
+        self._engine = engine
+        self._topics_ready = False
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine if self._engine is not None else self._res.engine
+
+    def _backend(self) -> LogBackend:
+        """The log, with the pipeline's topics made sure of once (the wall-time sources
+        may run before any consumer created them)."""
+        backend = self._res.backend
+        if not self._topics_ready:
+            backend.ensure_topics()
+            self._topics_ready = True
+        return backend
+
+    def _dispatch(self, tick: int) -> None:
+        sent: Sent = []
+        self._res.send(sent, Topic.MONITORS_CLOCK_TICK, encode_clock_tick(ClockTick(tick)), None)
+        self._res.wait(sent)
+        metrics.CLOCK_TICKS.inc()
+        metrics.CLOCK_LAST_TICK.set(tick)
+        metrics.CLOCK_TICK_DELAY.set(max(0.0, time.time() - tick))
+
+    def batch_applied(
+        self, latest: Mapping[int, datetime], volume: Mapping[int, int] | None = None
+    ) -> list[int]:
+        """After a batch of `ingest-monitors` was applied: record its check-in volume per
+        minute and move each partition to its newest message's minute; returns the
+        minutes ticked."""
+        if volume:
+            with self.engine.begin() as conn:
+                clock_store.record_volume(conn, volume)
+        return clock_store.try_clock_tick(self.engine, latest, self._dispatch)
+
+    def idle_tick(self, now: datetime | None = None) -> list[int]:
+        """Wall time moves the clock when the log is idle: if the `ingest-monitors`
+        consumer has applied everything in every partition, every partition moves to
+        the current minute. The lag is read after `now`, so no message stamped before
+        `now` is still waiting."""
+        moment = (datetime.now(UTC) if now is None else now) - timedelta(seconds=IDLE_GRACE_S)
+        settings = self._res.settings
+        backend = self._backend()
+        partitions = backend.partition_count(settings.topic(Topic.INGEST_MONITORS))
+        lag = backend.lag(
+            settings.topic(INGEST_MONITORS_GROUP), settings.topic(Topic.INGEST_MONITORS)
+        )
+        moved = idle_positions(partitions, moment.timestamp(), lag)
+        if not moved:
+            return []
+        with self.engine.begin() as conn:
+            due = clock_store.advance(conn, moved)
+            for tick in due:
+                self._dispatch(tick)
+        return due
+
+    def pulse(self) -> None:
+        """B7.1: a clock pulse into every partition of `ingest-monitors`, so that each
+        partition's clock advances without check-ins."""
+        settings = self._res.settings
+        topic = settings.topic(Topic.INGEST_MONITORS)
+        count = self._backend().partition_count(topic)
+        producer = self._res.producer
+        value = encode_monitor_message(ClockPulse())
+        futures = [
+            producer.produce(Partition(LogTopic(topic), index), KafkaPayload(None, value, []))
+            for index in range(count)
+        ]
+        self._res.wait(futures)
+
+    def close(self) -> None:
+        self._res.close()
+
+
+# --- monitors-clock-tick -----------------------------------------------------------------
+
+
+class ClockTickConsumer:
+    def __init__(self, settings: Settings, backend: LogBackend | None = None) -> None:
+        self._res = _Resources(settings, backend)
+
+    def definition(self) -> ConsumerDefinition[ClockTick]:
+        return ConsumerDefinition(
+            name=TICK_CONSUMER,
+            topic=Topic.MONITORS_CLOCK_TICK,
+            decode=lambda raw: decode_clock_tick(raw.value),
+            apply=self.apply,
+        )
+
+    def apply(self, messages: Sequence[Message[ClockTick]]) -> None:
+        sent: Sent = []
+        for message in messages:
+            self.process_tick(minute_of(message.payload.ts), sent)
+        self._res.wait(sent)
+
+    def process_tick(self, tick: int, sent: Sent) -> None:
+        """B7.3 for one tick: evaluate, then dispatch the tasks."""
+        at = as_datetime(tick)
+        engine = self._res.engine
+        decision = Decision.NORMAL
+        use_decisions = False
+        try:
+            with engine.begin() as conn:
+                options = clock_store.read_options(conn)
+                use_decisions = options.use_decisions
+                decision = clock_store.evaluate_tick(conn, tick, options).decision
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.exception("system incident evaluation failed", extra={"tick": tick})
+        metrics.CLOCK_DECISION.set(_DECISION_VALUES[decision])
+        with engine.connect() as conn:
+            tasks = clock_tasks.dispatch_check_missing(conn, at)
+            if use_decisions and decision == Decision.INCIDENT:
+                tasks += clock_tasks.dispatch_mark_unknown(conn, at)
+            else:
+                tasks += clock_tasks.dispatch_check_timeout(conn, at)
+        for task in tasks:
+            self._res.send(
+                sent,
+                Topic.MONITORS_CLOCK_TASKS,
+                encode_clock_task(task),
+                str(task.monitor_environment_id),
+            )
+
+    def close(self) -> None:
+        self._res.close()
+
+
+_DECISION_VALUES: Final = {
+    Decision.NORMAL: 0,
+    Decision.ABNORMAL: 1,
+    Decision.RECOVERING: 2,
+    Decision.INCIDENT: 3,
+}
+
+
+# --- monitors-clock-tasks ----------------------------------------------------------------
+
+
+class ClockTasksConsumer:
+    def __init__(self, settings: Settings, backend: LogBackend | None = None) -> None:
+        self._res = _Resources(settings, backend)
+
+    def definition(self) -> ConsumerDefinition[ClockTask]:
+        return ConsumerDefinition(
+            name=TASKS_CONSUMER,
+            topic=Topic.MONITORS_CLOCK_TASKS,
+            decode=lambda raw: decode_clock_task(raw.value),
+            apply=self.apply,
+        )
+
+    def apply(self, messages: Sequence[Message[ClockTask]]) -> None:
+        sent: Sent = []
+        try:
+            for message in messages:
+                self.run_task(message.payload, sent)
+        finally:
+            # What was sent was decided by committed transactions: see it acknowledged.
+            self._res.wait(sent)
+
+    def run_task(self, task: ClockTask, sent: Sent) -> None:
+        """One task in its own transaction; its occurrences are sent after the commit.
+        A failure other than a passing database outage is logged and the task skipped
+        (B7.3): one environment's broken schedule must not hold up the others."""
+        ts = datetime.fromtimestamp(task.ts, UTC)
+        produced: list[tuple[dict[str, Any], str]] = []
+
+        def collect(payload: dict[str, Any], key: str) -> None:
+            produced.append((payload, key))
+
+        try:
+            with self._res.engine.begin() as conn:
+                _run(conn, task, ts, collect)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.exception(
+                "clock task failed",
+                extra={"type": task.type, "monitor_environment_id": task.monitor_environment_id},
+            )
+            return
+        for payload, key in produced:
+            self._res.send(sent, Topic.INGEST_OCCURRENCES, encode_json(payload), key)
+
+    def close(self) -> None:
+        self._res.close()
+
+
+def _run(
+    conn: Any,
+    task: ClockTask,
+    ts: datetime,
+    produce: Callable[[dict[str, Any], str], None],
+) -> None:
+    if task.type == "mark_missing":
+        clock_tasks.mark_environment_missing(conn, task.monitor_environment_id, ts, produce)
+    elif task.type == "mark_timeout":
+        assert task.checkin_id is not None
+        clock_tasks.mark_checkin_timeout(conn, task.checkin_id, ts, produce)
+    elif task.type == "mark_unknown":
+        assert task.checkin_id is not None
+        clock_tasks.mark_checkin_unknown(conn, task.checkin_id)
+    else:  # the codec admits no other type
+        log.error("unknown clock task type", extra={"type": task.type})
+
+
+def clock_tick(settings: Settings) -> ConsumerDefinition[ClockTick]:
+    return ClockTickConsumer(settings).definition()
+
+
+def clock_tasks_consumer(settings: Settings) -> ConsumerDefinition[ClockTask]:
+    return ClockTasksConsumer(settings).definition()
