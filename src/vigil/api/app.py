@@ -18,7 +18,15 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from vigil.api import custom_rules, health, monitors, occurrences, organizations, project_keys
+from vigil.api import (
+    custom_rules,
+    health,
+    issues,
+    monitors,
+    occurrences,
+    organizations,
+    project_keys,
+)
 from vigil.api import metrics as metrics_api
 from vigil.api.http import http_exception_handler, server_error_handler
 from vigil.api.services import Services
@@ -40,6 +48,7 @@ def all_routes() -> list[BaseRoute]:
         *custom_rules.routes(),
         *monitors.routes(),
         *occurrences.routes(),
+        *issues.routes(),
         *health.routes(),
         *metrics_api.routes(),
     ]

@@ -1,0 +1,659 @@
+"""The issues REST API, shaped like Sentry's (camelCase JSON, Bearer token, organization-
+scoped). It reads what the `ingest-occurrences` consumer wrote (docs/issues.md) and
+changes an issue's status through the consumer's own status-change path.
+
+- `GET /api/0/organizations/{org}/issues/`: `project=` (ids or slugs, repeatable; `-1`
+  is all), `query=` (see `issue_search`; without the parameter Sentry's default
+  `is:unresolved`, an empty one matches every status), `environment=` (repeatable: seen
+  in one of them), `statsPeriod=` (`24h`, `14d`, ...) or `start=`/`end=` on the last
+  seen time, `sort=` date (last seen, the default) | new (first seen) | freq (times
+  seen) | priority, cursor pagination (`cursor=`, `limit=`/`per_page=` up to 100) with
+  Sentry's `Link` header.
+- `GET .../issues/{issue_id}/`: one issue, by id or short id (`WEB-1A`).
+- `PUT .../issues/{issue_id}/`: `status` ("resolved" | "unresolved" | "ignored"), with
+  `substatus` (a substatus name) or Sentry's `statusDetails` (`ignoreUntilEscalating`,
+  or `ignoreCount` / `ignoreWindow` / `ignoreDuration` / `ignoreUntil` /
+  `ignoreUserCount` for "until condition met"; none means forever). Without a substatus
+  an unresolved issue becomes ongoing. The change goes through
+  `status_change_processing.update_group_status`, as a status-change message would,
+  and the answer is the issue afterwards; a combination that path refuses is a 400 with
+  its reason. `priority` ("low" | "medium" | "high") sets the priority and locks it
+  against automatic changes, as Sentry does for a person's choice.
+- `GET .../issues/{issue_id}/events/` (newest first, `environment=`, paginated) and
+  `.../events/latest/`, `.../events/oldest/`, `.../events/{event_id}/`: each event with
+  its occurrence (`evidenceDisplay`, `evidenceData`, ...) and its tags as
+  `[{key, value}]`. Events are ordered by when their occurrence was stored.
+
+Reading needs `event:read`, `project:read` or `org:read`; `PUT` needs the `:write` of
+one of them. An issue of another organization, or none, is a 404.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy import Connection, Select, and_, exists, func, or_, select
+from sqlalchemy.sql.elements import ColumnElement
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
+
+from vigil.api.auth import Access, authorize
+from vigil.api.http import json_object, read_body, route
+from vigil.api.issue_search import (
+    DEFAULT_QUERY,
+    Field,
+    InvalidQuery,
+    IssueSearch,
+    Sort,
+    parse_query,
+    parse_sort,
+)
+from vigil.api.monitors import (
+    FieldErrors,
+    Page,
+    field_error_response,
+    format_date,
+    paginated,
+    parse_page,
+)
+from vigil.api.services import services
+from vigil.db.tables import environment as environment_table
+from vigil.db.tables import event as event_table
+from vigil.db.tables import group as group_table
+from vigil.db.tables import group_environment as group_environment_table
+from vigil.db.tables import issue_occurrence as occurrence_table
+from vigil.db.tables import project as project_table
+from vigil.db.tables import release as release_table
+from vigil.issues.enums import (
+    LOG_LEVEL_NAMES,
+    PRIORITY_NAMES,
+    ActivityType,
+    GroupHistoryStatus,
+    GroupStatus,
+    GroupSubStatus,
+    PriorityLevel,
+)
+from vigil.issues.group_store import add_activity, add_history, get_group, update_group
+from vigil.issues.group_types import registry
+from vigil.issues.status_change import (
+    INVALID_SUBSTATUS,
+    MISSING_SUBSTATUS,
+    UNEXPECTED_SUBSTATUS,
+    NoChange,
+)
+from vigil.issues.status_change_processing import update_group_status
+from vigil.tenancy import store as tenancy
+from vigil.tenancy.store import Organization
+
+READ: Final = ("event:read", "project:read", "org:read")
+WRITE: Final = ("event:write", "project:write", "org:write")
+MAX_PER_PAGE: Final = 100
+
+ORG_ISSUES = "/api/0/organizations/{organization_slug}/issues/"
+ORG_ISSUE = ORG_ISSUES + "{issue_id}/"
+
+# Statuses an issue listing or lookup shows; deletion and merge states are on their way out.
+VISIBLE_STATUSES: Final = (GroupStatus.UNRESOLVED, GroupStatus.RESOLVED, GroupStatus.IGNORED)
+
+_PERIOD = re.compile(r"^(\d+)([smhdw])$")
+_PERIOD_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_SHORT_ID = re.compile(r"^(.+)-([0-9A-Za-z]+)$")
+_CONDITION_DETAILS: Final = (
+    "ignoreCount",
+    "ignoreWindow",
+    "ignoreDuration",
+    "ignoreUntil",
+    "ignoreUserCount",
+    "ignoreUserWindow",
+)
+_PRIORITY_HISTORY: Final = {
+    PriorityLevel.HIGH: GroupHistoryStatus.PRIORITY_HIGH,
+    PriorityLevel.MEDIUM: GroupHistoryStatus.PRIORITY_MEDIUM,
+    PriorityLevel.LOW: GroupHistoryStatus.PRIORITY_LOW,
+}
+
+
+# --- JSON ------------------------------------------------------------------------------
+
+
+def base36(number: int) -> str:
+    """`number` in upper-case base 36, as Sentry writes short ids."""
+    digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    if number <= 0:
+        return "0"
+    out = ""
+    while number:
+        number, rest = divmod(number, 36)
+        out = digits[rest] + out
+    return out
+
+
+def short_id(project_slug: str, number: int) -> str:
+    """Sentry's short id: the project slug in upper case, a dash, the per-project number
+    in base 36 (`WEB-1A`)."""
+    return f"{project_slug.upper()}-{base36(number)}"
+
+
+def _label(enum_type: Any, value: int | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(enum_type(value).label)
+    except ValueError:
+        return None
+
+
+def _status_details(status: int, substatus: int | None) -> dict[str, Any]:
+    if status == GroupStatus.IGNORED and substatus == GroupSubStatus.UNTIL_ESCALATING:
+        return {"ignoreUntilEscalating": True}
+    return {}
+
+
+def _assigned_to(assignee: str | None) -> dict[str, str] | None:
+    if not assignee:
+        return None
+    kind, _, ident = assignee.partition(":")
+    return {"type": kind, "id": ident}
+
+
+def serialize_issue(row: Any) -> dict[str, Any]:
+    """An issue row (group columns with `project_slug`, `project_name` and
+    `first_release_version`) in Sentry's shape."""
+    group_type = registry.get_by_id(row.type) if row.type in registry else None
+    data = row.data or {}
+    release = row.first_release_version
+    return {
+        "id": str(row.id),
+        "shortId": short_id(row.project_slug, row.short_id),
+        "title": row.title,
+        "culprit": row.culprit,
+        "level": LOG_LEVEL_NAMES.get(row.level, str(row.level)),
+        "status": _label(GroupStatus, row.status),
+        "substatus": _label(GroupSubStatus, row.substatus),
+        "statusDetails": _status_details(row.status, row.substatus),
+        "priority": PRIORITY_NAMES.get(PriorityLevel(row.priority))
+        if row.priority in set(PriorityLevel)
+        else None,
+        "priorityLocked": bool(row.priority_locked),
+        "firstSeen": format_date(row.first_seen),
+        "lastSeen": format_date(row.last_seen),
+        "count": str(row.times_seen),
+        "userCount": 0,
+        "numComments": 0,
+        "project": {"id": str(row.project_id), "slug": row.project_slug, "name": row.project_name},
+        "platform": row.platform,
+        "type": data.get("type", "default"),
+        "issueType": group_type.slug if group_type else str(row.type),
+        "issueCategory": group_type.category.label if group_type else None,
+        "metadata": data.get("metadata", {}),
+        "firstRelease": None if release is None else {"version": release, "shortVersion": release},
+        "assignedTo": _assigned_to(row.assignee),
+        "isBookmarked": False,
+        "isSubscribed": False,
+        "hasSeen": False,
+        "isPublic": False,
+        "shareId": None,
+        "logger": None,
+        "annotations": [],
+    }
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def serialize_occurrence(data: dict[str, Any]) -> dict[str, Any]:
+    """The stored occurrence (its dict form) with camelCase keys at the top level, as
+    Sentry shows an event's occurrence; nested evidence is the producer's and kept."""
+    return {_camel(key): value for key, value in data.items()}
+
+
+def serialize_event(row: Any, *, full: bool = False) -> dict[str, Any]:
+    """An occurrence row joined to its event (`ev_*` columns, null when the event was
+    never stored, as for buffered spans) in Sentry's event shape."""
+    event_id = row.ev_event_id or row.event_id
+    data: dict[str, Any] = row.ev_data or {}
+    body: dict[str, Any] = {
+        "id": event_id,
+        "eventID": event_id,
+        "groupID": None if row.group_id is None else str(row.group_id),
+        "projectID": str(row.project_id),
+        "title": row.issue_title,
+        "message": data.get("message") or row.subtitle,
+        "culprit": row.culprit,
+        "type": row.ev_type or "generic",
+        "platform": row.ev_platform,
+        "environment": row.ev_environment,
+        "dateCreated": format_date(row.ev_timestamp or row.detection_time),
+        "dateReceived": format_date(row.ev_received or row.date_added),
+        "tags": [{"key": k, "value": v} for k, v in (row.ev_tags or [])],
+        "occurrence": serialize_occurrence(dict(row.data)),
+    }
+    if full:
+        body.update(
+            {
+                "release": None if not row.ev_release else {"version": row.ev_release},
+                "contexts": data.get("contexts") or {},
+                "sdk": data.get("sdk"),
+                "user": data.get("user"),
+                "metadata": data.get("metadata") or {"title": row.issue_title},
+                "fingerprints": list(row.fingerprint),
+                "entries": [],
+                "errors": [],
+            }
+        )
+    return body
+
+
+# --- lookups ---------------------------------------------------------------------------
+
+
+def _authorize(conn: Connection, request: Request, scopes: tuple[str, ...]) -> Access:
+    header = request.headers.get("authorization")
+    return authorize(conn, header, request.path_params["organization_slug"], scopes)
+
+
+def _issue_select() -> Select[Any]:
+    g, p, r = group_table, project_table, release_table
+    return (
+        select(
+            g,
+            p.c.slug.label("project_slug"),
+            p.c.name.label("project_name"),
+            r.c.version.label("first_release_version"),
+        )
+        .join(p, p.c.id == g.c.project_id)
+        .outerjoin(r, r.c.id == g.c.first_release_id)
+        .where(g.c.status.in_([int(s) for s in VISIBLE_STATUSES]))
+    )
+
+
+def find_issue(conn: Connection, org: Organization, issue_id: str) -> Any:
+    """The issue row with that id or short id in the organization: 404 otherwise."""
+    query = _issue_select().where(project_table.c.organization_id == org.id)
+    condition: ColumnElement[bool] | None = None
+    if issue_id.isdigit():
+        condition = group_table.c.id == int(issue_id)
+    else:
+        matched = _SHORT_ID.match(issue_id)
+        if matched is not None:
+            condition = and_(
+                project_table.c.slug == matched.group(1).lower(),
+                group_table.c.short_id == int(matched.group(2), 36),
+            )
+    row = None if condition is None else conn.execute(query.where(condition)).first()
+    if row is None:
+        raise HTTPException(404, f"issue {issue_id!r} does not exist")
+    return row
+
+
+def _project_ids(conn: Connection, org: Organization, wanted: list[str]) -> list[int] | None:
+    if not wanted or "-1" in wanted:
+        return None
+    ids = []
+    for slug_or_id in wanted:
+        try:
+            ids.append(tenancy.get_project(conn, org, slug_or_id).id)
+        except tenancy.NotFound:
+            raise HTTPException(404, f"project {slug_or_id!r} does not exist") from None
+    return ids
+
+
+def _page(request: Request) -> Page:
+    page = parse_page(request)
+    raw = request.query_params.get("limit")
+    if raw is not None:
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PER_PAGE:
+            raise FieldErrors({"limit": [f"limit must be between 1 and {MAX_PER_PAGE}"]})
+        page = Page(page.offset, int(raw))
+    return page
+
+
+def _time(request: Request, name: str) -> datetime | None:
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise FieldErrors({name: [f"{name} must be an ISO 8601 date"]}) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _seen_since(request: Request, now: datetime) -> tuple[datetime | None, datetime | None]:
+    period = request.query_params.get("statsPeriod")
+    if period:
+        matched = _PERIOD.match(period)
+        if matched is None:
+            raise FieldErrors({"statsPeriod": [f"Invalid statsPeriod {period!r}"]})
+        seconds = int(matched.group(1)) * _PERIOD_UNITS[matched.group(2)]
+        return now - timedelta(seconds=seconds), None
+    return _time(request, "start"), _time(request, "end")
+
+
+# --- the listing -----------------------------------------------------------------------
+
+_COLUMNS: Final = {
+    Field.STATUS: group_table.c.status,
+    Field.SUBSTATUS: group_table.c.substatus,
+    Field.TYPE: group_table.c.type,
+    Field.PRIORITY: group_table.c.priority,
+    Field.LEVEL: group_table.c.level,
+}
+
+
+def _in_environments(names: list[str] | tuple[str, ...]) -> ColumnElement[bool]:
+    ge, env = group_environment_table, environment_table
+    return exists(
+        select(ge.c.group_id)
+        .join(env, env.c.id == ge.c.environment_id)
+        .where(ge.c.group_id == group_table.c.id, env.c.name.in_(list(names)))
+    )
+
+
+def apply_search(query: Select[Any], search: IssueSearch) -> Select[Any]:
+    """`query` (over groups) narrowed to the issues `search` matches."""
+    g = group_table
+    for item in search.filters:
+        column = _COLUMNS[item.field]
+        values = sorted(item.values)
+        if item.negated:
+            query = query.where(or_(column.is_(None), column.not_in(values)))
+        else:
+            query = query.where(column.in_(values))
+    for term in search.text:
+        query = query.where(func.lower(g.c.title).contains(term.lower(), autoescape=True))
+    if search.environments:
+        query = query.where(_in_environments(search.environments))
+    if search.excluded_environments:
+        query = query.where(~_in_environments(search.excluded_environments))
+    if not search.names_type:
+        hidden = [t.type_id for t in registry if not t.in_default_search]
+        if hidden:
+            query = query.where(g.c.type.not_in(hidden))
+    return query
+
+
+def _order(query: Select[Any], sort: Sort) -> Select[Any]:
+    g = group_table
+    if sort is Sort.NEW:
+        return query.order_by(g.c.first_seen.desc(), g.c.id.desc())
+    if sort is Sort.FREQ:
+        return query.order_by(g.c.times_seen.desc(), g.c.id.desc())
+    if sort is Sort.PRIORITY:
+        return query.order_by(
+            func.coalesce(g.c.priority, -1).desc(), g.c.last_seen.desc(), g.c.id.desc()
+        )
+    return query.order_by(g.c.last_seen.desc(), g.c.id.desc())
+
+
+def list_issues(request: Request) -> Response:
+    svc = services(request)
+    with svc.reading() as conn:
+        access = _authorize(conn, request, READ)
+        params = request.query_params
+        try:
+            page = _page(request)
+            raw_query = params.get("query", DEFAULT_QUERY)
+            search = parse_query(raw_query)
+            sort = parse_sort(params.get("sort"))
+            since, until = _seen_since(request, datetime.now(UTC))
+        except FieldErrors as exc:
+            return field_error_response(exc.errors)
+        except InvalidQuery as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=400)
+        org = access.organization
+        project_ids = _project_ids(conn, org, params.getlist("project"))
+        query = _issue_select().where(project_table.c.organization_id == org.id)
+        if project_ids is not None:
+            query = query.where(group_table.c.project_id.in_(project_ids))
+        environments = params.getlist("environment")
+        if environments:
+            query = query.where(_in_environments(environments))
+        if since is not None:
+            query = query.where(group_table.c.last_seen >= since)
+        if until is not None:
+            query = query.where(group_table.c.last_seen <= until)
+        query = _order(apply_search(query, search), sort)
+        rows = conn.execute(query.offset(page.offset).limit(page.per_page + 1)).all()
+    return paginated(request, page, rows, [serialize_issue(r) for r in rows])
+
+
+# --- one issue -------------------------------------------------------------------------
+
+
+def get_issue(request: Request) -> Response:
+    svc = services(request)
+    with svc.reading() as conn:
+        access = _authorize(conn, request, READ)
+        row = find_issue(conn, access.organization, request.path_params["issue_id"])
+    return JSONResponse(serialize_issue(row))
+
+
+@dataclass(frozen=True)
+class StatusRequest:
+    """The status and substatus a PUT asks for."""
+
+    status: GroupStatus
+    substatus: GroupSubStatus | None
+
+
+_STATUS_NAMES: Final = {
+    "resolved": GroupStatus.RESOLVED,
+    "unresolved": GroupStatus.UNRESOLVED,
+    "ignored": GroupStatus.IGNORED,
+}
+
+
+def parse_status_request(body: dict[str, Any]) -> StatusRequest | None:
+    """The status change a PUT body asks for (None when it names no `status`);
+    FieldErrors for values that are not a status, substatus or status details."""
+    if "status" not in body:
+        if "substatus" in body or "statusDetails" in body:
+            raise FieldErrors({"status": ["status is required with substatus or statusDetails"]})
+        return None
+    raw = body["status"]
+    if not isinstance(raw, str) or raw not in _STATUS_NAMES:
+        raise FieldErrors({"status": [f'"{raw}" is not a valid choice.']})
+    status = _STATUS_NAMES[raw]
+    details = body.get("statusDetails") or {}
+    if not isinstance(details, dict):
+        raise FieldErrors({"statusDetails": ["statusDetails must be an object"]})
+    substatus: GroupSubStatus | None = None
+    raw_sub = body.get("substatus")
+    if raw_sub is not None:
+        if not isinstance(raw_sub, str):
+            raise FieldErrors({"substatus": [f'"{raw_sub}" is not a valid choice.']})
+        try:
+            substatus = GroupSubStatus.from_label(raw_sub)
+        except ValueError:
+            raise FieldErrors({"substatus": [f'"{raw_sub}" is not a valid choice.']}) from None
+    elif status == GroupStatus.UNRESOLVED:
+        substatus = GroupSubStatus.ONGOING
+    elif status == GroupStatus.IGNORED:
+        if details.get("ignoreUntilEscalating"):
+            substatus = GroupSubStatus.UNTIL_ESCALATING
+        elif any(details.get(key) is not None for key in _CONDITION_DETAILS):
+            substatus = GroupSubStatus.UNTIL_CONDITION_MET
+        else:
+            substatus = GroupSubStatus.FOREVER
+    if status == GroupStatus.RESOLVED and any(
+        key in details for key in ("inRelease", "inNextRelease", "inCommit", "inUpcomingRelease")
+    ):
+        raise FieldErrors(
+            {"statusDetails": ["resolving in a release or a commit is not supported"]}
+        )
+    return StatusRequest(status, substatus)
+
+
+def refusal_reason(log_name: str, wanted: StatusRequest) -> str:
+    """Why the status-change path refused `wanted`, for the client."""
+    status = wanted.status.label
+    substatus = wanted.substatus.label if wanted.substatus is not None else None
+    if log_name == MISSING_SUBSTATUS:
+        return f"status {status!r} needs a substatus ({log_name})"
+    if log_name == UNEXPECTED_SUBSTATUS:
+        return f"status {status!r} takes no substatus, not {substatus!r} ({log_name})"
+    if log_name == INVALID_SUBSTATUS:
+        return f"substatus {substatus!r} is not valid with status {status!r} ({log_name})"
+    return log_name
+
+
+def _priority(body: dict[str, Any]) -> PriorityLevel | None:
+    if "priority" not in body:
+        return None
+    raw = body["priority"]
+    if isinstance(raw, str):
+        try:
+            return PriorityLevel.from_label(raw)
+        except ValueError:
+            pass
+    raise FieldErrors({"priority": [f'"{raw}" is not a valid choice.']})
+
+
+def _set_priority(conn: Connection, group_id: int, priority: PriorityLevel) -> None:
+    grp = get_group(conn, group_id, for_update=True)
+    assert grp is not None
+    now = datetime.now(UTC)
+    if grp.priority != priority:
+        add_activity(
+            conn,
+            grp,
+            ActivityType.SET_PRIORITY,
+            {"priority": priority.label, "reason": "user"},
+            now,
+        )
+        add_history(conn, grp, _PRIORITY_HISTORY[priority], now)
+    update_group(conn, group_id, priority=int(priority), priority_locked=True)
+
+
+async def update_issue(request: Request) -> Response:
+    svc = services(request)
+    body = json_object(await read_body(request, svc.settings.max_message_bytes))
+
+    def write() -> Response:
+        with svc.writing() as conn:
+            access = _authorize(conn, request, WRITE)
+            row = find_issue(conn, access.organization, request.path_params["issue_id"])
+            try:
+                wanted = parse_status_request(body)
+                priority = _priority(body)
+            except FieldErrors as exc:
+                return field_error_response(exc.errors)
+            if wanted is not None:
+                substatus = None if wanted.substatus is None else int(wanted.substatus)
+                decision = update_group_status(conn, row.id, int(wanted.status), substatus)
+                if isinstance(decision, NoChange) and decision.log_name is not None:
+                    reason = refusal_reason(decision.log_name, wanted)
+                    return JSONResponse({"detail": reason, "substatus": [reason]}, status_code=400)
+            if priority is not None:
+                _set_priority(conn, row.id, priority)
+            updated = find_issue(conn, access.organization, str(row.id))
+        return JSONResponse(serialize_issue(updated))
+
+    return await run_in_threadpool(write)
+
+
+# --- events ----------------------------------------------------------------------------
+
+
+def _events_select(group_id: int) -> Select[Any]:
+    io, ev = occurrence_table, event_table
+    return (
+        select(
+            io,
+            ev.c.event_id.label("ev_event_id"),
+            ev.c.type.label("ev_type"),
+            ev.c.timestamp.label("ev_timestamp"),
+            ev.c.received.label("ev_received"),
+            ev.c.platform.label("ev_platform"),
+            ev.c.environment.label("ev_environment"),
+            ev.c.release.label("ev_release"),
+            ev.c.tags.label("ev_tags"),
+            ev.c.data.label("ev_data"),
+        )
+        .select_from(
+            io.outerjoin(
+                ev, and_(ev.c.project_id == io.c.project_id, ev.c.event_id == io.c.event_id)
+            )
+        )
+        .where(io.c.group_id == group_id)
+    )
+
+
+def list_events(request: Request) -> Response:
+    svc = services(request)
+    with svc.reading() as conn:
+        access = _authorize(conn, request, READ)
+        issue = find_issue(conn, access.organization, request.path_params["issue_id"])
+        try:
+            page = _page(request)
+        except FieldErrors as exc:
+            return field_error_response(exc.errors)
+        query = _events_select(issue.id)
+        environments = request.query_params.getlist("environment")
+        if environments:
+            query = query.where(event_table.c.environment.in_(environments))
+        io = occurrence_table
+        rows = conn.execute(
+            query.order_by(io.c.date_added.desc(), io.c.id.desc())
+            .offset(page.offset)
+            .limit(page.per_page + 1)
+        ).all()
+    full = request.query_params.get("full") in ("1", "true")
+    return paginated(request, page, rows, [serialize_event(r, full=full) for r in rows])
+
+
+def _one_event(request: Request, which: str) -> Response:
+    svc = services(request)
+    with svc.reading() as conn:
+        access = _authorize(conn, request, READ)
+        issue = find_issue(conn, access.organization, request.path_params["issue_id"])
+        io = occurrence_table
+        query = _events_select(issue.id)
+        if which == "oldest":
+            query = query.order_by(io.c.date_added.asc(), io.c.id.asc())
+        else:
+            query = query.order_by(io.c.date_added.desc(), io.c.id.desc())
+            if which != "latest":
+                query = query.where(
+                    or_(io.c.event_id == which.replace("-", "").lower(), io.c.id == which)
+                )
+        row = conn.execute(query.limit(1)).first()
+    if row is None:
+        raise HTTPException(404, f"event {which!r} does not exist")
+    return JSONResponse(serialize_event(row, full=True))
+
+
+def latest_event(request: Request) -> Response:
+    return _one_event(request, "latest")
+
+
+def oldest_event(request: Request) -> Response:
+    return _one_event(request, "oldest")
+
+
+def get_event(request: Request) -> Response:
+    return _one_event(request, request.path_params["event_id"])
+
+
+# --- routes ----------------------------------------------------------------------------
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        *route(ORG_ISSUES, list_issues, ["GET"]),
+        *route(ORG_ISSUE, get_issue, ["GET"]),
+        *route(ORG_ISSUE, update_issue, ["PUT"]),
+        *route(ORG_ISSUE + "events/", list_events, ["GET"]),
+        *route(ORG_ISSUE + "events/latest/", latest_event, ["GET"]),
+        *route(ORG_ISSUE + "events/oldest/", oldest_event, ["GET"]),
+        *route(ORG_ISSUE + "events/{event_id}/", get_event, ["GET"]),
+    ]

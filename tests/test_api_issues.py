@@ -1,0 +1,473 @@
+"""The issues API (`/api/0/organizations/{org}/issues/...`) through a real server on both
+backends, over issues made by the occurrence consumer's own processing: the Sentry
+shape, search, environments, sorting, pagination, status changes through the
+status-change path, events with their occurrence and tags, and auth."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, select
+
+from tests.issues.occurrences import (
+    CRON,
+    FEEDBACK,
+    T0,
+    event_payload,
+    later,
+    occurrence,
+    process,
+    status_change,
+)
+from tests.support.live_server import live_server
+from tests.support.tenants import Tenant, make_tenant, make_token
+from vigil.api.app import create_app
+from vigil.config import Settings
+from vigil.db.tables import activity, grouphash
+from vigil.issues.enums import ActivityType, GroupStatus, GroupSubStatus
+from vigil.issues.fingerprint import md5_hex
+from vigil.tenancy import store
+
+ISSUES = "/api/0/organizations/org-a/issues/"
+P95_REGRESSION = 1018  # performance, released, no noise gate
+
+
+@pytest.fixture
+def server(stack: Settings) -> Iterator[str]:
+    with live_server(create_app(stack)) as url:
+        yield url
+
+
+@pytest.fixture
+def tenant(engine: Engine) -> Tenant:
+    return make_tenant(engine, "org-a", "web")
+
+
+def call(method: str, server: str, path: str, token: str, **kwargs: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"}
+    return httpx.request(method, server + path, headers=headers, timeout=60, **kwargs)
+
+
+def get(server: str, tenant: Tenant, path: str = ISSUES, **params: Any) -> httpx.Response:
+    return call("GET", server, path, tenant.token, params=params)
+
+
+def issue(
+    engine: Engine,
+    project_id: int,
+    fingerprint: str,
+    *,
+    minutes: float = 0,
+    title: str = "Something broke",
+    environment: str | None = None,
+    **extra: Any,
+) -> int:
+    """An issue made by processing an occurrence (its event at T0 + `minutes`); its id."""
+    at = later(minutes)
+    payload = occurrence(project_id, fingerprint, at=at, issue_title=title, **extra)
+    if environment is not None:
+        payload["event"] = event_payload(
+            project_id, payload["event_id"], at, environment=environment
+        )
+    process(engine, payload, now=at)
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                select(grouphash.c.group_id).where(
+                    grouphash.c.project_id == project_id,
+                    grouphash.c.hash == md5_hex(fingerprint),
+                )
+            ).scalar_one()
+        )
+
+
+def ids(response: httpx.Response) -> list[int]:
+    assert response.status_code == 200, response.text
+    return [int(item["id"]) for item in response.json()]
+
+
+# --- the listing -----------------------------------------------------------------------
+
+
+def test_an_issue_in_sentrys_shape(server: str, tenant: Tenant, engine: Engine) -> None:
+    payload = occurrence(tenant.project.id, "disk", at=T0, culprit="api/disk")
+    payload["event"] = event_payload(
+        tenant.project.id, payload["event_id"], T0, environment="production", release="app@1.2"
+    )
+    process(engine, payload, now=T0)
+    response = get(server, tenant)
+    [body] = response.json()
+    assert body == {
+        **body,
+        "shortId": "WEB-1",
+        "title": "Something broke",
+        "culprit": "api/disk",
+        "level": "error",
+        "status": "unresolved",
+        "substatus": "new",
+        "statusDetails": {},
+        "priority": "high",
+        "firstSeen": "2026-03-01T12:00:00Z",
+        "lastSeen": "2026-03-01T12:00:00Z",
+        "count": "1",
+        "project": {"id": str(tenant.project.id), "slug": "web", "name": "web"},
+        "issueType": "monitor_check_in_failure",
+        "issueCategory": "cron",
+        "firstRelease": {"version": "app@1.2", "shortVersion": "app@1.2"},
+    }
+    assert isinstance(body["id"], str)
+    assert body["metadata"]["title"] == "Something broke"
+    assert body["metadata"]["value"] == "it was bad"
+    link = response.headers["Link"]
+    assert 'rel="previous"; results="false"' in link and 'rel="next"; results="false"' in link
+
+
+def test_the_default_query_is_unresolved_sorted_by_last_seen(
+    server: str, tenant: Tenant, engine: Engine
+) -> None:
+    pid = tenant.project.id
+    first = issue(engine, pid, "a", minutes=0)
+    second = issue(engine, pid, "b", minutes=5)
+    resolved = issue(engine, pid, "c", minutes=10)
+    process(engine, status_change(pid, "c", GroupStatus.RESOLVED, None), now=later(11))
+    issue(engine, pid, "a", minutes=20)  # seen again: now the most recent
+    assert ids(get(server, tenant)) == [first, second]
+    assert ids(get(server, tenant, query="is:resolved")) == [resolved]
+    assert ids(get(server, tenant, query="")) == [first, resolved, second]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("is:ignored", ["ignored"]),
+        ("is:unresolved", ["cron", "perf"]),
+        ("issue.category:cron", ["cron", "ignored"]),
+        ("is:unresolved issue.category:cron", ["cron"]),
+        ("issue.category:performance", ["perf"]),
+        ("issue.category:feedback", ["feedback"]),
+        ("is:unresolved issue.category:[cron, performance]", ["cron", "perf"]),
+        ("!issue.category:cron", ["perf", "feedback"]),
+        ("issue.type:performance_p95_endpoint_regression", ["perf"]),
+        ("database", ["perf"]),
+        ("DATABASE slow", ["perf"]),
+        ('"went down"', ["cron"]),
+        ("is:unresolved priority:high", ["cron"]),
+        ("is:new", ["cron", "perf"]),
+    ],
+)
+def test_search(
+    server: str, tenant: Tenant, engine: Engine, query: str, expected: list[str]
+) -> None:
+    pid = tenant.project.id
+    made = {
+        "cron": issue(engine, pid, "cron", minutes=3, title="Job went down"),
+        "perf": issue(
+            engine, pid, "perf", minutes=2, title="Slow database query", type=P95_REGRESSION
+        ),
+        "feedback": issue(engine, pid, "fb", minutes=1, title="User says", type=FEEDBACK),
+        "ignored": issue(engine, pid, "ign", minutes=0, title="Muted job"),
+    }
+    process(
+        engine,
+        status_change(pid, "ign", GroupStatus.IGNORED, GroupSubStatus.FOREVER),
+        now=later(4),
+    )
+    assert ids(get(server, tenant, query=query)) == [made[name] for name in expected]
+
+
+def test_an_invalid_query_or_sort_is_a_400(server: str, tenant: Tenant) -> None:
+    response = get(server, tenant, query="is:sleeping")
+    assert response.status_code == 400
+    assert response.json() == {"detail": "Invalid value 'sleeping' for is:"}
+    response = get(server, tenant, sort="trends")
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("Invalid sort 'trends'")
+
+
+def test_environment_filter(server: str, tenant: Tenant, engine: Engine) -> None:
+    pid = tenant.project.id
+    prod = issue(engine, pid, "p", minutes=1, environment="production")
+    staging = issue(engine, pid, "s", minutes=2, environment="staging")
+    assert ids(get(server, tenant, environment="production")) == [prod]
+    assert ids(get(server, tenant, environment=["production", "staging"])) == [staging, prod]
+    assert ids(get(server, tenant, query="environment:staging")) == [staging]
+    assert ids(get(server, tenant, environment="nowhere")) == []
+
+
+def test_sorts(server: str, tenant: Tenant, engine: Engine) -> None:
+    pid = tenant.project.id
+    old_busy = issue(engine, pid, "busy", minutes=0)
+    for minute in (1, 2):
+        issue(engine, pid, "busy", minutes=minute)
+    newest = issue(engine, pid, "new", minutes=10)
+    middle = issue(engine, pid, "mid", minutes=5)
+    assert ids(get(server, tenant)) == [newest, middle, old_busy]
+    assert ids(get(server, tenant, sort="new")) == [newest, middle, old_busy]
+    assert ids(get(server, tenant, sort="freq"))[0] == old_busy
+    issue(engine, pid, "busy", minutes=20)
+    assert ids(get(server, tenant, sort="date")) == [old_busy, newest, middle]
+    assert ids(get(server, tenant, sort="new")) == [newest, middle, old_busy]
+
+
+def test_cursor_pagination_follows_the_link_header(
+    server: str, tenant: Tenant, engine: Engine
+) -> None:
+    made = [issue(engine, tenant.project.id, f"fp-{n}", minutes=n) for n in range(5)]
+    seen: list[int] = []
+    url = server + ISSUES + "?limit=2"
+    while True:
+        response = httpx.get(url, headers={"Authorization": f"Bearer {tenant.token}"})
+        seen += ids(response)
+        next_link = response.links["next"]
+        if 'results="true"' not in response.headers["Link"].split(", ")[1]:
+            break
+        url = next_link["url"]
+    assert seen == list(reversed(made))
+    assert 'rel="previous"; results="true"' in response.headers["Link"]
+
+
+def test_project_filter(server: str, tenant: Tenant, engine: Engine) -> None:
+    with engine.begin() as conn:
+        other = store.create_project(conn, tenant.org, "api")
+    web = issue(engine, tenant.project.id, "x", minutes=1)
+    api = issue(engine, other.id, "x", minutes=2)
+    assert ids(get(server, tenant, project=tenant.project.id)) == [web]
+    assert ids(get(server, tenant, project=[tenant.project.id, other.id])) == [api, web]
+    assert ids(get(server, tenant, project=-1)) == [api, web]
+    assert get(server, tenant, project=999999).status_code == 404
+
+
+# --- one issue -------------------------------------------------------------------------
+
+
+def test_get_by_id_or_short_id(server: str, tenant: Tenant, engine: Engine) -> None:
+    group_id = issue(engine, tenant.project.id, "x")
+    by_id = get(server, tenant, f"{ISSUES}{group_id}/")
+    assert by_id.status_code == 200
+    by_short = get(server, tenant, f"{ISSUES}WEB-1/")
+    assert by_short.json() == by_id.json()
+    assert get(server, tenant, f"{ISSUES}999999/").status_code == 404
+    assert get(server, tenant, f"{ISSUES}WEB-2/").status_code == 404
+
+
+def test_another_organizations_issue_is_a_404(server: str, tenant: Tenant, engine: Engine) -> None:
+    other = make_tenant(engine, "org-b", "web")
+    theirs = issue(engine, other.project.id, "x")
+    response = get(server, tenant, f"{ISSUES}{theirs}/")
+    assert response.status_code == 404
+    assert response.json() == {"detail": f"issue '{theirs}' does not exist"}
+
+
+def put(server: str, tenant: Tenant, group_id: int, body: Any) -> httpx.Response:
+    return call("PUT", server, f"{ISSUES}{group_id}/", tenant.token, json=body)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "substatus", "details", "activity_type"),
+    [
+        ({"status": "resolved"}, "resolved", None, {}, ActivityType.SET_RESOLVED),
+        (
+            {"status": "ignored"},
+            "ignored",
+            "archived_forever",
+            {},
+            ActivityType.SET_IGNORED,
+        ),
+        (
+            {"status": "ignored", "statusDetails": {"ignoreUntilEscalating": True}},
+            "ignored",
+            "archived_until_escalating",
+            {"ignoreUntilEscalating": True},
+            ActivityType.SET_IGNORED,
+        ),
+        (
+            {"status": "ignored", "statusDetails": {"ignoreCount": 100}},
+            "ignored",
+            "archived_until_condition_met",
+            {},
+            ActivityType.SET_IGNORED,
+        ),
+        (
+            {"status": "ignored", "substatus": "archived_until_condition_met"},
+            "ignored",
+            "archived_until_condition_met",
+            {},
+            ActivityType.SET_IGNORED,
+        ),
+        ({"status": "unresolved"}, "unresolved", "ongoing", {}, ActivityType.SET_UNRESOLVED),
+        (
+            {"status": "unresolved", "substatus": "escalating"},
+            "unresolved",
+            "escalating",
+            {},
+            ActivityType.SET_ESCALATING,
+        ),
+    ],
+)
+def test_put_status_goes_through_the_status_change_path(
+    server: str,
+    tenant: Tenant,
+    engine: Engine,
+    body: dict[str, Any],
+    status: str,
+    substatus: str | None,
+    details: dict[str, Any],
+    activity_type: ActivityType,
+) -> None:
+    group_id = issue(engine, tenant.project.id, "x")
+    response = put(server, tenant, group_id, body)
+    assert response.status_code == 200, response.text
+    shown = response.json()
+    assert (shown["status"], shown["substatus"], shown["statusDetails"]) == (
+        status,
+        substatus,
+        details,
+    )
+    assert get(server, tenant, f"{ISSUES}{group_id}/").json() == shown
+    with engine.connect() as conn:
+        kinds = list(conn.scalars(select(activity.c.type).where(activity.c.group_id == group_id)))
+    assert int(activity_type) in kinds
+
+
+def test_put_the_same_status_changes_nothing(server: str, tenant: Tenant, engine: Engine) -> None:
+    group_id = issue(engine, tenant.project.id, "x")
+    assert put(server, tenant, group_id, {"status": "resolved"}).status_code == 200
+    again = put(server, tenant, group_id, {"status": "resolved"})
+    assert again.status_code == 200
+    assert again.json()["status"] == "resolved"
+    with engine.connect() as conn:
+        kinds = list(conn.scalars(select(activity.c.type).where(activity.c.group_id == group_id)))
+    assert kinds.count(ActivityType.SET_RESOLVED) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "detail"),
+    [
+        ({"status": "sleeping"}, "status", '"sleeping" is not a valid choice.'),
+        ({"status": "ignored", "substatus": "nope"}, "substatus", '"nope" is not a valid choice.'),
+        ({"substatus": "ongoing"}, "status", "status is required with substatus or statusDetails"),
+        (
+            {"status": "unresolved", "substatus": "archived_forever"},
+            "substatus",
+            "substatus 'archived_forever' is not valid with status 'unresolved' "
+            "(group.update_status.invalid_substatus)",
+        ),
+        (
+            {"status": "ignored", "substatus": "regressed"},
+            "substatus",
+            "substatus 'regressed' is not valid with status 'ignored' "
+            "(group.update_status.invalid_substatus)",
+        ),
+        (
+            {"status": "resolved", "substatus": "ongoing"},
+            "substatus",
+            "status 'resolved' takes no substatus, not 'ongoing' "
+            "(group.update_status.unexpected_substatus)",
+        ),
+        (
+            {"status": "resolved", "statusDetails": {"inNextRelease": True}},
+            "statusDetails",
+            "resolving in a release or a commit is not supported",
+        ),
+        ({"priority": "urgent"}, "priority", '"urgent" is not a valid choice.'),
+    ],
+)
+def test_put_refuses_what_the_status_path_refuses(
+    server: str, tenant: Tenant, engine: Engine, body: dict[str, Any], field: str, detail: str
+) -> None:
+    group_id = issue(engine, tenant.project.id, "x")
+    response = put(server, tenant, group_id, body)
+    assert response.status_code == 400, response.text
+    assert response.json() == {"detail": detail, field: [detail]}
+    shown = get(server, tenant, f"{ISSUES}{group_id}/").json()
+    assert (shown["status"], shown["substatus"]) == ("unresolved", "new")
+
+
+def test_put_priority_sets_and_locks_it(server: str, tenant: Tenant, engine: Engine) -> None:
+    group_id = issue(engine, tenant.project.id, "x")
+    response = put(server, tenant, group_id, {"priority": "low"})
+    assert response.status_code == 200, response.text
+    assert (response.json()["priority"], response.json()["priorityLocked"]) == ("low", True)
+    # Escalating no longer raises a priority a person chose.
+    escalate = put(server, tenant, group_id, {"status": "unresolved", "substatus": "escalating"})
+    assert escalate.json()["priority"] == "low"
+
+
+def test_a_read_token_cannot_put(server: str, tenant: Tenant, engine: Engine) -> None:
+    group_id = issue(engine, tenant.project.id, "x")
+    reader = make_token(engine, tenant.org, ["event:read"])
+    assert call("GET", server, ISSUES, reader).status_code == 200
+    refused = call("PUT", server, f"{ISSUES}{group_id}/", reader, json={"status": "resolved"})
+    assert refused.status_code == 403
+    assert httpx.get(server + ISSUES).status_code == 401
+
+
+# --- events ----------------------------------------------------------------------------
+
+
+def test_events_newest_first_with_their_occurrence_and_tags(
+    server: str, tenant: Tenant, engine: Engine
+) -> None:
+    pid = tenant.project.id
+    first = occurrence(pid, "x", at=T0)
+    second = occurrence(
+        pid,
+        "x",
+        at=later(1),
+        evidence_data={"reason": "timeout"},
+        evidence_display=[{"name": "Failure reason", "value": "timeout", "important": True}],
+    )
+    second["event"] = event_payload(
+        pid, second["event_id"], later(1), environment="production", tags={"monitor.slug": "job"}
+    )
+    process(engine, first, now=T0)
+    process(engine, second, now=later(1))
+    group_id = issue(engine, pid, "x", minutes=2)
+    path = f"{ISSUES}{group_id}/events/"
+    response = get(server, tenant, path)
+    assert response.status_code == 200
+    listed = response.json()
+    assert len(listed) == 3
+    assert listed[1]["eventID"] == second["event_id"]
+    assert listed[2]["eventID"] == first["event_id"]
+    event = listed[1]
+    assert event["groupID"] == str(group_id)
+    assert event["projectID"] == str(pid)
+    assert event["title"] == "Something broke"
+    assert event["dateCreated"] == "2026-03-01T12:01:00Z"
+    assert {"key": "monitor.slug", "value": "job"} in event["tags"]
+    assert event["occurrence"]["id"] == second["id"]
+    assert event["occurrence"]["evidenceData"] == {"reason": "timeout"}
+    assert event["occurrence"]["evidenceDisplay"] == [
+        {"name": "Failure reason", "value": "timeout", "important": True}
+    ]
+    assert event["occurrence"]["issueTitle"] == "Something broke"
+    assert event["occurrence"]["subtitle"] == "it was bad"
+    assert event["occurrence"]["type"] == CRON
+    assert len(event["occurrence"]["fingerprint"]) == 1  # hashed
+    assert 'rel="next"' in response.headers["Link"]
+    only_prod = get(server, tenant, path, environment="production").json()
+    assert [e["eventID"] for e in only_prod] == [second["event_id"]]
+
+    latest = get(server, tenant, f"{path}latest/")
+    assert latest.status_code == 200
+    assert latest.json()["eventID"] == listed[0]["eventID"]
+    assert (
+        latest.json()["occurrence"]["evidenceDisplay"] == listed[0]["occurrence"]["evidenceDisplay"]
+    )
+    assert get(server, tenant, f"{path}oldest/").json()["eventID"] == first["event_id"]
+    one = get(server, tenant, f"{path}{second['event_id']}/")
+    assert one.json()["contexts"] == {}
+    assert one.json()["eventID"] == second["event_id"]
+    assert get(server, tenant, f"{path}{'f' * 32}/").status_code == 404
+
+
+def test_latest_event_of_an_issue_without_events_is_a_404(
+    server: str, tenant: Tenant, engine: Engine
+) -> None:
+    other = make_tenant(engine, "org-b", "web")
+    theirs = issue(engine, other.project.id, "x")
+    assert get(server, tenant, f"{ISSUES}{theirs}/events/latest/").status_code == 404
