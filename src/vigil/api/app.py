@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
+from vigil.api import clock as clock_api
 from vigil.api import (
     custom_rules,
     health,
@@ -47,6 +48,7 @@ def all_routes() -> list[BaseRoute]:
         *project_keys.routes(),
         *custom_rules.routes(),
         *monitors.routes(),
+        *clock_api.routes(),
         *occurrences.routes(),
         *issues.routes(),
         *health.routes(),
