@@ -30,11 +30,15 @@ from tests.support.tenants import Tenant, make_tenant
 from vigil.api.app import create_app
 from vigil.config import Settings
 from vigil.ingest.check_in_item import routing_key
+from vigil.ingest.envelope import count_monitor_environments
+from vigil.ingest.monitor_quota import MonitorQuota
+from vigil.monitors import store as monitor_store
 from vigil.streams.backend import LogBackend, get_backend
 from vigil.streams.codecs import CheckInMessage, decode_monitor_message
 from vigil.streams.topics import Topic
 
 MONITORS = Topic.INGEST_MONITORS.value
+HOURLY = {"schedule": {"type": "crontab", "value": "0 * * * *"}}
 
 
 @pytest.fixture
@@ -338,6 +342,84 @@ def test_unknown_content_encoding_gets_415(server: str, tenant: Tenant) -> None:
     assert response.json() == {
         "detail": "unsupported Content-Encoding 'zstd' (supported: gzip, deflate, br)"
     }
+
+
+# --- a project flooding check-ins (B11) ------------------------------------------------
+
+
+def add_monitor_environments(engine: Engine, tenant: Tenant, slug: str, *names: str) -> None:
+    with engine.begin() as conn:
+        ensured = monitor_store.ensure_monitor_with_config(
+            conn, tenant.project, slug, HOURLY, monitor_store.no_owners, 10
+        )
+        assert ensured.monitor is not None
+        for name in names:
+            monitor_store.ensure_environment(conn, tenant.project, ensured.monitor, name, 10)
+
+
+def test_a_project_over_its_check_in_quota_gets_429_for_the_monitor_category_only(
+    stack: Settings, engine: Engine, tenant: Tenant, log_backend: LogBackend
+) -> None:
+    # Two monitor environments in the project: 50 + 6 * 2 check-ins per window. Another
+    # project's environment does not count.
+    add_monitor_environments(engine, tenant, "job", "production", "staging")
+    other = make_tenant(engine, "other-org")
+    add_monitor_environments(engine, other, "job", "production")
+    clock = [1000.0]
+    app = create_app(stack)
+    app.state.monitor_quota = MonitorQuota(
+        lambda project_id: count_monitor_environments(engine, project_id),
+        clock=lambda: clock[0],
+    )
+    one = envelope(("check_in", check_in("job")))
+    with live_server(app) as server, httpx.Client(timeout=60) as client:
+
+        def send(to: Tenant = tenant) -> httpx.Response:
+            return client.post(
+                f"{server}/api/{to.project.id}/envelope/", content=one, headers=sdk_auth(to)
+            )
+
+        for _ in range(62):
+            response = send()
+            assert (response.status_code, response.json()) == (200, {})
+            assert "x-sentry-rate-limits" not in response.headers
+        clock[0] += 15.2
+        refused = send()
+        assert refused.status_code == 429
+        assert refused.headers["x-sentry-rate-limits"] == "45:monitor:project"
+        assert "retry-after" not in refused.headers
+        assert "more check-ins than its quota" in refused.json()["detail"]
+        # The crons HTTP endpoint is never refused; another project has its own quota.
+        cron = client.get(
+            f"{server}/api/{tenant.project.id}/cron/job/{tenant.key.public_key}/",
+            params={"status": "ok"},
+        )
+        assert (cron.status_code, cron.content) == (202, b"")
+        assert send(other).status_code == 200
+        # The next window admits again.
+        clock[0] += 45
+        assert send().status_code == 200
+
+    # Everything answered 2xx is on the log, the refused one is not.
+    messages = read_messages(stack, log_backend, MONITORS, 65)
+    by_project = [decoded(m).project_id for m in messages]
+    assert by_project.count(tenant.project.id) == 64
+    assert by_project.count(other.project.id) == 1
+
+
+def test_the_real_sdk_holds_back_its_check_ins_after_the_429(
+    stack: Settings, engine: Engine, tenant: Tenant, log_backend: LogBackend
+) -> None:
+    app = create_app(stack)
+    app.state.monitor_quota = MonitorQuota(lambda _project_id: 0, clock=lambda: 1000.0)
+    route = {"route": "/api/{project_id}/envelope/"}
+    refused_before = counter("vigil_http_requests_total", **route, status="429")
+    with live_server(app) as server, sentry_client(tenant.dsn(server)):
+        for _ in range(55):
+            capture_checkin(monitor_slug="flood", status="ok")
+    # 50 accepted, the 51st refused, and the SDK sent none of the 4 after it.
+    assert counter("vigil_http_requests_total", **route, status="429") == refused_before + 1
+    assert len(read_messages(stack, log_backend, MONITORS, 50)) == 50
 
 
 LIMIT = 64 * 1024

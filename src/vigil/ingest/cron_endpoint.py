@@ -52,6 +52,7 @@ from vigil.ingest.content_encoding import (
     UnsupportedEncoding,
     decode_body,
 )
+from vigil.ingest.envelope import monitor_quota
 from vigil.ingest.items import monitor_write
 from vigil.streams.backend import LogError, MessageTooLarge
 from vigil.tenancy.credentials import parse_sentry_auth
@@ -94,6 +95,8 @@ async def cron_endpoint(request: Request) -> Response:
         sdk=_client(request, presented),
         received_at=received_at,
     )
+    # Counted in the project's quota (B11) so a flood of both kinds is seen, never refused.
+    monitor_quota(request).record(project_id, 1)
     try:
         await run_in_threadpool(svc.monitor_log.write, [write])
     except MessageTooLarge as exc:

@@ -10,8 +10,10 @@ Answers (see `spec/clients.md` for how clients react):
   401 / 403 for missing, unknown, disabled or foreign DSN keys, 413 for a body or a
   message over `max_message_bytes` (compressed or decompressed), 415 for an unknown
   Content-Encoding;
-- 503 when the log cannot take the check-ins: never 500, and never 429, which would make
-  the SDK drop every check-in for a minute.
+- 429 with `X-Sentry-Rate-Limits: <secs>:monitor:project` only when the project floods
+  (over its check-in quota, `monitor_quota`), so the SDK holds back check-ins and nothing
+  else; never a bare 429, which would make the SDK drop everything for a minute;
+- 503 when the log cannot take the check-ins: never 500.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 
+from sqlalchemy import Engine, func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -26,8 +29,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
 from vigil import metrics
-from vigil.api.http import read_body, route
+from vigil.api.http import error_response, read_body, route
 from vigil.api.services import Services, services
+from vigil.db.tables import monitor, monitor_environment
 from vigil.ingest.auth import (
     MISSING,
     IngestAuthError,
@@ -46,6 +50,7 @@ from vigil.ingest.content_encoding import (
 )
 from vigil.ingest.envelope_format import Envelope, EnvelopeError, parse_envelope
 from vigil.ingest.items import UNSUPPORTED_TYPE, DroppedItem, plan_envelope
+from vigil.ingest.monitor_quota import RATE_LIMITS_HEADER, MonitorQuota, rate_limits_value
 from vigil.streams.backend import LogError, MessageTooLarge
 
 log = logging.getLogger(__name__)
@@ -85,6 +90,19 @@ async def envelope_endpoint(request: Request) -> Response:
     for dropped in plan.dropped:
         _record_dropped(dropped, project_id)
     if plan.writes:
+        quota = monitor_quota(request)
+        retry_after = await run_in_threadpool(quota.admit, project_id, len(plan.writes))
+        if retry_after is not None:
+            log.info(
+                "check-ins refused: the project is over its check-in quota",
+                extra={"project_id": project_id, "retry_after": retry_after},
+            )
+            return error_response(
+                429,
+                f"project {project_id} sends more check-ins than its quota; "
+                f"retry in {retry_after} s",
+                {RATE_LIMITS_HEADER: rate_limits_value(retry_after)},
+            )
         try:
             await run_in_threadpool(svc.monitor_log.write, plan.writes)
         except MessageTooLarge as exc:
@@ -96,6 +114,26 @@ async def envelope_endpoint(request: Request) -> Response:
             )
             raise HTTPException(503, "the log is unavailable; retry later") from None
     return JSONResponse({"id": envelope.event_id} if envelope.event_id else {})
+
+
+def monitor_quota(request: Request) -> MonitorQuota:
+    """The app's project check-in quota, made on first use: one per app (a test process
+    runs several apps), shared by the envelope and crons endpoints."""
+    state = request.app.state
+    quota: MonitorQuota | None = getattr(state, "monitor_quota", None)
+    if quota is None:
+        engine = services(request).engine
+        quota = MonitorQuota(lambda project_id: count_monitor_environments(engine, project_id))
+        state.monitor_quota = quota
+    return quota
+
+
+def count_monitor_environments(engine: Engine, project_id: int) -> int:
+    """How many monitor environments the project's monitors have (what B11 counts)."""
+    joined = monitor_environment.join(monitor, monitor.c.id == monitor_environment.c.monitor_id)
+    query = select(func.count()).select_from(joined).where(monitor.c.project_id == project_id)
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
 
 
 async def _authenticate(svc: Services, presented: PresentedKey, project_id: int) -> None:

@@ -1,0 +1,129 @@
+"""The project-level check-in quota of the envelope endpoint (B11). No I/O of its own.
+
+A project may send `50 + 6 * (its number of monitor environments)` check-ins per 60 s
+window. Over it, the envelope endpoint answers 429 with `X-Sentry-Rate-Limits` for the
+`monitor` category only, so an SDK flooding the project backs off its check-ins and
+nothing else. Below it nothing is refused at the edge: the per-monitor-environment limit
+is the consumer's (processing error 14), and the crons HTTP endpoint only counts its
+check-ins here, it never refuses them.
+
+vigil adapts the reference's shared quota as a per-process window: each web process
+counts on its own, so N processes admit up to N times the limit. A project's window
+starts with its first counted check-in and lasts `window_s`. The number of monitor
+environments is read through `environments` (the caller's database query) and
+remembered for `environments_ttl_s`, since a consumer in another process creates them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+log = logging.getLogger(__name__)
+
+BASE_LIMIT: Final = 50
+PER_ENVIRONMENT: Final = 6  # the reference's option crons.per_monitor_rate_limit
+WINDOW_S: Final = 60.0
+ENVIRONMENTS_TTL_S: Final = 60.0
+MAX_PROJECTS: Final = 10_000
+RATE_LIMITS_HEADER: Final = "X-Sentry-Rate-Limits"
+
+
+def project_limit(environments: int) -> int:
+    """How many check-ins a project with `environments` monitor environments may send
+    per window."""
+    return BASE_LIMIT + PER_ENVIRONMENT * max(environments, 0)
+
+
+def rate_limits_value(retry_after_s: int) -> str:
+    """The `X-Sentry-Rate-Limits` value blocking the `monitor` category of the project
+    for `retry_after_s` seconds (format `<secs>:<categories>:<scope>`)."""
+    return f"{retry_after_s}:monitor:project"
+
+
+@dataclass
+class _Window:
+    start: float
+    count: int
+
+
+class MonitorQuota:
+    """Check-ins per project and window, safe to use from many threads.
+
+    `admit` counts and admits a batch of check-ins, or refuses all of it (the envelope
+    endpoint); `record` counts without ever refusing (the crons HTTP endpoint). A
+    failing `environments` lookup admits (the quota must not turn a database blip into
+    refused check-ins)."""
+
+    def __init__(
+        self,
+        environments: Callable[[int], int],
+        *,
+        window_s: float = WINDOW_S,
+        environments_ttl_s: float = ENVIRONMENTS_TTL_S,
+        max_projects: int = MAX_PROJECTS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._environments = environments
+        self._window_s = window_s
+        self._environments_ttl_s = environments_ttl_s
+        self._max_projects = max_projects
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._windows: OrderedDict[int, _Window] = OrderedDict()
+        self._limits: OrderedDict[int, tuple[float, int]] = OrderedDict()
+
+    def admit(self, project_id: int, quantity: int) -> int | None:
+        """None if the project may send `quantity` more check-ins now (they are
+        counted); else the whole seconds until its window ends (nothing counted)."""
+        limit = self._limit(project_id)
+        now = self._clock()
+        with self._lock:
+            window = self._window(project_id, now)
+            if limit is not None and window.count + quantity > limit:
+                return max(1, math.ceil(window.start + self._window_s - now))
+            window.count += quantity
+            return None
+
+    def record(self, project_id: int, quantity: int) -> None:
+        """Counts `quantity` check-ins the caller accepts whatever the quota says."""
+        now = self._clock()
+        with self._lock:
+            self._window(project_id, now).count += quantity
+
+    def _window(self, project_id: int, now: float) -> _Window:
+        window = self._windows.get(project_id)
+        if window is None or now >= window.start + self._window_s:
+            window = _Window(now, 0)
+            self._windows[project_id] = window
+            self._windows.move_to_end(project_id)
+            while len(self._windows) > self._max_projects:
+                self._windows.popitem(last=False)
+        return window
+
+    def _limit(self, project_id: int) -> int | None:
+        now = self._clock()
+        with self._lock:
+            cached = self._limits.get(project_id)
+            if cached is not None and now - cached[0] < self._environments_ttl_s:
+                return cached[1]
+        try:
+            limit = project_limit(self._environments(project_id))
+        except Exception as exc:  # the lookup is the caller's I/O: any failure admits
+            log.warning(
+                "monitor quota: environments unknown, admitting",
+                extra={"project_id": project_id, "error": str(exc)},
+            )
+            return None
+        with self._lock:
+            self._limits[project_id] = (now, limit)
+            self._limits.move_to_end(project_id)
+            while len(self._limits) > self._max_projects:
+                self._limits.popitem(last=False)
+        return limit

@@ -1,0 +1,105 @@
+"""The project-level check-in quota (B11) with a clock of the test's own: the limit
+formula, the window, the header, counting without refusing, and a failing lookup."""
+
+from __future__ import annotations
+
+import pytest
+
+from vigil.ingest.monitor_quota import MonitorQuota, project_limit, rate_limits_value
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("environments", "limit"), [(0, 50), (1, 56), (2, 62), (100, 650), (-1, 50)]
+)
+def test_project_limit(environments: int, limit: int) -> None:
+    assert project_limit(environments) == limit
+
+
+def test_rate_limits_value_scopes_the_monitor_category_to_the_project() -> None:
+    assert rate_limits_value(42) == "42:monitor:project"
+
+
+def quota(clock: Clock, environments: dict[int, int] | None = None) -> MonitorQuota:
+    envs = environments or {}
+    return MonitorQuota(lambda project_id: envs.get(project_id, 0), clock=clock)
+
+
+def test_the_limit_admits_exactly_its_count_per_window() -> None:
+    clock = Clock()
+    limiter = quota(clock, {1: 2})
+    assert [limiter.admit(1, 1) for _ in range(62)] == [None] * 62
+    clock.now += 20.5
+    assert limiter.admit(1, 1) == 40  # seconds left in the window, rounded up
+    clock.now += 39.4
+    assert limiter.admit(1, 1) == 1
+    clock.now += 0.1  # the window is over: a new one starts
+    assert limiter.admit(1, 1) is None
+
+
+def test_a_batch_is_admitted_or_refused_whole_and_refusals_are_not_counted() -> None:
+    clock = Clock()
+    limiter = quota(clock)
+    assert limiter.admit(1, 48) is None
+    assert limiter.admit(1, 3) == 60
+    assert limiter.admit(1, 3) == 60
+    assert limiter.admit(1, 2) is None
+    assert limiter.admit(1, 1) == 60
+
+
+def test_projects_have_their_own_windows() -> None:
+    clock = Clock()
+    limiter = quota(clock)
+    assert limiter.admit(1, 50) is None
+    assert limiter.admit(1, 1) is not None
+    assert limiter.admit(2, 50) is None
+
+
+def test_recorded_check_ins_count_but_are_never_refused() -> None:
+    clock = Clock()
+    limiter = quota(clock)
+    for _ in range(60):
+        limiter.record(1, 1)
+    assert limiter.admit(1, 1) == 60
+
+
+def test_environments_are_looked_up_again_after_their_ttl() -> None:
+    clock = Clock()
+    environments = {1: 0}
+    lookups: list[int] = []
+
+    def lookup(project_id: int) -> int:
+        lookups.append(project_id)
+        return environments[project_id]
+
+    limiter = MonitorQuota(lookup, clock=clock, window_s=1000, environments_ttl_s=60)
+    assert limiter.admit(1, 50) is None
+    environments[1] = 1  # a consumer created a monitor environment
+    assert limiter.admit(1, 1) is not None  # still the remembered limit
+    clock.now += 60
+    assert limiter.admit(1, 6) is None
+    assert lookups == [1, 1]
+
+
+def test_a_failing_lookup_admits() -> None:
+    def broken(_project_id: int) -> int:
+        raise RuntimeError("database is down")
+
+    limiter = MonitorQuota(broken, clock=Clock())
+    assert [limiter.admit(1, 10) for _ in range(10)] == [None] * 10
+
+
+def test_the_number_of_projects_remembered_is_bounded() -> None:
+    clock = Clock()
+    limiter = MonitorQuota(lambda _p: 0, clock=clock, max_projects=2)
+    assert limiter.admit(1, 50) is None
+    assert limiter.admit(2, 1) is None
+    assert limiter.admit(3, 1) is None  # project 1 is forgotten: a fresh window
+    assert limiter.admit(1, 1) is None
