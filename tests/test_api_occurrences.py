@@ -26,6 +26,7 @@ from vigil.config import Settings
 from vigil.issues.occurrence import no_assignees, normalise_occurrence
 from vigil.streams.backend import LogBackend, get_backend
 from vigil.streams.topics import Topic
+from vigil.tenancy import store
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 EXAMPLE = (
@@ -312,3 +313,18 @@ def test_log_unavailable_gets_503(stack: Settings, engine: Engine, backend_name:
         response = post(server, tenant.token, occurrence(tenant))
     assert response.status_code == 503
     assert response.json() == {"detail": "the log is unavailable; retry later"}
+
+
+def test_an_unreleased_type_needs_the_organizations_ingest_feature(
+    server: str, tenant: Tenant, engine: Engine
+) -> None:
+    body = occurrence(tenant, type=2001)  # profile_file_io_main_thread, not released
+    refused = post(server, tenant.token, body)
+    assert refused.status_code == 400
+    assert refused.json()["type"] == [
+        "issue type profile_file_io_main_thread (2001) is not released: the organization "
+        "needs the feature organizations:profile-file-io-main-thread-ingest"
+    ]
+    with engine.begin() as conn:
+        store.set_feature(conn, tenant.org, "profile-file-io-main-thread-ingest", True)
+    assert post(server, tenant.token, body).status_code == 202

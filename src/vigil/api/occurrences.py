@@ -13,9 +13,11 @@ normalisers, so a 202 means the consumer will not reject it for its shape:
   producer makes one); a combination of status and substatus that can never be applied
   (e.g. resolved with a substatus, ignored without one) is a 400 with the reference's
   reason, instead of a message the consumer would only log.
-- what depends on the issue's state or the organization (assignee, unreleased types'
-  ingest features, the group's current status) is the consumer's business, as for
-  messages produced to the log directly.
+- an occurrence of a type that is not released needs the organization's
+  `organizations:<type-slug-with-dashes>-ingest` feature: without it, 400 (the consumer
+  would drop it with only a metric).
+- what depends on the issue's state (assignee, the group's current status) is the
+  consumer's business, as for messages produced to the log directly.
 
 The accepted message is written to `ingest-occurrences` as sent (fingerprint parts
 unhashed, `project_id` and a status change's `id` filled in), keyed
@@ -50,9 +52,11 @@ from vigil.issues.errors import (
     InvalidEventPayloadError,
     UnsupportedStatusError,
 )
+from vigil.issues.group_types import ingest_feature, may_ingest
 from vigil.issues.messages import message_key, payload_type_of
 from vigil.issues.occurrence import no_assignees, normalise_occurrence
 from vigil.issues.produce import produce_payload
+from vigil.issues.projects import load_project
 from vigil.issues.status_change import NoChange, decide
 from vigil.issues.status_change_message import normalise_status_change
 from vigil.streams.backend import LogError, MessageTooLarge
@@ -128,11 +132,15 @@ def field_of(reason: str) -> str:
 
 
 def prepare(
-    payload: dict[str, Any], project_id: int, now: datetime
+    payload: dict[str, Any],
+    project_id: int,
+    now: datetime,
+    features: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, Any], str, bytes | None]:
-    """The message to write for a payload posted to project `project_id`: the payload with
-    `project_id` (and a status change's `id`) filled in, its id, and its key. PayloadError
-    for anything the consumer would reject for its shape."""
+    """The message to write for a payload posted to project `project_id` (whose
+    organization has `features`): the payload with `project_id` (and a status change's
+    `id`) filled in, its id, and its key. PayloadError for anything the consumer would
+    reject for its shape, or drop for a type the organization may not ingest."""
     kind = payload_type_of(payload)
     if kind is None:
         raise PayloadError(
@@ -158,6 +166,13 @@ def prepare(
                 message["event"] = {**event, "project_id": project_id}
             normalised = normalise_occurrence(message, resolve_assignee=no_assignees, now=now)
             message_id = normalised.occurrence.id
+            group_type = normalised.occurrence.type
+            if not may_ingest(group_type, features):
+                raise PayloadError(
+                    "type",
+                    f"issue type {group_type.slug} ({group_type.type_id}) is not released: "
+                    f"the organization needs the feature {ingest_feature(group_type)}",
+                )
     except (InvalidEventPayloadError, ValueError) as exc:
         raise PayloadError(field_of(str(exc)), str(exc)) from None
     except EventPayloadValidationError as exc:
@@ -206,8 +221,9 @@ async def post_occurrence(request: Request) -> Response:
                 project = tenancy.get_project(conn, access.organization, slug)
             except tenancy.NotFound:
                 raise HTTPException(404, f"project {slug!r} does not exist") from None
+            features = load_project(conn, project.id).features
         try:
-            return (*prepare(body, project.id, datetime.now(UTC)), project.id)
+            return (*prepare(body, project.id, datetime.now(UTC), features), project.id)
         except PayloadError as exc:
             return exc
 
