@@ -471,3 +471,52 @@ def test_latest_event_of_an_issue_without_events_is_a_404(
     other = make_tenant(engine, "org-b", "web")
     theirs = issue(engine, other.project.id, "x")
     assert get(server, tenant, f"{ISSUES}{theirs}/events/latest/").status_code == 404
+
+
+def test_project_scoped_listing(server: str, tenant: Tenant, engine: Engine) -> None:
+    with engine.begin() as conn:
+        other = store.create_project(conn, tenant.org, "api")
+    web = issue(engine, tenant.project.id, "x", minutes=1)
+    issue(engine, other.id, "x", minutes=2)
+    assert ids(get(server, tenant, "/api/0/projects/org-a/web/issues/")) == [web]
+    missing = get(server, tenant, "/api/0/projects/org-a/nope/issues/")
+    assert missing.status_code == 404
+
+
+def test_bulk_put_changes_the_named_issues(server: str, tenant: Tenant, engine: Engine) -> None:
+    first = issue(engine, tenant.project.id, "a", minutes=1)
+    second = issue(engine, tenant.project.id, "b", minutes=2)
+    untouched = issue(engine, tenant.project.id, "c", minutes=3)
+    response = call(
+        "PUT",
+        server,
+        ISSUES,
+        tenant.token,
+        params={"id": [first, second]},
+        json={"status": "ignored", "statusDetails": {"ignoreUntilEscalating": True}},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "status": "ignored",
+        "substatus": "archived_until_escalating",
+        "statusDetails": {"ignoreUntilEscalating": True},
+    }
+    assert ids(get(server, tenant, query="is:ignored")) == [second, first]
+    assert ids(get(server, tenant)) == [untouched]
+
+
+def test_bulk_put_needs_ids_that_all_exist(server: str, tenant: Tenant, engine: Engine) -> None:
+    first = issue(engine, tenant.project.id, "a")
+    without = call("PUT", server, ISSUES, tenant.token, json={"status": "resolved"})
+    assert without.status_code == 400
+    assert without.json()["id"] == ["name the issues to change with id="]
+    unknown = call(
+        "PUT",
+        server,
+        ISSUES,
+        tenant.token,
+        params={"id": [first, 999999]},
+        json={"status": "resolved"},
+    )
+    assert unknown.status_code == 404
+    assert ids(get(server, tenant)) == [first]  # nothing changed

@@ -9,6 +9,10 @@ changes an issue's status through the consumer's own status-change path.
   seen time, `sort=` date (last seen, the default) | new (first seen) | freq (times
   seen) | priority, cursor pagination (`cursor=`, `limit=`/`per_page=` up to 100) with
   Sentry's `Link` header.
+  `GET /api/0/projects/{org}/{project}/issues/` is the same for one project.
+- `PUT /api/0/organizations/{org}/issues/?id=1&id=2`: Sentry's bulk change of the issues
+  named by `id=` (the body as for one issue, below); all change or none. Without `id=`
+  it is a 400 rather than a change to every issue a query matches.
 - `GET .../issues/{issue_id}/`: one issue, by id or short id (`WEB-1A`).
 - `PUT .../issues/{issue_id}/`: `status` ("resolved" | "unresolved" | "ignored"), with
   `substatus` (a substatus name) or Sentry's `statusDetails` (`ignoreUntilEscalating`,
@@ -97,6 +101,7 @@ MAX_PER_PAGE: Final = 100
 
 ORG_ISSUES = "/api/0/organizations/{organization_slug}/issues/"
 ORG_ISSUE = ORG_ISSUES + "{issue_id}/"
+PROJECT_ISSUES = "/api/0/projects/{organization_slug}/{project_slug}/issues/"
 
 # Statuses an issue listing or lookup shows; deletion and merge states are on their way out.
 VISIBLE_STATUSES: Final = (GroupStatus.UNRESOLVED, GroupStatus.RESOLVED, GroupStatus.IGNORED)
@@ -410,7 +415,10 @@ def list_issues(request: Request) -> Response:
         except InvalidQuery as exc:
             return JSONResponse({"detail": str(exc)}, status_code=400)
         org = access.organization
-        project_ids = _project_ids(conn, org, params.getlist("project"))
+        wanted_projects = params.getlist("project")
+        if "project_slug" in request.path_params:
+            wanted_projects = [request.path_params["project_slug"]]
+        project_ids = _project_ids(conn, org, wanted_projects)
         query = _issue_select().where(project_table.c.organization_id == org.id)
         if project_ids is not None:
             query = query.where(group_table.c.project_id.in_(project_ids))
@@ -534,29 +542,89 @@ def _set_priority(conn: Connection, group_id: int, priority: PriorityLevel) -> N
     update_group(conn, group_id, priority=int(priority), priority_locked=True)
 
 
+class Refused(Exception):
+    """A change the status-change path refused: the transaction is rolled back and the
+    client gets a 400 with the reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"detail": self.reason, "substatus": [self.reason]}, status_code=400)
+
+
+def apply_changes(
+    conn: Connection, group_id: int, wanted: StatusRequest | None, priority: PriorityLevel | None
+) -> None:
+    """Apply a PUT's status change (through the status-change path) and priority to one
+    issue; Refused, with the rule's reason, for a combination that path refuses."""
+    if wanted is not None:
+        substatus = None if wanted.substatus is None else int(wanted.substatus)
+        decision = update_group_status(conn, group_id, int(wanted.status), substatus)
+        if isinstance(decision, NoChange) and decision.log_name is not None:
+            raise Refused(refusal_reason(decision.log_name, wanted))
+    if priority is not None:
+        _set_priority(conn, group_id, priority)
+
+
+def _parse_changes(body: dict[str, Any]) -> tuple[StatusRequest | None, PriorityLevel | None]:
+    return parse_status_request(body), _priority(body)
+
+
 async def update_issue(request: Request) -> Response:
     svc = services(request)
     body = json_object(await read_body(request, svc.settings.max_message_bytes))
 
     def write() -> Response:
-        with svc.writing() as conn:
-            access = _authorize(conn, request, WRITE)
-            row = find_issue(conn, access.organization, request.path_params["issue_id"])
-            try:
-                wanted = parse_status_request(body)
-                priority = _priority(body)
-            except FieldErrors as exc:
-                return field_error_response(exc.errors)
-            if wanted is not None:
-                substatus = None if wanted.substatus is None else int(wanted.substatus)
-                decision = update_group_status(conn, row.id, int(wanted.status), substatus)
-                if isinstance(decision, NoChange) and decision.log_name is not None:
-                    reason = refusal_reason(decision.log_name, wanted)
-                    return JSONResponse({"detail": reason, "substatus": [reason]}, status_code=400)
-            if priority is not None:
-                _set_priority(conn, row.id, priority)
-            updated = find_issue(conn, access.organization, str(row.id))
+        try:
+            with svc.writing() as conn:
+                access = _authorize(conn, request, WRITE)
+                row = find_issue(conn, access.organization, request.path_params["issue_id"])
+                wanted, priority = _parse_changes(body)
+                apply_changes(conn, row.id, wanted, priority)
+                updated = find_issue(conn, access.organization, str(row.id))
+        except FieldErrors as exc:
+            return field_error_response(exc.errors)
+        except Refused as exc:
+            return exc.response()
         return JSONResponse(serialize_issue(updated))
+
+    return await run_in_threadpool(write)
+
+
+async def bulk_update_issues(request: Request) -> Response:
+    """Sentry's bulk mutation, for the issues named by `id=` (repeatable): all of them
+    change or, if one is refused, none. The answer is the change applied, as Sentry's."""
+    svc = services(request)
+    body = json_object(await read_body(request, svc.settings.max_message_bytes))
+    wanted_ids = request.query_params.getlist("id")
+
+    def write() -> Response:
+        try:
+            with svc.writing() as conn:
+                access = _authorize(conn, request, WRITE)
+                if not wanted_ids:
+                    raise FieldErrors({"id": ["name the issues to change with id="]})
+                rows = [find_issue(conn, access.organization, i) for i in wanted_ids]
+                wanted, priority = _parse_changes(body)
+                for row in rows:
+                    apply_changes(conn, row.id, wanted, priority)
+        except FieldErrors as exc:
+            return field_error_response(exc.errors)
+        except Refused as exc:
+            return exc.response()
+        result: dict[str, Any] = {}
+        if wanted is not None:
+            substatus = None if wanted.substatus is None else int(wanted.substatus)
+            result.update(
+                status=wanted.status.label,
+                substatus=_label(GroupSubStatus, substatus),
+                statusDetails=_status_details(int(wanted.status), substatus),
+            )
+        if priority is not None:
+            result["priority"] = priority.label
+        return JSONResponse(result)
 
     return await run_in_threadpool(write)
 
@@ -650,6 +718,8 @@ def get_event(request: Request) -> Response:
 def routes() -> list[BaseRoute]:
     return [
         *route(ORG_ISSUES, list_issues, ["GET"]),
+        *route(ORG_ISSUES, bulk_update_issues, ["PUT"]),
+        *route(PROJECT_ISSUES, list_issues, ["GET"]),
         *route(ORG_ISSUE, get_issue, ["GET"]),
         *route(ORG_ISSUE, update_issue, ["PUT"]),
         *route(ORG_ISSUE + "events/", list_events, ["GET"]),
