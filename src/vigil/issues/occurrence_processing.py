@@ -73,6 +73,9 @@ OrgAssigneeResolver = Callable[[Connection, int, str], str | None]
 actor exists in that organization, else None."""
 
 SMALLINT_RANGE = range(-32768, 32768)
+MAX_NESTING = 100
+"""How deeply objects and lists may nest in a message: deeper ones could not be stored
+(JSON encoders recurse), and no detector needs them."""
 
 
 def no_org_assignees(_conn: Connection, _organization_id: int, _assignee: str) -> None:
@@ -132,6 +135,7 @@ def process_occurrence_message(
     project_id = payload.get("project_id") if isinstance(payload, Mapping) else None
     if not isinstance(project_id, int) or isinstance(project_id, bool):
         raise InvalidEventPayloadError("project_id must be an integer")
+    _check_nesting(payload)
     ctx = load_project(conn, project_id)
     normalised = normalise_occurrence(
         payload,
@@ -167,6 +171,19 @@ def process_occurrence_message(
     if normalised.is_buffered_spans:
         return create_event_and_issue_occurrence(conn, ctx, occurrence, event_data, now=now)
     return process_event_and_issue_occurrence(conn, ctx, occurrence, event_data, now=now)
+
+
+def _check_nesting(payload: Mapping[str, Any]) -> None:
+    # Iterative, so that a hostile payload cannot exhaust the stack here either.
+    pending: list[tuple[object, int]] = [(payload, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_NESTING:
+            raise InvalidEventPayloadError(f"payload nests deeper than {MAX_NESTING} levels")
+        if isinstance(value, Mapping):
+            pending.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1) for item in value)
 
 
 def _check_storable(occurrence: IssueOccurrence) -> None:
