@@ -58,7 +58,9 @@ def due(engine: Engine, tick: datetime) -> list[int]:
 
 def mark(engine: Engine, env_id: int, tick: datetime, produced: Produced) -> bool:
     with engine.begin() as conn:
-        return mark_environment_missing(conn, env_id, tick, lambda p, k: produced.append((p, k)))
+        return None is not mark_environment_missing(
+            conn, env_id, tick, lambda p, k: produced.append((p, k))
+        )
 
 
 def test_an_environment_is_due_once_its_latest_checkin_time_has_passed(

@@ -18,37 +18,40 @@ into every partition, on Kafka).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from arroyo.backends.abstract import Producer, ProducerFuture
 from arroyo.backends.kafka import KafkaPayload
-from arroyo.types import BrokerValue, Message, Partition
+from arroyo.types import Message, Partition
 from arroyo.types import Topic as LogTopic
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from vigil import metrics
 from vigil.config import Settings
-from vigil.db.engine import is_transient, make_engine
+from vigil.db.engine import is_transient
 from vigil.monitors import clock_store, clock_tasks
 from vigil.monitors.clock import as_datetime, idle_positions, minute_of
+from vigil.monitors.clock_incident_occurrences import queued_messages
+from vigil.monitors.clock_resources import Resources, Sent
 from vigil.monitors.system_incidents import Decision
-from vigil.streams.backend import LogBackend, LogError, get_backend
+from vigil.options import get_option
+from vigil.streams.backend import LogBackend
 from vigil.streams.codecs import (
     ClockPulse,
     ClockTask,
     ClockTick,
+    IncidentOccurrence,
     decode_clock_task,
     decode_clock_tick,
     encode_clock_task,
     encode_clock_tick,
+    encode_incident_occurrence,
     encode_json,
     encode_monitor_message,
 )
-from vigil.streams.runner import ACK_TIMEOUT_S, ConsumerDefinition
+from vigil.streams.runner import ConsumerDefinition
 from vigil.streams.topics import Topic
 
 log = logging.getLogger(__name__)
@@ -60,71 +63,6 @@ INGEST_MONITORS_GROUP: Final = "ingest-monitors"
 # log stamped just before "now" may take a moment to become visible in the lag.
 IDLE_GRACE_S: Final = 0.25
 
-Sent = list[ProducerFuture[BrokerValue[KafkaPayload]]]
-
-
-class _Resources:
-    """A consumer process's engine, backend and producer, made on first use."""
-
-    def __init__(self, settings: Settings, backend: LogBackend | None = None) -> None:
-        self.settings = settings
-        self._backend = backend
-        self._own_backend = backend is None
-        self._lock = threading.Lock()
-        self._engine: Engine | None = None
-        self._producer: Producer[KafkaPayload] | None = None
-
-    @property
-    def engine(self) -> Engine:
-        if self._engine is None:
-            self._engine = make_engine(self.settings)
-        return self._engine
-
-    @property
-    def backend(self) -> LogBackend:
-        with self._lock:
-            if self._backend is None:
-                self._backend = get_backend(self.settings)
-            return self._backend
-
-    @property
-    def producer(self) -> Producer[KafkaPayload]:
-        backend = self.backend
-        with self._lock:
-            if self._producer is None:
-                self._producer = backend.get_producer()
-            return self._producer
-
-    def send(self, sent: Sent, topic: str, value: bytes, key: str | None) -> None:
-        payload = KafkaPayload(None if key is None else key.encode("utf-8"), value, [])
-        sent.append(self.producer.produce(LogTopic(self.settings.topic(topic)), payload))
-
-    def wait(self, sent: Sent) -> None:
-        """Block until the log acknowledged everything sent; LogError otherwise (the
-        batch is then retried)."""
-        for future in sent:
-            try:
-                value = future.result(timeout=ACK_TIMEOUT_S)
-            except Exception as exc:
-                raise LogError(f"message was not acknowledged: {exc}") from exc
-            metrics.MESSAGES_PRODUCED.labels(value.partition.topic.name).inc()
-        sent.clear()
-
-    def close(self) -> None:
-        if self._producer is not None:
-            try:
-                self._producer.close().result(timeout=ACK_TIMEOUT_S)
-            except Exception as exc:
-                log.warning("clock producer did not close cleanly", extra={"error": str(exc)})
-            self._producer = None
-        if self._own_backend and self._backend is not None:
-            self._backend.close()
-            self._backend = None
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
-
-
 # --- the clock's sources ---------------------------------------------------------------
 
 
@@ -134,7 +72,7 @@ class ClockTicker:
     def __init__(
         self, settings: Settings, engine: Engine | None = None, backend: LogBackend | None = None
     ) -> None:
-        self._res = _Resources(settings, backend)
+        self._res = Resources(settings, backend)
         self._engine = engine
         self._topics_ready = False
 
@@ -214,7 +152,7 @@ class ClockTicker:
 
 class ClockTickConsumer:
     def __init__(self, settings: Settings, backend: LogBackend | None = None) -> None:
-        self._res = _Resources(settings, backend)
+        self._res = Resources(settings, backend)
 
     def definition(self) -> ConsumerDefinition[ClockTick]:
         return ConsumerDefinition(
@@ -277,7 +215,7 @@ _DECISION_VALUES: Final = {
 
 class ClockTasksConsumer:
     def __init__(self, settings: Settings, backend: LogBackend | None = None) -> None:
-        self._res = _Resources(settings, backend)
+        self._res = Resources(settings, backend)
 
     def definition(self) -> ConsumerDefinition[ClockTask]:
         return ConsumerDefinition(
@@ -289,26 +227,37 @@ class ClockTasksConsumer:
 
     def apply(self, messages: Sequence[Message[ClockTask]]) -> None:
         sent: Sent = []
+        with self._res.engine.connect() as conn:
+            queue = get_option(conn, clock_store.DISPATCH_OCCURRENCES, False) is True
         try:
             for message in messages:
-                self.run_task(message.payload, sent)
+                self.run_task(message.payload, sent, queue)
         finally:
             # What was sent was decided by committed transactions: see it acknowledged.
             self._res.wait(sent)
 
-    def run_task(self, task: ClockTask, sent: Sent) -> None:
-        """One task in its own transaction; its occurrences are sent after the commit.
-        A failure other than a passing database outage is logged and the task skipped
-        (B7.3): one environment's broken schedule must not hold up the others."""
+    def run_task(self, task: ClockTask, sent: Sent, queue: bool = False) -> None:
+        """One task in its own transaction; its occurrences are sent after the commit,
+        to `ingest-occurrences`, or with `queue` (option
+        `crons.dispatch_incident_occurrences_to_consumer`) as
+        `monitors-incident-occurrences` messages, held there while the tick's decision
+        is pending (B8.1). A failure other than a passing database outage is logged and
+        the task skipped (B7.3): one environment's broken schedule must not hold up the
+        others."""
         ts = datetime.fromtimestamp(task.ts, UTC)
         produced: list[tuple[dict[str, Any], str]] = []
 
         def collect(payload: dict[str, Any], key: str) -> None:
             produced.append((payload, key))
 
+        queued: list[IncidentOccurrence] = []
         try:
             with self._res.engine.begin() as conn:
-                _run(conn, task, ts, collect)
+                failed_id = _run(conn, task, ts, collect)
+                if queue and produced and failed_id is not None:
+                    payloads = [p for p, _ in produced]
+                    queued = queued_messages(conn, failed_id, payloads, ts, ts)
+                    produced.clear()
         except Exception as exc:
             if is_transient(exc):
                 raise
@@ -319,27 +268,38 @@ class ClockTasksConsumer:
             return
         for payload, key in produced:
             self._res.send(sent, Topic.INGEST_OCCURRENCES, encode_json(payload), key)
+        for item in queued:
+            self._res.send(
+                sent,
+                Topic.MONITORS_INCIDENT_OCCURRENCES,
+                encode_incident_occurrence(item),
+                str(task.monitor_environment_id),
+            )
 
     def close(self) -> None:
         self._res.close()
 
 
 def _run(
-    conn: Any,
+    conn: Connection,
     task: ClockTask,
     ts: datetime,
     produce: Callable[[dict[str, Any], str], None],
-) -> None:
+) -> int | None:
+    """Run the task; the id of the check-in that failed, if one did."""
     if task.type == "mark_missing":
-        clock_tasks.mark_environment_missing(conn, task.monitor_environment_id, ts, produce)
-    elif task.type == "mark_timeout":
+        return clock_tasks.mark_environment_missing(conn, task.monitor_environment_id, ts, produce)
+    if task.type == "mark_timeout":
         assert task.checkin_id is not None
-        clock_tasks.mark_checkin_timeout(conn, task.checkin_id, ts, produce)
-    elif task.type == "mark_unknown":
+        if clock_tasks.mark_checkin_timeout(conn, task.checkin_id, ts, produce):
+            return task.checkin_id
+        return None
+    if task.type == "mark_unknown":
         assert task.checkin_id is not None
         clock_tasks.mark_checkin_unknown(conn, task.checkin_id)
-    else:  # the codec admits no other type
-        log.error("unknown clock task type", extra={"type": task.type})
+        return None
+    log.error("unknown clock task type", extra={"type": task.type})  # the codec admits none
+    return None
 
 
 def clock_tick(settings: Settings) -> ConsumerDefinition[ClockTick]:

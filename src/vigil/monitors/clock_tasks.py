@@ -109,10 +109,11 @@ def dispatch_mark_unknown(conn: Connection, tick: datetime) -> list[ClockTask]:
 
 def mark_environment_missing(
     conn: Connection, monitor_environment_id: int, ts: datetime, produce: ProduceOccurrence
-) -> bool:
+) -> int | None:
     """B7.4: if the environment is (still) due at `ts`, record a MISSED check-in at its
     expected time and fail it from the most recent expected time before `ts`, so the
-    schedule jumps past every missed slot at once. False when there was nothing to do.
+    schedule jumps past every missed slot at once. The missed check-in's id, or None
+    when there was nothing to do.
     InvalidSchedule for a stored schedule that cannot be computed."""
     row = conn.execute(
         select(me_table.c.id, me_table.c.next_checkin, me_table.c.monitor_id)
@@ -126,7 +127,7 @@ def mark_environment_missing(
         .with_for_update(of=me_table)
     ).first()
     if row is None:
-        return False  # handled by an earlier task, deleted, or disabled meanwhile
+        return None  # handled by an earlier task, deleted, or disabled meanwhile
     monitor = get_monitor_by_id(conn, row.monitor_id)
     assert monitor is not None
     expected = row.next_checkin
@@ -154,13 +155,13 @@ def mark_environment_missing(
             trace_id=None,
         )
     )
-    checkin_id = conn.execute(
+    checkin_id: int = conn.execute(
         select(checkin_table.c.id).where(checkin_table.c.guid == guid)
     ).scalar_one()
     missed = get_checkin(conn, checkin_id)
     assert missed is not None
     mark_failed(conn, missed, most_recent_expected, produce, received=ts)
-    return True
+    return checkin_id
 
 
 def mark_checkin_timeout(

@@ -13,6 +13,7 @@ from typing import Any
 from vigil.config import ConfigError, Settings
 from vigil.issues.consumer import ingest_occurrences
 from vigil.monitors.clock_consumers import clock_tasks_consumer, clock_tick
+from vigil.monitors.clock_incident_occurrences import incident_occurrences
 from vigil.monitors.consumer import ingest_monitors
 from vigil.streams.runner import ConsumerDefinition
 
@@ -20,6 +21,7 @@ CONSUMERS: dict[str, Callable[[Settings], ConsumerDefinition[Any]]] = {
     "ingest-monitors": ingest_monitors,
     "monitors-clock-tick": clock_tick,
     "monitors-clock-tasks": clock_tasks_consumer,
+    "monitors-incident-occurrences": incident_occurrences,
     "ingest-occurrences": ingest_occurrences,
 }
 
