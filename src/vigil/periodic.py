@@ -1,7 +1,7 @@
 """`vigil periodic`: the jobs that run on a timer rather than on a message — the
 deactivation of expired custom sampling rules and, given the settings, the crons clock's
-wall-time sources (`clock_jobs`). Each job is harmless to run late, twice, or from
-several processes at once."""
+wall-time sources (`clock_jobs`) and the outbox flush for rows a crashed writer left.
+Each job is harmless to run late, twice, or from several processes at once."""
 
 from __future__ import annotations
 
@@ -55,8 +55,29 @@ def clock_jobs(settings: Settings, engine: Engine) -> tuple[tuple[Job, ...], Cal
     return tuple(jobs), ticker.close
 
 
+# How often the outbox is checked for rows a crashed writer left (vigil.streams.outbox).
+OUTBOX_FLUSH_S = 10.0
+
+
+def settings_jobs(settings: Settings, engine: Engine) -> tuple[tuple[Job, ...], Callable[[], None]]:
+    """The jobs that need the settings (the crons clock's, the outbox flush) and the
+    function that releases what they hold."""
+    from vigil.streams.outbox import PeriodicFlush
+
+    clock, close_clock = clock_jobs(settings, engine)
+    flush = PeriodicFlush(settings)
+
+    def close() -> None:
+        try:
+            flush.close()
+        finally:
+            close_clock()
+
+    return (*clock, Job("outbox-flush", OUTBOX_FLUSH_S, flush)), close
+
+
 def run_once(engine: Engine, now: datetime | None = None, settings: Settings | None = None) -> None:
-    jobs, close = clock_jobs(settings, engine) if settings is not None else ((), _nothing)
+    jobs, close = settings_jobs(settings, engine) if settings is not None else ((), _nothing)
     try:
         for job in JOBS + jobs:
             job.run(engine, now or datetime.now(UTC))
@@ -74,7 +95,7 @@ def run_forever(
     """Run every job now and then at its interval, until SIGTERM/SIGINT or `stop`.
     A failing job is logged and tried again at its next turn. With `settings`, the
     crons clock's jobs run too."""
-    extra, close = clock_jobs(settings, engine) if settings is not None else ((), _nothing)
+    extra, close = settings_jobs(settings, engine) if settings is not None else ((), _nothing)
     try:
         _run_forever(engine, JOBS + extra, stop)
     finally:

@@ -2,7 +2,8 @@
 backends: check-ins written to the log reach the database in order per key in both
 modes, the reference's example messages are applied, a bad message is dead-lettered,
 failures become occurrences on `ingest-occurrences` and recovery a RESOLVED status
-change, and the operator's killswitch drops an organization's check-ins."""
+change, an occurrence the log refuses stays in the outbox until a later flush writes it,
+and the operator's killswitch drops an organization's check-ins."""
 
 from __future__ import annotations
 
@@ -29,14 +30,16 @@ from tests.support.tenants import Tenant, make_tenant
 from vigil.config import Settings
 from vigil.db.tables import monitor_checkin as checkin_table
 from vigil.db.tables import monitor_incident as incident_table
+from vigil.db.tables import outbox as outbox_table
 from vigil.monitors import processing_error_store
 from vigil.monitors import store as monitor_store
 from vigil.monitors.consumer import NAME, CheckinConsumer
 from vigil.monitors.enums import CheckInStatus
 from vigil.monitors.slugs import routing_key
 from vigil.options import CRONS_DISABLE_CHECKIN, set_option
-from vigil.streams import codecs
+from vigil.streams import codecs, outbox
 from vigil.streams.backend import LogBackend, get_backend
+from vigil.streams.outbox import PeriodicFlush
 from vigil.streams.runner import produce, run_consumer
 from vigil.streams.topics import Topic, dlq_topic
 
@@ -270,3 +273,55 @@ def test_killswitch_set_by_the_operator_drops_the_organizations_checkins(
     with running(stack) as alive:
         wait_until(recorded, "the killswitch processing error", alive)
     assert checkins(engine) == {}
+
+
+def test_an_occurrence_the_log_refuses_is_kept_and_written_by_a_later_flush(
+    stack: Settings, engine: Engine, log: Log, tenant: Tenant, log_backend: LogBackend
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    log.checkin(now - timedelta(hours=2), monitor_config=HOURLY)
+    log.checkin(now - timedelta(hours=1), status="error")
+    # A consumer whose log refuses messages the size of an occurrence (check-ins fit):
+    # the check-in commits, the produce fails after it.
+    strict = replace(stack, max_message_bytes=700)
+
+    def outbox_rows() -> list[Any]:
+        with engine.connect() as conn:
+            return list(conn.execute(select(outbox_table)))
+
+    with running(strict) as alive:
+        wait_until(lambda: len(checkins(engine)) == 2, "two check-ins", alive)
+        wait_until(lambda: all_lag(stack, log_backend) == 0, "the batch committed", alive)
+    (kept,) = outbox_rows()
+    with engine.connect() as conn:
+        (incident,) = conn.execute(select(incident_table))
+    assert bytes(kept.key) == f"{incident.grouphash}-{tenant.project.id}".encode()
+
+    # `vigil periodic`'s flush (time as a parameter) writes it once and deletes it.
+    job = PeriodicFlush(stack, log_backend)
+    try:
+        later = datetime.now(UTC) + timedelta(minutes=1)
+        assert job(engine, later) == 1
+        assert job(engine, later) == 0
+    finally:
+        job.close()
+    assert outbox_rows() == []
+    (occurrence,) = read_messages(stack, log_backend, Topic.INGEST_OCCURRENCES, expect=1)
+    body = codecs.decode_occurrence_message(occurrence.value)
+    assert (body["payload_type"], body["fingerprint"]) == ("occurrence", [incident.grouphash])
+
+
+def test_a_consumer_flushes_rows_an_earlier_process_left(
+    stack: Settings, engine: Engine, log: Log, log_backend: LogBackend
+) -> None:
+    # A row committed by a process that died before its flush.
+    with engine.begin() as conn:
+        outbox.enqueue(conn, Topic.INGEST_OCCURRENCES, b"left-1", b'{"left": "behind"}')
+    log.checkin(monitor_config=HOURLY)
+
+    with running(stack) as alive:
+        wait_until(lambda: len(checkins(engine)) == 1, "the check-in", alive)
+        (left,) = read_messages(stack, log_backend, Topic.INGEST_OCCURRENCES, expect=1)
+    assert (left.key, left.value) == (b"left-1", b'{"left": "behind"}')
+    with engine.connect() as conn:
+        assert outbox.pending(conn) == 0

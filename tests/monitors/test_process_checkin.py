@@ -19,6 +19,7 @@ from vigil.db.tables import monitor as monitor_table
 from vigil.db.tables import monitor_checkin as checkin_table
 from vigil.db.tables import monitor_environment as me_table
 from vigil.db.tables import monitor_incident as incident_table
+from vigil.db.tables import outbox as outbox_table
 from vigil.monitors import processing_error_store
 from vigil.monitors.checkin_processing import CheckinProcessing, process_checkin
 from vigil.monitors.enums import CheckInStatus, MonitorStatus, ObjectStatus
@@ -340,6 +341,26 @@ def test_failure_threshold_opens_one_incident_and_recovery_resolves_it(
     send(T0 + 7 * hour, status="error")
     assert len(incidents(engine)) == 2  # a new incident, a new fingerprint
     assert incidents(engine)[1].grouphash != incident.grouphash
+
+
+def test_without_a_producer_decisions_go_to_the_outbox_in_order(
+    engine: Engine, project: Project
+) -> None:
+    # The consumer's way: the occurrence and the status change are rows of the outbox,
+    # written by the check-in's own transaction.
+    send = Sender(engine, project, CheckinProcessing())
+    hour = timedelta(hours=1)
+    send(monitor_config=DAILY)
+    send(T0 + hour, status="error")
+    send(T0 + 2 * hour)
+    [incident] = incidents(engine)
+    with engine.connect() as conn:
+        rows = list(conn.execute(select(outbox_table).order_by(outbox_table.c.id)))
+    assert [r.topic for r in rows] == ["ingest-occurrences"] * 2
+    assert {bytes(r.key) for r in rows} == {f"{incident.grouphash}-{project.id}".encode()}
+    bodies = [orjson.loads(r.value) for r in rows]
+    assert [b["payload_type"] for b in bodies] == ["occurrence", "status_change"]
+    assert bodies[0]["fingerprint"] == bodies[1]["fingerprint"] == [incident.grouphash]
 
 
 def test_monitor_failure_occurrence_shape(

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -748,4 +749,21 @@ monitor_clock_minute = Table(
     Column("volume", BigInteger, nullable=True),
     Column("pct_deviation", Float, nullable=True),
     Column("decision", String(16), nullable=True),
+)
+
+# --- the transactional outbox (vigil.streams.outbox) -----------------------------------
+#
+# Messages decided inside a database transaction, written in that transaction and produced
+# to the log after it committed; a row is deleted once the log acknowledged it. Ids are
+# never reused (sqlite_autoincrement), so a flusher deleting the ids it produced can never
+# delete a newer row.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("topic", String(200), nullable=False),
+    Column("key", LargeBinary, nullable=True),
+    Column("value", LargeBinary, nullable=False),
+    Column("date_added", DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,
 )

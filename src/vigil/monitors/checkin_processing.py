@@ -1,7 +1,9 @@
 """What one check-in message means (B4.3-B4.7, B5, B6, B8.3): `process_checkin` applies a
 decoded `ingest-monitors` check-in to the database, records processing errors (B10) for
 the ones that cannot be applied, and hands monitor-failure occurrences and resolving
-status changes to an injected `produce_occurrence(payload, key)`.
+status changes to the transactional outbox (`vigil.streams.outbox`, topic
+`ingest-occurrences`) in the transaction that decided them — or, for callers that give
+one, to a `produce_occurrence(payload, key)` called after that transaction committed.
 
 Time is always the message's: `start_time` for the check-in, the log timestamp for the
 rate limit and the error record. Only the occurrence's detection time and event
@@ -18,7 +20,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
@@ -62,6 +64,9 @@ from vigil.monitors.store import (
     get_monitor_environment_by_id,
     no_owners,
 )
+from vigil.streams import outbox
+from vigil.streams.codecs import encode_json
+from vigil.streams.topics import Topic
 from vigil.tenancy.store import get_organization_by_id, get_project_by_id
 
 log = logging.getLogger(__name__)
@@ -129,9 +134,10 @@ class MinuteRateLimiter:
 class CheckinProcessing:
     """What processing needs besides the message: the organizations whose check-ins are
     switched off, the rate limiter, the operator's creation limits, owner resolution and
-    where monitor-failure occurrences and status changes go."""
+    where monitor-failure occurrences and status changes go: None (the consumer's way),
+    the outbox, in the deciding transaction; a callable, called after it committed."""
 
-    produce_occurrence: ProduceOccurrence
+    produce_occurrence: ProduceOccurrence | None = None
     killswitch: frozenset[int] = frozenset()
     rate_limiter: RateLimiter = field(default_factory=MinuteRateLimiter)
     max_monitors: int = 10_000
@@ -217,13 +223,20 @@ def process_checkin(engine: Engine, item: CheckinItem, processing: CheckinProces
     which is raised so the consumer runner retries the batch: a check-in already
     accepted must not be lost because the database blinked.
 
-    Occurrences and status changes reach `processing.produce_occurrence` only after the
-    transaction that decided them committed (an error raised by it propagates): a
-    check-in that rolled back must not leave an issue behind."""
+    Occurrences and status changes are written to the outbox in the transaction that
+    decided them, or, with `processing.produce_occurrence`, handed to it only after that
+    transaction committed (an error raised by it propagates): a check-in that rolled back
+    must not leave an issue behind."""
     decided: list[tuple[dict[str, Any], str]] = []
-    collecting = replace(processing, produce_occurrence=lambda p, k: decided.append((p, k)))
+
+    def on_decided(conn: Connection, payload: dict[str, Any], key: str) -> None:
+        if processing.produce_occurrence is None:
+            enqueue_occurrence(conn, payload, key)
+        else:
+            decided.append((payload, key))
+
     try:
-        _process_checkin(engine, copy.deepcopy(item), collecting)
+        _process_checkin(engine, copy.deepcopy(item), processing, on_decided)
     except ProcessingErrorsException as exc:
         try:
             with engine.begin() as conn:
@@ -239,8 +252,15 @@ def process_checkin(engine: Engine, item: CheckinItem, processing: CheckinProces
             raise
         log.exception("Failed to process check-in")
     else:
-        for payload, key in decided:
-            processing.produce_occurrence(payload, key)
+        if processing.produce_occurrence is not None:
+            for payload, key in decided:
+                processing.produce_occurrence(payload, key)
+
+
+def enqueue_occurrence(conn: Connection, payload: dict[str, Any], key: str) -> None:
+    """Write an occurrence or status change for `ingest-occurrences` to the outbox, in
+    the caller's transaction."""
+    outbox.enqueue(conn, Topic.INGEST_OCCURRENCES, key, encode_json(payload))
 
 
 def _error(kind: ProcessingErrorType, **extra: Any) -> ProcessingError:
@@ -251,7 +271,12 @@ def _raise(kind: ProcessingErrorType, monitor: Monitor | None = None, **extra: A
     raise ProcessingErrorsException([_error(kind, **extra)], monitor)
 
 
-def _process_checkin(engine: Engine, item: CheckinItem, processing: CheckinProcessing) -> None:
+def _process_checkin(
+    engine: Engine,
+    item: CheckinItem,
+    processing: CheckinProcessing,
+    on_decided: Callable[[Connection, dict[str, Any], str], None],
+) -> None:
     """The ordered steps of B4.3."""
     start_time = start_time_of(item)
     project_id = int(item.message["project_id"])
@@ -338,12 +363,11 @@ def _process_checkin(engine: Engine, item: CheckinItem, processing: CheckinProce
         )
         if checkin is None:
             return
+        produce: ProduceOccurrence = lambda payload, key: on_decided(conn, payload, key)  # noqa: E731
         if checkin.status == CheckInStatus.ERROR:
-            mark_failed(
-                conn, checkin, start_time, processing.produce_occurrence, received=start_time
-            )
+            mark_failed(conn, checkin, start_time, produce, received=start_time)
         else:
-            mark_ok(conn, checkin, start_time, processing.produce_occurrence)
+            mark_ok(conn, checkin, start_time, produce)
 
 
 def validate_checkin(

@@ -9,10 +9,13 @@ Decode (msgpack, the check-in JSON inside it), then per batch either
 
 Clock pulses are decoded and otherwise ignored (the crons clock uses their timestamps).
 
-Monitor-failure occurrences and resolving status changes go to `ingest-occurrences` once
-the transaction that decided them committed, and `apply` returns (letting the runner
-commit the batch's offsets) only after the log acknowledged them. One producer serves
-the whole consumer process.
+Monitor-failure occurrences and resolving status changes are written to the outbox
+(`vigil.streams.outbox`) in the transaction that decided them; `apply` then flushes the
+outbox to `ingest-occurrences` and returns (letting the runner commit the batch's offsets)
+only after the log acknowledged every pending row. If the log refuses, `apply` raises and
+the rows stay for the next flush (the next batch's, or `vigil periodic`'s), so an
+occurrence whose check-in committed is never lost. One producer serves the whole
+consumer process.
 """
 
 from __future__ import annotations
@@ -26,13 +29,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from arroyo.backends.abstract import Producer, ProducerFuture
+from arroyo.backends.abstract import Producer
 from arroyo.backends.kafka import KafkaPayload
 from arroyo.types import BrokerValue, Message
-from arroyo.types import Topic as LogTopic
 from sqlalchemy import Engine
 
-from vigil import metrics
 from vigil.config import Settings
 from vigil.db.engine import make_engine
 from vigil.monitors.checkin_processing import (
@@ -45,12 +46,12 @@ from vigil.monitors.clock_consumers import ClockTicker
 from vigil.monitors.processing_errors import CheckinItem
 from vigil.monitors.slugs import processing_key
 from vigil.options import CRONS_DISABLE_CHECKIN, get_option, killswitch_organizations
-from vigil.streams.backend import LogBackend, LogError, get_backend
+from vigil.streams import outbox
+from vigil.streams.backend import LogBackend, get_backend
 from vigil.streams.codecs import (
     CheckInMessage,
     ClockPulse,
     decode_monitor_message,
-    encode_json,
 )
 from vigil.streams.runner import ACK_TIMEOUT_S, ConsumerDefinition
 from vigil.streams.topics import Topic
@@ -215,7 +216,6 @@ class CheckinConsumer:
         self._producer: Producer[KafkaPayload] | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._killswitch: KillswitchCache | None = None
-        self._occurrences = LogTopic(settings.topic(Topic.INGEST_OCCURRENCES))
         # one per process: keys are partitioned (see MinuteRateLimiter)
         self._rate_limiter = MinuteRateLimiter()
         self._ticker: ClockTicker | None = None
@@ -241,18 +241,11 @@ class CheckinConsumer:
             return self._producer
 
     def apply(self, messages: Sequence[Message[MonitorItem]]) -> None:
-        """Apply a batch (see the module docstring); returns once every occurrence it
-        produced is acknowledged by the log."""
+        """Apply a batch (see the module docstring); returns once the outbox is flushed,
+        rows left by an earlier batch or process included."""
         engine = self.engine
         assert self._killswitch is not None
-        sent: list[ProducerFuture[BrokerValue[KafkaPayload]]] = []
-
-        def produce_occurrence(payload: dict[str, Any], key: str) -> None:
-            kafka_payload = KafkaPayload(key.encode("utf-8"), encode_json(payload), [])
-            sent.append(self._get_producer().produce(self._occurrences, kafka_payload))
-
         processing = CheckinProcessing(
-            produce_occurrence=produce_occurrence,
             killswitch=self._killswitch.get(),
             rate_limiter=self._rate_limiter,
             max_monitors=self.settings.max_monitors_per_org,
@@ -265,15 +258,25 @@ class CheckinConsumer:
             else:
                 items = [i for i in map(checkin_item, messages) if i is not None]
                 self._process_parallel(engine, items, processing)
-        finally:
-            # Whatever was produced was decided by a committed transaction: see it
-            # acknowledged even if a later group failed.
-            self._wait(sent)
+        except BaseException:
+            # What committed groups decided is in the outbox: send it now if the log
+            # takes it, without hiding why the batch failed.
+            try:
+                self.flush()
+            except Exception:
+                log.warning("outbox not flushed after a failed batch", exc_info=True)
+            raise
+        self.flush()
         # The one place where each partition's newest message time of the applied batch
         # is known (pulses included): the crons clock ticks from here.
         self.batch_applied(
             latest_timestamps(messages), minute_counts(log_time(m) for m in messages)
         )
+
+    def flush(self) -> int:
+        """Produce the outbox's pending rows and wait for the log (LogError if it refuses;
+        the rows stay). Returns how many were produced."""
+        return outbox.flush(self.engine, self._get_producer(), self.settings)
 
     def batch_applied(self, latest: Mapping[int, datetime], volume: Mapping[int, int]) -> None:
         """Called after each applied batch with {partition: newest log timestamp} and
@@ -302,21 +305,6 @@ class CheckinConsumer:
         wait(futures)
         for future in futures:
             future.result()
-
-    def _wait(self, sent: Sequence[ProducerFuture[BrokerValue[KafkaPayload]]]) -> None:
-        for future in sent:
-            try:
-                future.result(timeout=ACK_TIMEOUT_S)
-            except Exception as exc:
-                # The check-in that decided it is committed: say loudly what is missing.
-                log.error(
-                    "monitor occurrence not written",
-                    extra={"topic": self._occurrences.name, "error": str(exc)},
-                )
-                raise LogError(
-                    f"occurrence to {self._occurrences.name!r} was not acknowledged: {exc}"
-                ) from exc
-            metrics.MESSAGES_PRODUCED.labels(self._occurrences.name).inc()
 
     def close(self) -> None:
         """Release the producer, worker threads and database connections."""
