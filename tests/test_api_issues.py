@@ -520,3 +520,22 @@ def test_bulk_put_needs_ids_that_all_exist(server: str, tenant: Tenant, engine: 
     )
     assert unknown.status_code == 404
     assert ids(get(server, tenant)) == [first]  # nothing changed
+
+
+def test_detail_shows_the_activity_newest_first(
+    server: str, tenant: Tenant, engine: Engine
+) -> None:
+    pid = tenant.project.id
+    group_id = issue(engine, pid, "x", minutes=0)
+    process(engine, status_change(pid, "x", GroupStatus.RESOLVED, None), now=later(5))
+    issue(engine, pid, "x", minutes=10)  # a newer event: the issue regresses
+    shown = get(server, tenant, f"{ISSUES}{group_id}/").json()
+    assert (shown["status"], shown["substatus"]) == ("unresolved", "regressed")
+    assert [a["type"] for a in shown["activity"]] == [
+        "set_regression",
+        "set_resolved",
+        "first_seen",
+    ]
+    assert shown["activity"][-1]["dateCreated"] == "2026-03-01T12:00:00Z"
+    changed = put(server, tenant, group_id, {"status": "ignored"}).json()
+    assert changed["activity"][0]["type"] == "set_ignored"

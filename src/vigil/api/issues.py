@@ -13,7 +13,8 @@ changes an issue's status through the consumer's own status-change path.
 - `PUT /api/0/organizations/{org}/issues/?id=1&id=2`: Sentry's bulk change of the issues
   named by `id=` (the body as for one issue, below); all change or none. Without `id=`
   it is a 400 rather than a change to every issue a query matches.
-- `GET .../issues/{issue_id}/`: one issue, by id or short id (`WEB-1A`).
+- `GET .../issues/{issue_id}/`: one issue, by id or short id (`WEB-1A`), with its
+  `activity` (newest first, Sentry's type names, ending with `first_seen`).
 - `PUT .../issues/{issue_id}/`: `status` ("resolved" | "unresolved" | "ignored"), with
   `substatus` (a substatus name) or Sentry's `statusDetails` (`ignoreUntilEscalating`,
   or `ignoreCount` / `ignoreWindow` / `ignoreDuration` / `ignoreUntil` /
@@ -67,6 +68,7 @@ from vigil.api.monitors import (
     parse_page,
 )
 from vigil.api.services import services
+from vigil.db.tables import activity as activity_table
 from vigil.db.tables import environment as environment_table
 from vigil.db.tables import event as event_table
 from vigil.db.tables import group as group_table
@@ -437,12 +439,56 @@ def list_issues(request: Request) -> Response:
 # --- one issue -------------------------------------------------------------------------
 
 
+def issue_activity(conn: Connection, row: Any) -> list[dict[str, Any]]:
+    """The issue's activity, newest first, ending with the `first_seen` entry Sentry
+    shows for its creation. Types are Sentry's names (`set_resolved`, `set_ignored`,
+    `set_regression`, `set_escalating`, `set_priority`, ...)."""
+    found = conn.execute(
+        select(activity_table)
+        .where(activity_table.c.group_id == row.id)
+        .order_by(activity_table.c.datetime.desc(), activity_table.c.id.desc())
+    ).all()
+    entries = [
+        {
+            "id": str(a.id),
+            "type": _activity_name(a.type),
+            "data": a.data or {},
+            "dateCreated": format_date(a.datetime),
+            "user": None,
+        }
+        for a in found
+    ]
+    entries.append(
+        {
+            "id": f"{row.id}-first-seen",
+            "type": "first_seen",
+            "data": {},
+            "dateCreated": format_date(row.first_seen),
+            "user": None,
+        }
+    )
+    return entries
+
+
+def _activity_name(value: int) -> str:
+    try:
+        return ActivityType(value).name.lower()
+    except ValueError:
+        return str(value)
+
+
+def serialize_issue_details(conn: Connection, row: Any) -> dict[str, Any]:
+    """One issue as its own endpoint shows it: the listing's fields and its activity."""
+    return {**serialize_issue(row), "activity": issue_activity(conn, row)}
+
+
 def get_issue(request: Request) -> Response:
     svc = services(request)
     with svc.reading() as conn:
         access = _authorize(conn, request, READ)
         row = find_issue(conn, access.organization, request.path_params["issue_id"])
-    return JSONResponse(serialize_issue(row))
+        body = serialize_issue_details(conn, row)
+    return JSONResponse(body)
 
 
 @dataclass(frozen=True)
@@ -584,11 +630,12 @@ async def update_issue(request: Request) -> Response:
                 wanted, priority = _parse_changes(body)
                 apply_changes(conn, row.id, wanted, priority)
                 updated = find_issue(conn, access.organization, str(row.id))
+                body_out = serialize_issue_details(conn, updated)
         except FieldErrors as exc:
             return field_error_response(exc.errors)
         except Refused as exc:
             return exc.response()
-        return JSONResponse(serialize_issue(updated))
+        return JSONResponse(body_out)
 
     return await run_in_threadpool(write)
 
