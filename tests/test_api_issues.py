@@ -438,7 +438,11 @@ def test_events_newest_first_with_their_occurrence_and_tags(
     assert event["projectID"] == str(pid)
     assert event["title"] == "Something broke"
     assert event["dateCreated"] == "2026-03-01T12:01:00Z"
-    assert {"key": "monitor.slug", "value": "job"} in event["tags"]
+    assert event["tags"] == [
+        {"key": "environment", "value": "production"},
+        {"key": "level", "value": "error"},
+        {"key": "monitor.slug", "value": "job"},
+    ]
     assert event["occurrence"]["id"] == second["id"]
     assert event["occurrence"]["evidenceData"] == {"reason": "timeout"}
     assert event["occurrence"]["evidenceDisplay"] == [

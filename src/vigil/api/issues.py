@@ -222,6 +222,22 @@ def serialize_occurrence(data: dict[str, Any]) -> dict[str, Any]:
     return {_camel(key): value for key, value in data.items()}
 
 
+def event_tags(row: Any) -> list[dict[str, str]]:
+    """The event's tags as `[{key, value}]` sorted by key, with `environment`, `level`
+    and `release` added from the event when it does not tag them itself, as Sentry's
+    normalised events carry them."""
+    pairs = {str(k): str(v) for k, v in (row.ev_tags or [])}
+    derived = {
+        "environment": row.ev_environment,
+        "level": row.level if row.ev_event_id else None,
+        "release": row.ev_release,
+    }
+    for key, value in derived.items():
+        if value and key not in pairs:
+            pairs[key] = str(value)
+    return [{"key": key, "value": pairs[key]} for key in sorted(pairs)]
+
+
 def serialize_event(row: Any, *, full: bool = False) -> dict[str, Any]:
     """An occurrence row joined to its event (`ev_*` columns, null when the event was
     never stored, as for buffered spans) in Sentry's event shape."""
@@ -240,7 +256,7 @@ def serialize_event(row: Any, *, full: bool = False) -> dict[str, Any]:
         "environment": row.ev_environment,
         "dateCreated": format_date(row.ev_timestamp or row.detection_time),
         "dateReceived": format_date(row.ev_received or row.date_added),
-        "tags": [{"key": k, "value": v} for k, v in (row.ev_tags or [])],
+        "tags": event_tags(row),
         "occurrence": serialize_occurrence(dict(row.data)),
     }
     if full:
