@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ from vigil.issues.consumer import NAME, OccurrenceConsumer
 from vigil.issues.enums import GroupStatus
 from vigil.issues.fingerprint import md5_hex
 from vigil.issues.messages import message_key
+from vigil.issues.quota import RATE_LIMIT_ENABLED_OPTION, RATE_LIMIT_QUOTA_OPTION
+from vigil.options import set_option
 from vigil.streams.backend import LogBackend, get_backend
 from vigil.streams.consumers import get_definition
 from vigil.streams.runner import produce
@@ -134,27 +136,43 @@ def test_consumer_applies_valid_messages_and_dead_letters_the_rest(
     assert reasons[2] == f"UnknownProjectError: project {project.id + 50} does not exist"
 
 
-def test_replaying_a_batch_applies_nothing_twice(
-    stack: Settings, engine: Engine, log_backend: LogBackend
-) -> None:
+def test_replaying_a_batch_applies_nothing_twice(stack: Settings, engine: Engine) -> None:
     project = make_project(engine)
     payloads = [occurrence(project.id, "fp") for _ in range(3)]
-    partition = Partition(ArroyoTopic("t"), 0)
-    batch = [
-        Message(BrokerValue(p, partition, i, datetime.now(UTC))) for i, p in enumerate(payloads)
-    ]
+    batch = batch_of(payloads)
     consumer = OccurrenceConsumer(stack)
     assert consumer.apply(batch) == []
     # a crash before the commit: the same batch again, after the dedupe window
-    later = OccurrenceConsumer(
-        stack,
-        clock=lambda: __import__("datetime").datetime(
-            2099, 1, 1, tzinfo=__import__("datetime").UTC
-        ),
-    )
+    later = OccurrenceConsumer(stack, clock=lambda: datetime.now(UTC) + timedelta(hours=1))
     assert later.apply(batch) == []
     consumer.close()
     later.close()
     [grp] = groups(engine)
     assert grp.times_seen == 3
     assert len(occurrences(engine)) == 3
+
+
+def batch_of(payloads: list[dict[str, Any]]) -> list[Message[dict[str, Any]]]:
+    partition = Partition(ArroyoTopic("t"), 0)
+    return [
+        Message(BrokerValue(p, partition, i, datetime.now(UTC))) for i, p in enumerate(payloads)
+    ]
+
+
+def test_rate_limit_options_limit_occurrences_per_fingerprint(
+    stack: Settings, engine: Engine
+) -> None:
+    project = make_project(engine)
+    with engine.begin() as conn:
+        set_option(conn, RATE_LIMIT_ENABLED_OPTION, True)
+        set_option(conn, RATE_LIMIT_QUOTA_OPTION, {"limit": 2})
+    consumer = OccurrenceConsumer(stack)
+    payloads = [occurrence(project.id, "hot") for _ in range(3)] + [occurrence(project.id, "cold")]
+    assert consumer.apply(batch_of(payloads)) == []
+    with engine.begin() as conn:
+        set_option(conn, RATE_LIMIT_ENABLED_OPTION, False)
+    assert consumer.apply(batch_of([occurrence(project.id, "hot")])) == []
+    consumer.close()
+    assert (group_of(engine, "hot").times_seen, group_of(engine, "cold").times_seen) == (3, 1)
+    # dropped occurrences are not stored: 2 + 1 + the one after the limit was lifted
+    assert len(occurrences(engine)) == 4

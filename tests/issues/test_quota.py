@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from vigil.issues.group_types import Quota
-from vigil.issues.quota import bucket_of, is_granted, window_usage
+from vigil.issues.quota import (
+    DEFAULT_OCCURRENCE_RATE_LIMIT,
+    bucket_of,
+    is_granted,
+    occurrence_rate_limit,
+    window_usage,
+)
 
 Q = Quota(window_seconds=3600, granularity_seconds=60, limit=5)
 
@@ -35,3 +41,27 @@ def test_window(buckets: dict[int, int], ts: float, used: int, granted: bool) ->
 def test_units() -> None:
     assert is_granted({0: 3}, 0, Q, units=2) is True
     assert is_granted({0: 3}, 0, Q, units=3) is False
+
+
+@pytest.mark.parametrize(
+    ("enabled", "quota", "expected"),
+    [
+        (False, {"limit": 1}, None),
+        (None, None, None),
+        ("true", None, None),  # only a real boolean turns it on
+        (True, None, DEFAULT_OCCURRENCE_RATE_LIMIT),
+        (True, {"limit": 2}, Quota(3600, 60, 2)),
+        (
+            True,
+            {"window_seconds": 60, "granularity_seconds": 10, "limit": 3},
+            Quota(60, 10, 3),
+        ),
+        (True, {"limit": 0}, DEFAULT_OCCURRENCE_RATE_LIMIT),
+        (True, {"limit": "5"}, DEFAULT_OCCURRENCE_RATE_LIMIT),
+        (True, [1, 2], DEFAULT_OCCURRENCE_RATE_LIMIT),
+    ],
+)
+def test_occurrence_rate_limit_from_options(
+    enabled: object, quota: object, expected: Quota | None
+) -> None:
+    assert occurrence_rate_limit(enabled, quota) == expected

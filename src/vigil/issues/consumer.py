@@ -23,7 +23,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,7 +52,13 @@ from vigil.issues.occurrence_processing import (
     process_occurrence_message,
 )
 from vigil.issues.projects import UnknownProjectError, load_project
+from vigil.issues.quota import (
+    RATE_LIMIT_ENABLED_OPTION,
+    RATE_LIMIT_QUOTA_OPTION,
+    occurrence_rate_limit,
+)
 from vigil.issues.status_change_processing import process_status_change_message
+from vigil.options import get_option
 from vigil.streams.codecs import decode_occurrence_message
 from vigil.streams.runner import ConsumerDefinition, Rejected
 from vigil.streams.topics import Topic
@@ -238,7 +244,7 @@ class OccurrenceConsumer:
             POSTGRES_WORKERS if settings.resolved_database_url.startswith("postgresql") else 1
         )
         self._clock = clock
-        self._processing = processing
+        self._base_processing = self._processing = processing
         self._lock = threading.Lock()
         self._engine: Engine | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -255,9 +261,17 @@ class OccurrenceConsumer:
                 self._engine = make_engine(self.settings, pool_size=self.workers + 1)
             return self._engine
 
+    def _batch_processing(self, engine: Engine) -> OccurrenceProcessing:
+        # The rate-limit options may change at run time: read once per batch.
+        with engine.connect() as conn:
+            enabled = get_option(conn, RATE_LIMIT_ENABLED_OPTION, False)
+            quota = get_option(conn, RATE_LIMIT_QUOTA_OPTION)
+        return replace(self._base_processing, rate_limit=occurrence_rate_limit(enabled, quota))
+
     def apply(self, messages: Sequence[Message[dict[str, Any]]]) -> list[Rejected]:
         """Apply a batch; returns the messages to dead-letter, by position."""
         engine = self.engine
+        self._processing = self._batch_processing(engine)
         payloads = [message.payload for message in messages]
         if not self.batched:
             rejected = []

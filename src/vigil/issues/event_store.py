@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, select, update
 
 from vigil.db.tables import event
 from vigil.issues.environment_store import MAX_ENVIRONMENT_CHARS, MAX_RELEASE_CHARS
 from vigil.issues.errors import InvalidEventPayloadError
 from vigil.issues.grouping import event_datetime
-from vigil.issues.rows import aware
+from vigil.issues.rows import aware, insert_if_absent
 
 MAX_PLATFORM_CHARS = 64
 MAX_EVENT_TYPE_CHARS = 32
@@ -129,21 +129,27 @@ def save_event(
     new = event_of(project_id, data, now)
     if len(new.event_id) != 32:
         raise InvalidEventPayloadError(f"event_id is not a 32-digit hex UUID: {new.event_id!r}")
-    conn.execute(
-        insert(event).values(
-            project_id=project_id,
-            event_id=new.event_id,
-            occurrence_id=occurrence_id,
-            type=new.type,
-            timestamp=new.timestamp,
-            received=new.received,
-            platform=new.platform,
-            environment=new.environment,
-            release=new.release,
-            tags=new.tags,
-            data=new.data,
-        )
+    stored = insert_if_absent(
+        conn,
+        event,
+        {
+            "project_id": project_id,
+            "event_id": new.event_id,
+            "occurrence_id": occurrence_id,
+            "type": new.type,
+            "timestamp": new.timestamp,
+            "received": new.received,
+            "platform": new.platform,
+            "environment": new.environment,
+            "release": new.release,
+            "tags": new.tags,
+            "data": new.data,
+        },
     )
+    if not stored:  # a concurrent transaction stored it first
+        winner = get_event(conn, project_id, new.event_id)
+        assert winner is not None
+        return winner
     return new
 
 

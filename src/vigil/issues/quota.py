@@ -26,3 +26,26 @@ def is_granted(buckets: Mapping[int, int], timestamp: float, quota: Quota, units
     """Whether `units` more fit in the window at `timestamp` (the caller then adds them to
     the bucket `bucket_of(timestamp)`)."""
     return window_usage(buckets, timestamp, quota) + units <= quota.limit
+
+
+RATE_LIMIT_ENABLED_OPTION = "issues.occurrence-consumer.rate-limit.enabled"
+RATE_LIMIT_QUOTA_OPTION = "issues.occurrence-consumer.rate-limit.quota"
+DEFAULT_OCCURRENCE_RATE_LIMIT = Quota(window_seconds=3600, granularity_seconds=60, limit=1000)
+"""The per-fingerprint occurrence rate limit when the quota option is not set."""
+
+
+def occurrence_rate_limit(enabled: object, quota: object) -> Quota | None:
+    """The per-fingerprint occurrence rate limit the two server options ask for: None
+    (no limit) unless `enabled` is true; the quota from a {window_seconds,
+    granularity_seconds, limit} object of positive integers, else the default."""
+    if enabled is not True:
+        return None
+    if not isinstance(quota, Mapping):
+        return DEFAULT_OCCURRENCE_RATE_LIMIT
+    values = {
+        name: quota.get(name, getattr(DEFAULT_OCCURRENCE_RATE_LIMIT, name))
+        for name in ("window_seconds", "granularity_seconds", "limit")
+    }
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values.values()):
+        return DEFAULT_OCCURRENCE_RATE_LIMIT
+    return Quota(**values)
