@@ -103,10 +103,7 @@ class ClockTicker:
         """After a batch of `ingest-monitors` was applied: record its check-in volume per
         minute and move each partition to its newest message's minute; returns the
         minutes ticked."""
-        if volume:
-            with self.engine.begin() as conn:
-                clock_store.record_volume(conn, volume)
-        return clock_store.try_clock_tick(self.engine, latest, self._dispatch)
+        return clock_store.try_clock_tick(self.engine, latest, self._dispatch, volume)
 
     def idle_tick(self, now: datetime | None = None) -> list[int]:
         """Wall time moves the clock when the log is idle: if the `ingest-monitors`
@@ -122,6 +119,12 @@ class ClockTicker:
         )
         moved = idle_positions(partitions, moment.timestamp(), lag)
         if not moved:
+            return []
+        # Most calls find the minute already ticked: decide that without a write
+        # transaction (on SQLite a write would queue behind every writer).
+        with self.engine.execution_options(readonly=True).connect() as conn:
+            last = clock_store.last_tick(conn)
+        if last is not None and minute_of(moment.timestamp()) <= last:
             return []
         with self.engine.begin() as conn:
             due = clock_store.advance(conn, moved)
@@ -184,7 +187,7 @@ class ClockTickConsumer:
                 raise
             log.exception("system incident evaluation failed", extra={"tick": tick})
         metrics.CLOCK_DECISION.set(_DECISION_VALUES[decision])
-        with engine.connect() as conn:
+        with engine.execution_options(readonly=True).connect() as conn:
             tasks = clock_tasks.dispatch_check_missing(conn, at)
             if use_decisions and decision == Decision.INCIDENT:
                 tasks += clock_tasks.dispatch_mark_unknown(conn, at)
@@ -227,7 +230,7 @@ class ClockTasksConsumer:
 
     def apply(self, messages: Sequence[Message[ClockTask]]) -> None:
         sent: Sent = []
-        with self._res.engine.connect() as conn:
+        with self._res.engine.execution_options(readonly=True).connect() as conn:
             queue = get_option(conn, clock_store.DISPATCH_OCCURRENCES, False) is True
         try:
             for message in messages:

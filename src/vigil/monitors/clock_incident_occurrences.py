@@ -168,7 +168,7 @@ class IncidentOccurrencesConsumer:
         tick = minute_of(item.clock_tick_ts)
         waited = 0.0
         while True:
-            with self._res.engine.connect() as conn:
+            with self._res.engine.execution_options(readonly=True).connect() as conn:
                 options = clock_store.read_options(conn)
                 decision = clock_store.decision_at(conn, tick)
             if not (options.use_decisions and decision.is_pending):

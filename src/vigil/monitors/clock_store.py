@@ -145,18 +145,23 @@ def try_clock_tick(
     engine: Engine,
     latest: Mapping[int, datetime],
     dispatch: Callable[[int], None],
+    volume: Mapping[int, int] | None = None,
     now: datetime | None = None,
 ) -> list[int]:
-    """B7.2 for a batch: move each partition to the minute of its newest message and
-    dispatch (`dispatch(minute)`, which waits for the log's acknowledgement) every
-    minute that ticks. The ticks are dispatched inside the transaction that claims them:
-    a tick the log did not take is not claimed, and is dispatched again by the next
-    call. Returns the minutes dispatched."""
+    """B7.2 for a batch: record its check-in `volume` ({minute: messages}, B9), move
+    each partition to the minute of its newest message and dispatch
+    (`dispatch(minute)`, which waits for the log's acknowledgement) every minute that
+    ticks, in one transaction. The ticks are dispatched inside the transaction that
+    claims them: a tick the log did not take is not claimed, and is dispatched again by
+    the next call (those before it in the same call go out twice; ticks are idempotent
+    downstream). Returns the minutes dispatched."""
     moved = {p: minute_of(ts.timestamp()) for p, ts in latest.items()}
-    if not moved:
+    if not moved and not volume:
         return []
     with engine.begin() as conn:
-        due = advance(conn, moved, now)
+        if volume:
+            record_volume(conn, volume)
+        due = advance(conn, moved, now) if moved else []
         for tick in due:
             dispatch(tick)
     return due
