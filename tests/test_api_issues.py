@@ -543,3 +543,16 @@ def test_detail_shows_the_activity_newest_first(
     assert shown["activity"][-1]["dateCreated"] == "2026-03-01T12:00:00Z"
     changed = put(server, tenant, group_id, {"status": "ignored"}).json()
     assert changed["activity"][0]["type"] == "set_ignored"
+
+
+@pytest.mark.parametrize(
+    "issue_id", ["99999999999999999999999", "WEB-ZZZZZZZZZZZZZZZZZZZZ", "WEB-", "-", "%20"]
+)
+def test_ids_that_name_nothing_are_404s(server: str, tenant: Tenant, issue_id: str) -> None:
+    response = get(server, tenant, f"{ISSUES}{issue_id}/")
+    assert response.status_code == 404
+    assert get(server, tenant, f"{ISSUES}{issue_id}/events/latest/").status_code == 404
+
+
+def test_a_huge_project_id_is_a_404(server: str, tenant: Tenant) -> None:
+    assert get(server, tenant, project="99999999999999999999999").status_code == 404

@@ -291,6 +291,8 @@ def test_auth(server: str, tenant: Tenant, engine: Engine) -> None:
     missing = post(server, tenant.token, body, "/api/0/projects/org-a/nope/occurrences/")
     assert missing.status_code == 404
     assert missing.json() == {"detail": "project 'nope' does not exist"}
+    huge = post(server, tenant.token, body, f"/api/0/projects/org-a/{10**30}/occurrences/")
+    assert huge.status_code == 404
 
 
 def test_another_organizations_project_id_in_the_payload_is_refused(

@@ -100,6 +100,8 @@ from vigil.tenancy.store import Organization
 READ: Final = ("event:read", "project:read", "org:read")
 WRITE: Final = ("event:write", "project:write", "org:write")
 MAX_PER_PAGE: Final = 100
+# Ids beyond a 64-bit integer name nothing (and must not reach the database as such).
+MAX_ID: Final = 2**63 - 1
 
 ORG_ISSUES = "/api/0/organizations/{organization_slug}/issues/"
 ORG_ISSUE = ORG_ISSUES + "{issue_id}/"
@@ -303,10 +305,11 @@ def find_issue(conn: Connection, org: Organization, issue_id: str) -> Any:
     query = _issue_select().where(project_table.c.organization_id == org.id)
     condition: ColumnElement[bool] | None = None
     if issue_id.isdigit():
-        condition = group_table.c.id == int(issue_id)
+        if int(issue_id) <= MAX_ID:
+            condition = group_table.c.id == int(issue_id)
     else:
         matched = _SHORT_ID.match(issue_id)
-        if matched is not None:
+        if matched is not None and int(matched.group(2), 36) <= MAX_ID:
             condition = and_(
                 project_table.c.slug == matched.group(1).lower(),
                 group_table.c.short_id == int(matched.group(2), 36),
@@ -322,6 +325,8 @@ def _project_ids(conn: Connection, org: Organization, wanted: list[str]) -> list
         return None
     ids = []
     for slug_or_id in wanted:
+        if slug_or_id.isdigit() and int(slug_or_id) > MAX_ID:
+            raise HTTPException(404, f"project {slug_or_id!r} does not exist")
         try:
             ids.append(tenancy.get_project(conn, org, slug_or_id).id)
         except tenancy.NotFound:
