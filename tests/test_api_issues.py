@@ -556,3 +556,15 @@ def test_ids_that_name_nothing_are_404s(server: str, tenant: Tenant, issue_id: s
 
 def test_a_huge_project_id_is_a_404(server: str, tenant: Tenant) -> None:
     assert get(server, tenant, project="99999999999999999999999").status_code == 404
+
+
+def test_last_seen_window(server: str, tenant: Tenant, engine: Engine) -> None:
+    early = issue(engine, tenant.project.id, "early", minutes=0)
+    late = issue(engine, tenant.project.id, "late", minutes=10)
+    assert ids(get(server, tenant, start="2026-03-01T12:05:00Z")) == [late]
+    assert ids(get(server, tenant, end="2026-03-01T12:05:00")) == [early]
+    assert ids(get(server, tenant, statsPeriod="24h")) == []  # T0 is long past
+    assert ids(get(server, tenant, statsPeriod="5200w")) == [late, early]
+    bad = get(server, tenant, statsPeriod="soon")
+    assert bad.status_code == 400
+    assert bad.json()["statsPeriod"] == ["Invalid statsPeriod 'soon'"]
