@@ -4,9 +4,11 @@ no group; and `update_group_status`, the same path by group id."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine, select, update
 
 from tests.issues.occurrences import (
@@ -230,3 +232,26 @@ def test_update_group_status_by_id(engine: Engine, project: Project) -> None:
         update_group_status(conn, group_id + 1, R, None)
     with engine.begin() as conn, pytest.raises(UnsupportedStatusError):
         update_group_status(conn, group_id, GroupStatus.REPROCESSING, None)
+
+
+def test_refused_change_is_logged_with_the_reference_name_and_counted(
+    engine: Engine, project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    make_group(engine, project, U, S.NEW)
+    before = (
+        REGISTRY.get_sample_value(
+            "vigil_issue_messages_total", {"outcome": "invalid_status_change"}
+        )
+        or 0.0
+    )
+    with caplog.at_level(logging.ERROR, logger="vigil.issues.status_change_processing"):
+        process(engine, status_change(project.id, "fp", U, None))
+        process(engine, status_change(project.id, "fp", U, S.NEW))  # same: silent
+    [record] = caplog.records
+    assert record.getMessage() == "group.update_status.missing_substatus"
+    assert record.__dict__["new_status"] == U and record.__dict__["new_substatus"] is None
+    assert record.__dict__["project_id"] == project.id
+    after = REGISTRY.get_sample_value(
+        "vigil_issue_messages_total", {"outcome": "invalid_status_change"}
+    )
+    assert after == before + 1
