@@ -226,6 +226,8 @@ def test_monitor_config_shape(config: object, expected: object) -> None:
         (b'{"monitor_slug":7,"status":"ok"}', InvalidReason.MISSING_SLUG),
         (b'{"monitor_slug":"","status":"ok"}', InvalidReason.EMPTY_SLUG),
         (b'{"monitor_slug":"   ","status":"ok"}', InvalidReason.EMPTY_SLUG),
+        (b'{"monitor_slug":"a\\u0000b","status":"ok"}', InvalidReason.INVALID_SLUG),
+        (b'{"monitor_slug":"job","status":"ok","environment":"\\u0000"}', "invalid_environment"),
         (b'{"monitor_slug":"job"}', InvalidReason.MISSING_STATUS),
         (b'{"monitor_slug":"job","status":null}', InvalidReason.MISSING_STATUS),
         (b'{"monitor_slug":"job","status":"ok","check_in_id":"nope"}', "invalid_check_in_id"),

@@ -388,6 +388,18 @@ def test_a_slug_empty_after_normalisation_gets_400(server: str, tenant: Tenant, 
     assert_refused(response, 400, "monitor_slug is empty")
 
 
+def test_a_nul_character_in_the_slug_or_environment_gets_400(server: str, tenant: Tenant) -> None:
+    # PostgreSQL text cannot hold NUL: such a check-in could never be applied or reported.
+    response = httpx.get(cron_url(server, tenant, "a%00b"), params={"status": "ok"}, timeout=60)
+    assert_refused(response, 400, "monitor_slug contains a NUL character")
+    response = httpx.get(
+        cron_url(server, tenant, "job"),
+        params={"status": "ok", "environment": "prod\x00"},
+        timeout=60,
+    )
+    assert_refused(response, 400, "environment contains a NUL character")
+
+
 def test_unknown_content_encoding_of_a_json_body_gets_415(server: str, tenant: Tenant) -> None:
     response = httpx.post(
         cron_url(server, tenant, "job"),

@@ -291,6 +291,7 @@ def test_items_other_than_check_ins_are_accepted_and_counted_as_dropped(
         (b"[1, 2]", "not_an_object"),
         (b'{"status": "ok"}', "missing_slug"),
         (b'{"monitor_slug": "", "status": "ok"}', "empty_slug"),
+        (b'{"monitor_slug": "a\\u0000", "status": "ok"}', "invalid_slug"),
         (b'{"monitor_slug": "job"}', "missing_status"),
         (b'{"monitor_slug": "job", "status": "ok", "check_in_id": "x"}', "invalid_check_in_id"),
         (b'{"monitor_slug": "job", "status": "ok", "environment": 1}', "invalid_environment"),

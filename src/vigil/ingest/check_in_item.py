@@ -7,18 +7,21 @@ consumer only ever sees these keys:
 - `check_in_id`: 32 lowercase hex digits; any UUID form is accepted, an absent, null or
   empty id is the nil UUID ("close the latest in_progress check-in");
 - `monitor_slug`: cut to 50 characters; empty (or only whitespace) after the cut is
-  refused;
+  refused, and so is a NUL character (see below);
 - `status`: `in_progress`, `ok` or `error` (case and surrounding spaces ignored); any
   other value, `missed` included, is `unknown` (misses are computed by the server);
   absent or null is refused;
-- `environment` (when given): a string of at most 64 characters, else refused;
+- `environment` (when given): a string of at most 64 characters without NUL, else
+  refused;
 - `duration` (when given): finite float seconds; a number or a numeric string, else
   refused;
 - `monitor_config` (when given): only the keys a check-in may carry, with the schedule
   in object form (see `normalise_monitor_config`);
 - `contexts` (when given): only `trace.trace_id`.
 
-The edge refuses only what Relay refuses and a client can fix; the values of a monitor's
+The edge refuses only what Relay refuses and a client can fix, plus a NUL character in
+the slug or environment: PostgreSQL text cannot hold one, so the consumer could neither
+look the monitor up nor record why it failed; the values of a monitor's
 config are validated by the consumer, which records a processing error the user sees
 and still records the check-in (Relay would drop the whole check-in instead).
 """
@@ -73,6 +76,7 @@ class InvalidReason(StrEnum):
     NOT_AN_OBJECT = "not_an_object"
     MISSING_SLUG = "missing_slug"
     EMPTY_SLUG = "empty_slug"
+    INVALID_SLUG = "invalid_slug"
     MISSING_STATUS = "missing_status"
     INVALID_CHECK_IN_ID = "invalid_check_in_id"
     INVALID_ENVIRONMENT = "invalid_environment"
@@ -172,6 +176,10 @@ def _slug(value: object) -> str:
     slug = value[:MAX_SLUG_LENGTH]
     if not slug.strip():
         raise InvalidCheckIn(InvalidReason.EMPTY_SLUG, "check-in monitor_slug is empty")
+    if "\x00" in slug:
+        raise InvalidCheckIn(
+            InvalidReason.INVALID_SLUG, "check-in monitor_slug contains a NUL character"
+        )
     return slug
 
 
@@ -207,6 +215,10 @@ def _environment(value: object) -> str | None:
         raise InvalidCheckIn(
             InvalidReason.INVALID_ENVIRONMENT,
             f"environment is longer than {MAX_ENVIRONMENT_LENGTH} characters",
+        )
+    if "\x00" in value:
+        raise InvalidCheckIn(
+            InvalidReason.INVALID_ENVIRONMENT, "environment contains a NUL character"
         )
     return value
 
