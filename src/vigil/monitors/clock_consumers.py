@@ -6,8 +6,8 @@
   `monitors-clock-tasks` keyed by monitor environment, so each environment's tasks stay
   in order.
 - `monitors-clock-tasks`: runs each task in its own transaction; monitor-failure
-  occurrences go to `ingest-occurrences` after that transaction committed, and the batch
-  is only committed once the log acknowledged them.
+  occurrences are written to the outbox (`vigil.streams.outbox`) in that transaction,
+  and the batch is only committed once the outbox is flushed to the log.
 
 The sources: `ClockTicker.batch_applied` (after each applied batch of `ingest-monitors`,
 from its newest message per partition), `ClockTicker.idle_tick` (wall time, only while
@@ -37,12 +37,12 @@ from vigil.monitors.clock_incident_occurrences import queued_messages
 from vigil.monitors.clock_resources import Resources, Sent
 from vigil.monitors.system_incidents import Decision
 from vigil.options import get_option
+from vigil.streams import outbox
 from vigil.streams.backend import LogBackend
 from vigil.streams.codecs import (
     ClockPulse,
     ClockTask,
     ClockTick,
-    IncidentOccurrence,
     decode_clock_task,
     decode_clock_tick,
     encode_clock_task,
@@ -229,54 +229,52 @@ class ClockTasksConsumer:
         )
 
     def apply(self, messages: Sequence[Message[ClockTask]]) -> None:
-        sent: Sent = []
+        """Run the batch's tasks, then flush the outbox: returns (letting the batch
+        commit) once every occurrence the tasks decided is acknowledged by the log."""
         with self._res.engine.execution_options(readonly=True).connect() as conn:
             queue = get_option(conn, clock_store.DISPATCH_OCCURRENCES, False) is True
         try:
             for message in messages:
-                self.run_task(message.payload, sent, queue)
+                self.run_task(message.payload, queue)
         finally:
-            # What was sent was decided by committed transactions: see it acknowledged.
-            self._res.wait(sent)
+            # What committed tasks decided is in the outbox: send it even if a later
+            # task failed (LogError keeps the rows for the next flush).
+            outbox.flush(self._res.engine, self._res.producer, self._res.settings)
 
-    def run_task(self, task: ClockTask, sent: Sent, queue: bool = False) -> None:
-        """One task in its own transaction; its occurrences are sent after the commit,
-        to `ingest-occurrences`, or with `queue` (option
-        `crons.dispatch_incident_occurrences_to_consumer`) as
+    def run_task(self, task: ClockTask, queue: bool = False) -> None:
+        """One task in its own transaction. Its occurrences are written to the outbox
+        in that transaction (for `ingest-occurrences`, or with `queue` — option
+        `crons.dispatch_incident_occurrences_to_consumer` — as
         `monitors-incident-occurrences` messages, held there while the tick's decision
-        is pending (B8.1). A failure other than a passing database outage is logged and
-        the task skipped (B7.3): one environment's broken schedule must not hold up the
-        others."""
+        is pending, B8.1), so a failure that committed always gets its occurrences. A
+        failure other than a passing database outage is logged and the task skipped
+        (B7.3): one environment's broken schedule must not hold up the others."""
         ts = datetime.fromtimestamp(task.ts, UTC)
         produced: list[tuple[dict[str, Any], str]] = []
 
         def collect(payload: dict[str, Any], key: str) -> None:
             produced.append((payload, key))
 
-        queued: list[IncidentOccurrence] = []
         try:
             with self._res.engine.begin() as conn:
                 failed_id = _run(conn, task, ts, collect)
+                rows: list[tuple[str, bytes | str | None, bytes]]
                 if queue and produced and failed_id is not None:
                     payloads = [p for p, _ in produced]
-                    queued = queued_messages(conn, failed_id, payloads, ts, ts)
-                    produced.clear()
+                    key = str(task.monitor_environment_id)
+                    rows = [
+                        (Topic.MONITORS_INCIDENT_OCCURRENCES, key, encode_incident_occurrence(i))
+                        for i in queued_messages(conn, failed_id, payloads, ts, ts)
+                    ]
+                else:
+                    rows = [(Topic.INGEST_OCCURRENCES, k, encode_json(p)) for p, k in produced]
+                outbox.enqueue_many(conn, rows)
         except Exception as exc:
             if is_transient(exc):
                 raise
             log.exception(
                 "clock task failed",
                 extra={"type": task.type, "monitor_environment_id": task.monitor_environment_id},
-            )
-            return
-        for payload, key in produced:
-            self._res.send(sent, Topic.INGEST_OCCURRENCES, encode_json(payload), key)
-        for item in queued:
-            self._res.send(
-                sent,
-                Topic.MONITORS_INCIDENT_OCCURRENCES,
-                encode_incident_occurrence(item),
-                str(task.monitor_environment_id),
             )
 
     def close(self) -> None:

@@ -31,10 +31,11 @@ from vigil.db.tables import monitor_incident as incident_table
 from vigil.monitors import clock_store
 from vigil.monitors.checkin_processing import CheckIn, failure_occurrence, get_checkin
 from vigil.monitors.clock import minute_of
-from vigil.monitors.clock_resources import Resources, Sent
+from vigil.monitors.clock_resources import Resources
 from vigil.monitors.enums import SYNTHETIC_TERMINAL_STATUSES, CheckInStatus
 from vigil.monitors.store import get_monitor_by_id, get_monitor_environment_by_id
 from vigil.monitors.system_incidents import Decision
+from vigil.streams import outbox
 from vigil.streams.backend import LogBackend
 from vigil.streams.codecs import IncidentOccurrence, decode_incident_occurrence, encode_json
 from vigil.streams.runner import ConsumerDefinition
@@ -148,19 +149,21 @@ class IncidentOccurrencesConsumer:
         )
 
     def apply(self, messages: Sequence[Message[IncidentOccurrence]]) -> None:
-        sent: Sent = []
-
-        def send(payload: dict[str, Any], key: str) -> None:
-            self._res.send(sent, Topic.INGEST_OCCURRENCES, encode_json(payload), key)
-
+        """Send (through the outbox, in the transaction that built it) each message's
+        occurrence once its tick's decision allows; returns once the log acknowledged
+        them."""
         try:
             for message in messages:
                 item = message.payload
                 use_decisions = self._wait_while_pending(item)
                 with self._res.engine.begin() as conn:
+
+                    def send(payload: dict[str, Any], key: str) -> None:
+                        outbox.enqueue(conn, Topic.INGEST_OCCURRENCES, key, encode_json(payload))
+
                     process(conn, item, send, use_decisions)
         finally:
-            self._res.wait(sent)
+            outbox.flush(self._res.engine, self._res.producer, self._res.settings)
 
     def _wait_while_pending(self, item: IncidentOccurrence) -> bool:
         """Back-pressure (B8.2 step 1): hold the message while the decision of its tick
