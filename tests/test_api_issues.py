@@ -226,6 +226,7 @@ def test_cursor_pagination_follows_the_link_header(
             break
         url = next_link["url"]
     assert seen == list(reversed(made))
+    assert response.headers["X-Hits"] == "5"
     assert 'rel="previous"; results="true"' in response.headers["Link"]
 
 

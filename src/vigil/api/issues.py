@@ -8,7 +8,7 @@ changes an issue's status through the consumer's own status-change path.
   in one of them), `statsPeriod=` (`24h`, `14d`, ...) or `start=`/`end=` on the last
   seen time, `sort=` date (last seen, the default) | new (first seen) | freq (times
   seen) | priority, cursor pagination (`cursor=`, `limit=`/`per_page=` up to 100) with
-  Sentry's `Link` header.
+  Sentry's `Link` header, and `X-Hits`: how many issues match, across pages.
   `GET /api/0/projects/{org}/{project}/issues/` is the same for one project.
 - `PUT /api/0/organizations/{org}/issues/?id=1&id=2`: Sentry's bulk change of the issues
   named by `id=` (the body as for one issue, below); all change or none. Without `id=`
@@ -452,9 +452,14 @@ def list_issues(request: Request) -> Response:
             query = query.where(group_table.c.last_seen >= since)
         if until is not None:
             query = query.where(group_table.c.last_seen <= until)
-        query = _order(apply_search(query, search), sort)
+        query = apply_search(query, search)
+        hits = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+        query = _order(query, sort)
         rows = conn.execute(query.offset(page.offset).limit(page.per_page + 1)).all()
-    return paginated(request, page, rows, [serialize_issue(r) for r in rows])
+    response = paginated(request, page, rows, [serialize_issue(r) for r in rows])
+    # Sentry's count of all the issues the search matches, across pages.
+    response.headers["X-Hits"] = str(hits)
+    return response
 
 
 # --- one issue -------------------------------------------------------------------------
