@@ -103,3 +103,14 @@ def test_the_number_of_projects_remembered_is_bounded() -> None:
     assert limiter.admit(2, 1) is None
     assert limiter.admit(3, 1) is None  # project 1 is forgotten: a fresh window
     assert limiter.admit(1, 1) is None
+
+
+def test_refunded_check_ins_no_longer_count() -> None:
+    clock = Clock()
+    limiter = quota(clock)
+    assert limiter.admit(1, 50) is None
+    limiter.refund(1, 2)
+    assert limiter.admit(1, 2) is None
+    assert limiter.admit(1, 1) == 60
+    limiter.refund(2, 5)  # a project without a window: nothing to refund
+    assert limiter.admit(2, 50) is None

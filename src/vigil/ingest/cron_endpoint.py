@@ -95,8 +95,6 @@ async def cron_endpoint(request: Request) -> Response:
         sdk=_client(request, presented),
         received_at=received_at,
     )
-    # Counted in the project's quota (B11) so a flood of both kinds is seen, never refused.
-    monitor_quota(request).record(project_id, 1)
     try:
         await run_in_threadpool(svc.monitor_log.write, [write])
     except MessageTooLarge as exc:
@@ -107,6 +105,8 @@ async def cron_endpoint(request: Request) -> Response:
             extra={"project_id": project_id, "error": str(exc)},
         )
         raise HTTPException(503, "the log is unavailable; retry later") from None
+    # Counted in the project's quota (B11), so a flood of both kinds is seen; never refused.
+    monitor_quota(request).record(project_id, 1)
     return Response(status_code=202)
 
 

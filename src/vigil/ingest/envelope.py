@@ -106,8 +106,10 @@ async def envelope_endpoint(request: Request) -> Response:
         try:
             await run_in_threadpool(svc.monitor_log.write, plan.writes)
         except MessageTooLarge as exc:
+            quota.refund(project_id, len(plan.writes))
             raise HTTPException(413, str(exc)) from None
         except LogError as exc:
+            quota.refund(project_id, len(plan.writes))
             log.warning(
                 "check-ins refused: the log is unavailable",
                 extra={"project_id": project_id, "error": str(exc)},

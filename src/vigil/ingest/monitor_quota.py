@@ -97,6 +97,14 @@ class MonitorQuota:
         with self._lock:
             self._window(project_id, now).count += quantity
 
+    def refund(self, project_id: int, quantity: int) -> None:
+        """Uncounts `quantity` admitted check-ins that were not accepted after all (the
+        log refused them), so a client retrying after a 503 is not also limited."""
+        with self._lock:
+            window = self._windows.get(project_id)
+            if window is not None:
+                window.count = max(0, window.count - quantity)
+
     def _window(self, project_id: int, now: float) -> _Window:
         window = self._windows.get(project_id)
         if window is None or now >= window.start + self._window_s:
