@@ -127,6 +127,14 @@ def _check_in(request: Request, body: bytes, limit: int) -> EdgeCheckIn:
             return check_in_from_body(decoded, slug)
         return check_in_from_query(slug, request.query_params)
     except InvalidCheckIn as exc:
+        log.info(
+            "crons endpoint: check-in refused",
+            extra={
+                "project_id": request.path_params["project_id"],
+                "reason": exc.reason.value,
+                "detail": str(exc),
+            },
+        )
         raise HTTPException(400, f"invalid check-in: {exc}") from None
 
 
