@@ -1,5 +1,5 @@
 """Small row helpers the issue stores share: insert-or-keep under a unique constraint and
-counter increments, written once for both databases (no dialect-specific upserts)."""
+counter increments, written once for both databases."""
 
 from __future__ import annotations
 
@@ -8,14 +8,25 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Table, and_, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 
 def insert_if_absent(conn: Connection, table: Table, values: Mapping[str, Any]) -> bool:
-    """Insert a row; False (and nothing changed) if a unique key says it already exists.
+    """Insert a row; False (and nothing changed) if one with the same unique key exists.
 
-    The insert runs in a savepoint, so losing a race with a concurrent transaction (which
-    PostgreSQL reports when that one commits) leaves the caller's transaction usable."""
+    Both databases say it in one statement (`INSERT ... ON CONFLICT DO NOTHING`), which
+    also settles a race with a concurrent transaction inserting the same key (PostgreSQL
+    waits for it, then does nothing) and leaves the caller's transaction usable. Other
+    integrity errors (a missing foreign row) are raised."""
+    # RETURNING says whether a row went in (rowcount is not reliable for this on psycopg).
+    key = list(table.primary_key.columns)[0]
+    if conn.dialect.name == "postgresql":
+        pg_stmt = postgresql.insert(table).values(**values).on_conflict_do_nothing()
+        return conn.execute(pg_stmt.returning(key)).first() is not None
+    if conn.dialect.name == "sqlite":
+        lite_stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing()
+        return conn.execute(lite_stmt.returning(key)).first() is not None
     try:
         with conn.begin_nested():
             conn.execute(table.insert().values(**values))
