@@ -20,7 +20,7 @@ def insert_if_absent(conn: Connection, table: Table, values: Mapping[str, Any]) 
     waits for it, then does nothing) and leaves the caller's transaction usable. Other
     integrity errors (a missing foreign row) are raised."""
     # RETURNING says whether a row went in (rowcount is not reliable for this on psycopg).
-    key = list(table.primary_key.columns)[0]
+    key = next(iter(table.primary_key.columns))
     if conn.dialect.name == "postgresql":
         pg_stmt = postgresql.insert(table).values(**values).on_conflict_do_nothing()
         return conn.execute(pg_stmt.returning(key)).first() is not None
