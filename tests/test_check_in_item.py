@@ -255,6 +255,17 @@ def test_what_the_edge_refuses(payload: bytes, reason: str) -> None:
     assert caught.value.reason == reason
 
 
+def test_a_config_nested_too_deeply_is_refused_not_a_crash() -> None:
+    deep = b"[" * 300 + b"]" * 300
+    payload = b'{"monitor_slug":"j","status":"ok","monitor_config":{"owner":' + deep + b"}}"
+    with pytest.raises(InvalidCheckIn) as caught:
+        read_check_in(payload)
+    assert caught.value.reason is InvalidReason.TOO_DEEP
+    # Unknown keys are dropped before encoding, however deep.
+    ignored = b'{"monitor_slug":"j","status":"ok","monitor_config":{"x":' + deep + b"}}"
+    assert orjson.loads(read_check_in(ignored).payload)["monitor_config"] == {}
+
+
 def test_routing_uses_the_cut_slug_and_the_environment() -> None:
     check_in = read_check_in(orjson.dumps({"monitor_slug": "x" * 70, "status": "ok"}))
     assert (check_in.slug, check_in.environment) == ("x" * 50, None)

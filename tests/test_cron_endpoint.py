@@ -358,6 +358,25 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], str]] = [
     ("JSON bad id", {"json": {"status": "ok", "check_in_id": 1}}, "check_in_id must be"),
     ("JSON bad environment", {"json": {"status": "ok", "environment": 1}}, "environment"),
     (
+        "JSON nested too deeply",
+        {
+            "content": b'{"status":"ok","monitor_config":{"timezone":'
+            + b"[" * 300
+            + b"]" * 300
+            + b"}}",
+            "headers": {"Content-Type": "application/json"},
+        },
+        "nests too deeply",
+    ),
+    (
+        "JSON nested deeper than the decoder goes",
+        {
+            "content": b'{"status":"ok","x":' + b"[" * 5000 + b"]" * 5000 + b"}",
+            "headers": {"Content-Type": "application/json"},
+        },
+        "request body is not valid JSON",
+    ),
+    (
         "not gzip",
         {
             "content": b"{}",

@@ -293,6 +293,13 @@ def test_items_other_than_check_ins_are_accepted_and_counted_as_dropped(
         (b'{"monitor_slug": "", "status": "ok"}', "empty_slug"),
         (b'{"monitor_slug": "a\\u0000", "status": "ok"}', "invalid_slug"),
         (b'{"monitor_slug": "job"}', "missing_status"),
+        (
+            b'{"monitor_slug": "j", "status": "ok", "monitor_config": {"owner": '
+            + b"[" * 300
+            + b"]" * 300
+            + b"}}",
+            "too_deep",
+        ),
         (b'{"monitor_slug": "job", "status": "ok", "check_in_id": "x"}', "invalid_check_in_id"),
         (b'{"monitor_slug": "job", "status": "ok", "environment": 1}', "invalid_environment"),
         (

@@ -81,6 +81,7 @@ class InvalidReason(StrEnum):
     INVALID_CHECK_IN_ID = "invalid_check_in_id"
     INVALID_ENVIRONMENT = "invalid_environment"
     INVALID_DURATION = "invalid_duration"
+    TOO_DEEP = "too_deep"
 
 
 class InvalidCheckIn(ValueError):
@@ -167,7 +168,15 @@ def normalise_check_in(value: object) -> EdgeCheckIn:
     contexts = _contexts(value.get("contexts"))
     if contexts is not None:
         normalised["contexts"] = contexts
-    return EdgeCheckIn(orjson.dumps(normalised), slug, environment or None)
+    try:
+        payload = orjson.dumps(normalised)
+    except orjson.JSONEncodeError:
+        # What passes through unshaped (monitor_config values) can nest deeper than the
+        # encoder goes; nothing a monitor's config holds nests like that.
+        raise InvalidCheckIn(
+            InvalidReason.TOO_DEEP, "check-in monitor_config nests too deeply"
+        ) from None
+    return EdgeCheckIn(payload, slug, environment or None)
 
 
 def _slug(value: object) -> str:
