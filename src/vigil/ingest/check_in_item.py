@@ -171,10 +171,10 @@ def normalise_check_in(value: object) -> EdgeCheckIn:
     try:
         payload = orjson.dumps(normalised)
     except orjson.JSONEncodeError:
-        # What passes through unshaped (monitor_config values) can nest deeper than the
-        # encoder goes; nothing a monitor's config holds nests like that.
+        # What passes through unshaped (monitor_config values, a non-string trace id)
+        # can nest deeper than the encoder goes; nothing a check-in holds nests so.
         raise InvalidCheckIn(
-            InvalidReason.TOO_DEEP, "check-in monitor_config nests too deeply"
+            InvalidReason.TOO_DEEP, "check-in monitor_config or contexts nests too deeply"
         ) from None
     return EdgeCheckIn(payload, slug, environment or None)
 
