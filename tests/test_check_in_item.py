@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vigil.ingest.check_in_item import (
     NIL_CHECK_IN_ID,
@@ -264,6 +266,64 @@ def test_a_config_nested_too_deeply_is_refused_not_a_crash() -> None:
     # Unknown keys are dropped before encoding, however deep.
     ignored = b'{"monitor_slug":"j","status":"ok","monitor_config":{"x":' + deep + b"}}"
     assert orjson.loads(read_check_in(ignored).payload)["monitor_config"] == {}
+
+
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=80),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+FIELDS = st.sampled_from(
+    [
+        "check_in_id",
+        "monitor_slug",
+        "status",
+        "environment",
+        "duration",
+        "monitor_config",
+        "contexts",
+        "release",
+    ]
+)
+CHECK_INS = st.dictionaries(FIELDS, JSON | st.text(max_size=70)) | st.fixed_dictionaries(
+    {"monitor_slug": st.text(min_size=1, max_size=70), "status": st.text(max_size=12)},
+    optional={
+        "check_in_id": st.uuids().map(str) | st.text(max_size=40),
+        "environment": st.text(max_size=70),
+        "duration": st.floats() | st.text(max_size=10),
+        "monitor_config": JSON,
+        "contexts": st.fixed_dictionaries({"trace": st.fixed_dictionaries({"trace_id": JSON})}),
+    },
+)
+
+
+@given(CHECK_INS)
+def test_normalising_is_refusal_or_idempotent_with_only_known_keys(value: dict[str, Any]) -> None:
+    try:
+        first = read_check_in(orjson.dumps(value))
+    except InvalidCheckIn:
+        return
+    again = read_check_in(first.payload)
+    assert again == first
+    normal = orjson.loads(first.payload)
+    assert set(normal) <= {
+        "check_in_id",
+        "monitor_slug",
+        "status",
+        "environment",
+        "duration",
+        "monitor_config",
+        "contexts",
+    }
+    assert normal["status"] in {"in_progress", "ok", "error", "unknown"}
+    assert len(normal["check_in_id"]) == 32
+    assert 0 < len(normal["monitor_slug"]) <= 50
 
 
 def test_routing_uses_the_cut_slug_and_the_environment() -> None:
