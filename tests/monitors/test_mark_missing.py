@@ -19,6 +19,7 @@ from tests.monitors.test_process_checkin import (
 )
 from vigil.db.tables import monitor as monitor_table
 from vigil.db.tables import monitor_environment as me_table
+from vigil.monitors import clock_tasks
 from vigil.monitors.checkin_processing import CheckinProcessing
 from vigil.monitors.clock_tasks import dispatch_check_missing, mark_environment_missing
 from vigil.monitors.enums import CheckInStatus, MonitorStatus, ObjectStatus
@@ -207,3 +208,23 @@ def test_an_invalid_stored_schedule_raises_and_leaves_other_environments(
 def _envs(engine: Engine) -> list[Any]:
     with engine.connect() as conn:
         return list(conn.execute(select(me_table).order_by(me_table.c.id)))
+
+
+def test_disabled_monitors_due_first_never_starve_the_others(
+    engine: Engine, send: Sender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More environments of disabled monitors are due than one query reads: the live
+    ones behind them are still dispatched, and the limit still holds."""
+    monkeypatch.setattr(clock_tasks, "QUERY_LIMIT", 2)
+    for i in range(3):
+        send(T0 - timedelta(hours=1), monitor_config=HOURLY, monitor_slug=f"off-{i}")
+    for i in range(3):
+        send(monitor_config=HOURLY, monitor_slug=f"on-{i}")
+    with engine.begin() as conn:
+        conn.execute(
+            update(monitor_table)
+            .where(monitor_table.c.slug.like("off-%"))
+            .values(status=int(ObjectStatus.DISABLED))
+        )
+    live = [r.id for r in _envs(engine)][3:]
+    assert due(engine, H13 + M) == live[:2]

@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime
 from typing import Final
 
-from sqlalchemy import Connection, and_, desc, exists, select, update
+from sqlalchemy import Connection, and_, desc, exists, select, tuple_, update
 
 from vigil.db.tables import monitor as monitor_table
 from vigil.db.tables import monitor_checkin as checkin_table
@@ -57,16 +57,46 @@ def _due_environments(tick: datetime) -> object:
 
 
 def dispatch_check_missing(conn: Connection, tick: datetime) -> list[ClockTask]:
-    """One `mark_missing` task per environment due at `tick` (at most QUERY_LIMIT)."""
-    rows = conn.execute(
-        select(me_table.c.id)
-        .join(monitor_table, monitor_table.c.id == me_table.c.monitor_id)
-        .where(_due_environments(tick))  # type: ignore[arg-type]
-        .order_by(me_table.c.next_checkin_latest, me_table.c.id)
-        .limit(QUERY_LIMIT)
-    )
+    """One `mark_missing` task per environment due at `tick` (at most QUERY_LIMIT),
+    oldest due first.
+
+    Read in two steps so that a tick's cost grows with the due environments, not with
+    all monitors: the due environments from the `next_checkin_latest` index, then their
+    monitors by id (a join lets PostgreSQL scan every monitor). Environments of disabled
+    monitors stay due; they are skipped chunk by chunk, so they can never starve the
+    others."""
+    tasks: list[ClockTask] = []
     ts = tick.timestamp()
-    return [ClockTask("mark_missing", ts, row.id) for row in rows]
+    after: tuple[datetime, int] | None = None
+    while len(tasks) < QUERY_LIMIT:
+        query = select(me_table.c.id, me_table.c.monitor_id, me_table.c.next_checkin_latest).where(
+            and_(me_table.c.next_checkin_latest <= tick, me_table.c.status.not_in(_GONE_ENV))
+        )
+        if after is not None:
+            query = query.where(
+                tuple_(me_table.c.next_checkin_latest, me_table.c.id) > tuple_(*after)
+            )
+        rows = conn.execute(
+            query.order_by(me_table.c.next_checkin_latest, me_table.c.id).limit(QUERY_LIMIT)
+        ).all()
+        if not rows:
+            break
+        live = set(
+            conn.execute(
+                select(monitor_table.c.id).where(
+                    and_(
+                        monitor_table.c.id.in_({row.monitor_id for row in rows}),
+                        monitor_table.c.status.not_in(_GONE_MONITOR),
+                        monitor_table.c.type == int(MonitorType.CRON_JOB),
+                    )
+                )
+            ).scalars()
+        )
+        tasks += [ClockTask("mark_missing", ts, row.id) for row in rows if row.monitor_id in live]
+        if len(rows) < QUERY_LIMIT:
+            break
+        after = (rows[-1].next_checkin_latest, rows[-1].id)
+    return tasks[:QUERY_LIMIT]
 
 
 def dispatch_check_timeout(conn: Connection, tick: datetime) -> list[ClockTask]:
