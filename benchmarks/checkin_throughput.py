@@ -6,8 +6,10 @@
 Starts `vigil serve` in a fresh temporary home (the embedded default: SQLite + the embedded
 log; or PostgreSQL + Kafka with `--database-url` and `--kafka`), then:
 
-1. setup: one check-in with a `monitor_config` per monitor, so the check-ins themselves
-   create the `--monitors` monitors (not timed);
+1. setup: one check-in with a `monitor_config` per monitor through the crons HTTP endpoint
+   (it never answers 429: the project's envelope quota of 50 + 6 per monitor environment
+   a minute would refuse most of them while no environment exists yet), so the check-ins
+   themselves create the `--monitors` monitors (not timed);
 2. per concurrency level, a baseline and the measurement under the same load:
    - baseline: `GET /_health/` (the same server, no I/O) — requests/s and latency;
    - check-ins: `POST /api/{project}/envelope/` with one `ok` check-in each, spread over
@@ -200,6 +202,28 @@ def _envelope(server: Server, item: dict[str, object]) -> bytes:
     return head.encode() + body
 
 
+def cron_checkin(server: Server, slug: str) -> bytes:
+    """A check-in with a `monitor_config` through the crons HTTP endpoint (JSON body),
+    which counts toward the project's check-in quota but never refuses (B11): how the
+    setup creates more monitors than a project without monitor environments may send
+    envelopes for."""
+    body = orjson.dumps(
+        {
+            "status": "ok",
+            "duration": 0.5,
+            "environment": "production",
+            "monitor_config": {"schedule": {"type": "interval", "value": 1, "unit": "day"}},
+        }
+    )
+    head = (
+        f"POST /api/{server.project_id}/cron/{slug}/{server.public_key}/ HTTP/1.1\r\n"
+        f"Host: {server.host}:{server.port}\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
 def checkin(server: Server, slug: str, with_config: bool) -> bytes:
     item: dict[str, object] = {
         "check_in_id": uuid.uuid4().hex,
@@ -305,7 +329,7 @@ def run(args: argparse.Namespace) -> list[Row]:
     ):
         slugs = [f"bench-{i:06d}" for i in range(args.monitors)]
         print(f"setup: {args.monitors:,} monitors created by their first check-in …", flush=True)
-        setup = [checkin(server, slug, with_config=True) for slug in slugs]
+        setup = [cron_checkin(server, slug) for slug in slugs]
         asyncio.run(load(server, setup, 32))
         wait_for_rows(server.database_url, "monitor", args.monitors)
         applied_so_far = count_rows(server.database_url, "monitor_checkin")

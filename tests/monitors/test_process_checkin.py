@@ -21,9 +21,13 @@ from vigil.db.tables import monitor_environment as me_table
 from vigil.db.tables import monitor_incident as incident_table
 from vigil.db.tables import outbox as outbox_table
 from vigil.monitors import processing_error_store
-from vigil.monitors.checkin_processing import CheckinProcessing, process_checkin
+from vigil.monitors.checkin_processing import (
+    CheckinProcessing,
+    process_checkin,
+    process_checkins,
+)
 from vigil.monitors.enums import CheckInStatus, MonitorStatus, ObjectStatus
-from vigil.monitors.processing_errors import CheckinItem
+from vigil.monitors.processing_errors import CheckinItem, ProcessingErrorType
 from vigil.monitors.store import get_monitor
 from vigil.tenancy import store as tenancy
 from vigil.tenancy.store import Project
@@ -473,3 +477,126 @@ def test_a_database_outage_is_raised_for_the_runner_to_retry(
     with pytest.raises(OperationalError) as caught:
         Sender(unreachable, project, processing)()
     assert is_transient(caught.value)
+
+
+# --- a batch in one transaction is the same as one check-in at a time ---------------------
+
+
+def _item(project: Project, at: datetime, **payload: Any) -> CheckinItem:
+    payload.setdefault("monitor_slug", "nightly")
+    payload.setdefault("check_in_id", uuid.uuid4().hex)
+    payload.setdefault("status", "ok")
+    message = {
+        "message_type": "check_in",
+        "payload": orjson.dumps(payload),
+        "start_time": at.timestamp(),
+        "project_id": project.id,
+        "sdk": "sentry.python/2.0",
+        "retention_days": 90,
+    }
+    return CheckinItem(at, 0, message, payload)
+
+
+def _scenario(project: Project) -> list[CheckinItem]:
+    """Every path of steps 6-14 in one sequence: creation by config, write-behind ok and
+    in_progress check-ins, their completion by id and by the nil id, failures reaching
+    the threshold between ok check-ins, recovery, a finished check-in finished again, a
+    late heartbeat, an unknown monitor, a second environment, an invalid guid."""
+    h = timedelta(hours=1)
+    config = {**DAILY, "failure_issue_threshold": 2, "recovery_threshold": 2}
+    run = uuid.uuid4().hex
+    done = uuid.uuid4().hex
+    # check-in ids are fixed per position, so both projects' rows can be compared
+    return [
+        _item(project, T0, monitor_config=config),
+        _item(project, T0 + h, status="in_progress", check_in_id=run),
+        _item(project, T0 + h + timedelta(minutes=5), check_in_id=run),
+        _item(project, T0 + 2 * h, status="error"),
+        _item(project, T0 + 3 * h, status="ok", check_in_id=done),
+        _item(project, T0 + 4 * h, status="error"),
+        _item(project, T0 + 5 * h, status="error"),
+        _item(project, T0 + 5 * h, status="error", check_in_id=done),  # finished already
+        _item(project, T0 + 6 * h, status="in_progress", check_in_id=done),  # late: ignored
+        _item(project, T0 + 6 * h, status="in_progress"),
+        _item(project, T0 + 6 * h + timedelta(minutes=1), check_in_id=NIL),
+        _item(project, T0 + 7 * h),
+        _item(project, T0 + 8 * h),
+        _item(project, T0 + 8 * h, environment="staging", status="in_progress"),
+        _item(project, T0 + 9 * h, monitor_slug="unknown-monitor"),
+        _item(project, T0 + 9 * h, check_in_id="not-a-guid"),
+        _item(project, T0 + 10 * h, status="error"),
+        _item(project, T0 + 11 * h, status="error"),
+    ]
+
+
+def _state(engine: Engine, project: Project) -> dict[str, Any]:
+    def t(value: datetime | None) -> datetime | None:
+        return None if value is None else aware(value)
+
+    with engine.connect() as conn:
+        monitor = get_monitor(conn, project.id, "nightly")
+        assert monitor is not None
+        rows = conn.execute(
+            select(checkin_table)
+            .where(checkin_table.c.monitor_id == monitor.id)
+            .order_by(checkin_table.c.id)
+        )
+        found_checkins = [
+            (r.status, r.duration, t(r.date_added), t(r.expected_time), t(r.timeout_at))
+            for r in rows
+        ]
+        envs = conn.execute(
+            select(me_table).where(me_table.c.monitor_id == monitor.id).order_by(me_table.c.id)
+        )
+        found_envs = [
+            (r.status, t(r.last_checkin), t(r.next_checkin), t(r.next_checkin_latest)) for r in envs
+        ]
+        found_incidents = [
+            (t(r.starting_timestamp), t(r.resolving_timestamp))
+            for r in conn.execute(
+                select(incident_table)
+                .where(incident_table.c.monitor_id == monitor.id)
+                .order_by(incident_table.c.id)
+            )
+        ]
+        records = processing_error_store.list_for_monitor(conn, monitor.id, T0)
+        records += processing_error_store.list_for_project(conn, project.id, T0)
+        kinds = sorted(e.type for r in records for e in r.errors)
+        occurrences = [
+            orjson.loads(r.value)["payload_type"]
+            for r in conn.execute(select(outbox_table).order_by(outbox_table.c.id))
+            if bytes(r.key).endswith(f"-{project.id}".encode())
+        ]
+    return {
+        "checkins": found_checkins,
+        "environments": found_envs,
+        "incidents": found_incidents,
+        "errors": kinds,
+        "occurrences": occurrences,
+    }
+
+
+def test_a_batch_in_one_transaction_ends_as_one_check_in_at_a_time(engine: Engine) -> None:
+    with engine.begin() as conn:
+        org = tenancy.create_organization(conn, "acme")
+        one_by_one = tenancy.create_project(conn, org, "one")
+        batched = tenancy.create_project(conn, org, "batch")
+    processing = CheckinProcessing()  # the consumer's: occurrences to the outbox
+    for item in _scenario(one_by_one):
+        process_checkin(engine, item, processing)
+    process_checkins(engine, _scenario(batched), processing)
+
+    expected = _state(engine, one_by_one)
+    assert _state(engine, batched) == expected
+    # the scenario did reach every path it names
+    assert len(expected["incidents"]) == 2 and expected["incidents"][0][1] is not None
+    assert expected["occurrences"].count("status_change") == 1
+    assert len(expected["environments"]) == 2
+    assert expected["errors"] == sorted(
+        int(kind)
+        for kind in (
+            ProcessingErrorType.CHECKIN_FINISHED,
+            ProcessingErrorType.MONITOR_NOT_FOUND,
+            ProcessingErrorType.CHECKIN_INVALID_GUID,
+        )
+    )

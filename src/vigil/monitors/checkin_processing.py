@@ -1,6 +1,7 @@
-"""What one check-in message means (B4.3-B4.7, B5, B6, B8.3): `process_checkin` applies a
-decoded `ingest-monitors` check-in to the database, records processing errors (B10) for
-the ones that cannot be applied, and hands monitor-failure occurrences and resolving
+"""What one check-in message means (B4.3-B4.7, B5, B6, B8.3): `process_checkins` applies
+decoded `ingest-monitors` check-ins to the database, a chunk of them per transaction,
+each as if alone (`process_checkin`: one), records processing errors (B10) for the ones
+that cannot be applied, and hands monitor-failure occurrences and resolving
 status changes to the transactional outbox (`vigil.streams.outbox`, topic
 `ingest-occurrences`) in the transaction that decided them — or, for callers that give
 one, to a `produce_occurrence(payload, key)` called after that transaction committed.
@@ -19,13 +20,13 @@ import copy
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
-from sqlalchemy import Connection, Engine, Row, and_, desc, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, Row, and_, bindparam, desc, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from vigil.db.engine import is_transient
 from vigil.db.tables import environment as environment_table
@@ -34,6 +35,7 @@ from vigil.db.tables import monitor_environment as monitor_environment_table
 from vigil.db.tables import monitor_incident as incident_table
 from vigil.monitors import processing_error_store
 from vigil.monitors.enums import CheckInStatus, MonitorStatus, ObjectStatus
+from vigil.monitors.environment_name import environment_name
 from vigil.monitors.failure_reason import failure_reason
 from vigil.monitors.models import Monitor, MonitorEnvironment
 from vigil.monitors.monitor_config import (
@@ -62,12 +64,19 @@ from vigil.monitors.store import (
     ensure_monitor_with_config,
     get_monitor_by_id,
     get_monitor_environment_by_id,
+    get_monitors,
+    lock_monitor_environments,
     no_owners,
 )
 from vigil.streams import outbox
 from vigil.streams.codecs import encode_json
 from vigil.streams.topics import Topic
-from vigil.tenancy.store import get_organization_by_id, get_project_by_id
+from vigil.tenancy.store import (
+    Organization,
+    Project,
+    get_organization_by_id,
+    get_project_by_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -217,29 +226,206 @@ def rate_limit_key(item: CheckinItem) -> str:
     return f"monitor-checkins:{key}:{minute:%Y-%m-%d %H:%M:%S}"
 
 
+@dataclass
+class BatchRows:
+    """What a chunk of check-ins applied in one transaction knows, so that the common
+    check-in costs no reads and its writes go to the database together.
+
+    Read once, up front (`prefetch`): projects with their organization, the monitors the
+    chunk names, their environments (rows locked for the transaction, so their state
+    here stays exact) and which check-in ids do not exist yet. Kept up to date with this
+    transaction's own writes: a monitor or environment it creates or updates, each
+    environment's state after a check-in moved it (forgotten, so read again, after any
+    check-in that took the general path).
+
+    Write-behind: a new `ok` or `in_progress` check-in whose environment needs no status
+    change (no recovery to evaluate) only inserts its row and moves its environment's
+    check-in times (B4.7, B5). Those writes are kept in `pending_*` and written by
+    `flush`, which runs before any check-in takes the general path and when the chunk
+    ends, so every read sees the writes of the check-ins before it."""
+
+    projects: dict[int, tuple[Project, Organization] | None] = field(default_factory=dict)
+    monitors: dict[tuple[int, str], Monitor] = field(default_factory=dict)
+    environments: dict[tuple[int, str], int] = field(default_factory=dict)
+    states: dict[int, MonitorEnvironment] = field(default_factory=dict)
+    absent_guids: set[uuid.UUID] = field(default_factory=set)
+    pending_checkins: list[dict[str, Any]] = field(default_factory=list)
+    pending_environments: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def prefetch(cls, conn: Connection, items: Sequence[CheckinItem]) -> BatchRows:
+        rows = cls()
+        slugs: dict[int, set[str]] = {}
+        guids: set[uuid.UUID] = set()
+        for item in items:
+            try:
+                project_id = int(item.message["project_id"])
+                slug = valid_monitor_slug(str(item.payload.get("monitor_slug", "")))
+                guid = uuid.UUID(str(item.payload.get("check_in_id")))
+            except (KeyError, TypeError, ValueError):
+                continue  # its own processing says what is wrong with it
+            slugs.setdefault(project_id, set()).add(slug)
+            if guid.int:
+                guids.add(guid)
+        for project_id, wanted in slugs.items():
+            if rows.project(conn, project_id) is not None:
+                for slug, monitor in get_monitors(conn, project_id, wanted).items():
+                    rows.monitors[(project_id, slug)] = monitor
+        for env in lock_monitor_environments(conn, [m.id for m in rows.monitors.values()]):
+            rows.environments[(env.monitor_id, env.environment)] = env.id
+            rows.states[env.id] = env
+        if guids:
+            existing = conn.execute(
+                select(checkin_table.c.guid).where(checkin_table.c.guid.in_(guids))
+            ).scalars()
+            rows.absent_guids = guids - set(existing)
+        return rows
+
+    def project(self, conn: Connection, project_id: int) -> tuple[Project, Organization] | None:
+        if project_id not in self.projects:
+            found = get_project_by_id(conn, project_id)
+            self.projects[project_id] = (
+                None
+                if found is None
+                else (found, get_organization_by_id(conn, found.organization_id))
+            )
+        return self.projects[project_id]
+
+    def state(self, conn: Connection, env_id: int) -> MonitorEnvironment:
+        """The monitor environment as this transaction left it."""
+        env = self.states.get(env_id)
+        if env is None:
+            env = get_monitor_environment_by_id(conn, env_id)
+            assert env is not None
+            self.states[env_id] = env
+        return env
+
+    def flush(self, conn: Connection) -> None:
+        """Write the pending check-ins and environment updates."""
+        if self.pending_checkins:
+            conn.execute(checkin_table.insert(), self.pending_checkins)
+            self.pending_checkins = []
+        if self.pending_environments:
+            me = monitor_environment_table
+            conn.execute(
+                update(me)
+                .where(me.c.id == bindparam("env_id"))
+                .values(
+                    last_checkin=bindparam("new_last_checkin"),
+                    next_checkin=bindparam("new_next_checkin"),
+                    next_checkin_latest=bindparam("new_next_checkin_latest"),
+                ),
+                [
+                    {"env_id": env_id, **{f"new_{k}": v for k, v in values.items()}}
+                    for env_id, values in self.pending_environments.items()
+                ],
+            )
+            self.pending_environments = {}
+
+
+def _write_behind(
+    rows: BatchRows,
+    monitor: Monitor,
+    env: MonitorEnvironment,
+    guid: uuid.UUID,
+    status: CheckInStatus,
+    duration: int | None,
+    trace_id: uuid.UUID | None,
+    start_time: datetime,
+    clock: datetime,
+) -> bool:
+    """Steps 12-14 for a check-in that only creates its row and moves its environment's
+    check-in times, as `_update_or_create` and `mark_ok` would, with the writes left
+    pending in `rows`; False (nothing done) for any other."""
+    if guid not in rows.absent_guids or status not in (CheckInStatus.OK, CheckInStatus.IN_PROGRESS):
+        return False
+    if env.status != MonitorStatus.OK and status == CheckInStatus.OK:
+        return False  # mark_ok evaluates recovery
+    values = _new_checkin_values(monitor, env, guid, status, duration, trace_id, start_time, clock)
+    rows.pending_checkins.append(values)
+    rows.absent_guids.discard(guid)
+    if env.last_checkin is None or env.last_checkin <= start_time:
+        moved = {
+            "last_checkin": values["date_added"],
+            "next_checkin": next_expected(start_time, monitor.config),
+            "next_checkin_latest": next_expected_latest(start_time, monitor.config),
+        }
+        rows.pending_environments[env.id] = moved
+        rows.states[env.id] = replace(env, **moved)
+    return True
+
+
+class _Dropped(Exception):
+    """A check-in whose own writes failed and were rolled back to its savepoint (the
+    batch's transaction is still usable): logged and dropped (B4.2)."""
+
+
+# Check-ins applied per transaction: bounds how long one batch holds SQLite's write lock.
+CHECKINS_PER_TRANSACTION: Final = 200
+
+
 def process_checkin(engine: Engine, item: CheckinItem, processing: CheckinProcessing) -> None:
-    """Apply one check-in. Processing errors are stored with the original item; anything
-    else is logged and the check-in dropped (B4.2) — except a passing database outage,
-    which is raised so the consumer runner retries the batch: a check-in already
-    accepted must not be lost because the database blinked.
+    """Apply one check-in: `process_checkins` of one."""
+    process_checkins(engine, [item], processing)
+
+
+def process_checkins(
+    engine: Engine, items: Sequence[CheckinItem], processing: CheckinProcessing
+) -> None:
+    """Apply check-ins in order, up to CHECKINS_PER_TRANSACTION in one database
+    transaction, each as if alone (B4.3's steps, in order): a monitor or environment it
+    creates stays even if its check-in then fails, and a check-in that fails leaves
+    nothing else behind (its own writes are in a savepoint). Processing errors are
+    stored with the original item; anything else is logged and the check-in dropped
+    (B4.2) — except a passing database outage, which is raised so the consumer runner
+    retries the batch (the transaction rolls back whole: nothing is applied twice), and
+    any other database error outside a check-in's savepoint, which may have made the
+    transaction unusable (PostgreSQL) and is raised too: the runner then applies the
+    batch's messages one at a time and dead-letters the one that fails.
 
     Occurrences and status changes are written to the outbox in the transaction that
     decided them, or, with `processing.produce_occurrence`, handed to it only after that
     transaction committed (an error raised by it propagates): a check-in that rolled back
     must not leave an issue behind."""
+    for start in range(0, len(items), CHECKINS_PER_TRANSACTION):
+        _process_chunk(engine, items[start : start + CHECKINS_PER_TRANSACTION], processing)
+
+
+def _process_chunk(
+    engine: Engine, items: Sequence[CheckinItem], processing: CheckinProcessing
+) -> None:
+    decided: list[tuple[dict[str, Any], str]] = []
+    with engine.begin() as conn:
+        rows = BatchRows.prefetch(conn, items)
+        for item in items:
+            decided.extend(_apply_one(conn, item, processing, rows))
+        rows.flush(conn)
+    if processing.produce_occurrence is not None:
+        for payload, key in decided:
+            processing.produce_occurrence(payload, key)
+
+
+def _apply_one(
+    conn: Connection, item: CheckinItem, processing: CheckinProcessing, rows: BatchRows
+) -> list[tuple[dict[str, Any], str]]:
+    """One check-in in the batch's transaction; what it decided for a given
+    `produce_occurrence` (empty when they went to the outbox)."""
     decided: list[tuple[dict[str, Any], str]] = []
 
-    def on_decided(conn: Connection, payload: dict[str, Any], key: str) -> None:
+    def on_decided(payload: dict[str, Any], key: str) -> None:
         if processing.produce_occurrence is None:
             enqueue_occurrence(conn, payload, key)
         else:
             decided.append((payload, key))
 
     try:
-        _process_checkin(engine, copy.deepcopy(item), processing, on_decided)
+        # the payload is what a processing error shows: processing works on a copy
+        _process_checkin(
+            conn, replace(item, payload=copy.deepcopy(item.payload)), processing, rows, on_decided
+        )
     except ProcessingErrorsException as exc:
         try:
-            with engine.begin() as conn:
+            with conn.begin_nested():
                 processing_error_store.store(
                     conn, exc, item, int(item.message["project_id"]), item.ts
                 )
@@ -247,14 +433,16 @@ def process_checkin(engine: Engine, item: CheckinItem, processing: CheckinProces
             if is_transient(store_exc):
                 raise
             log.exception("Failed to store processing errors")
-    except Exception as exc:
-        if is_transient(exc):
-            raise
+        return []
+    except _Dropped:
         log.exception("Failed to process check-in")
-    else:
-        if processing.produce_occurrence is not None:
-            for payload, key in decided:
-                processing.produce_occurrence(payload, key)
+        return []
+    except DBAPIError:
+        raise  # transient, or outside the check-in's savepoint: see process_checkins
+    except Exception:
+        log.exception("Failed to process check-in")
+        return []
+    return decided
 
 
 def enqueue_occurrence(conn: Connection, payload: dict[str, Any], key: str) -> None:
@@ -272,22 +460,22 @@ def _raise(kind: ProcessingErrorType, monitor: Monitor | None = None, **extra: A
 
 
 def _process_checkin(
-    engine: Engine,
+    conn: Connection,
     item: CheckinItem,
     processing: CheckinProcessing,
-    on_decided: Callable[[Connection, dict[str, Any], str], None],
+    rows: BatchRows,
+    produce: ProduceOccurrence,
 ) -> None:
     """The ordered steps of B4.3."""
     start_time = start_time_of(item)
     project_id = int(item.message["project_id"])
     payload = dict(item.payload)
     slug = valid_monitor_slug(str(payload.get("monitor_slug", "")))
-    with engine.connect() as conn:
-        project = get_project_by_id(conn, project_id)
-        if project is None:
-            log.info("check-in for an unknown project", extra={"project_id": project_id})
-            return
-        organization = get_organization_by_id(conn, project.organization_id)
+    found = rows.project(conn, project_id)
+    if found is None:
+        log.info("check-in for an unknown project", extra={"project_id": project_id})
+        return
+    project, organization = found
     # 1, 2
     if organization.id in processing.killswitch:
         _raise(ProcessingErrorType.ORGANIZATION_KILLSWITCH_ENABLED)
@@ -304,7 +492,10 @@ def _process_checkin(
     # 6, 8 (a slug of only punctuation names no monitor and must never create one)
     if not slug:
         _raise(ProcessingErrorType.MONITOR_NOT_FOUND)
-    with engine.begin() as conn:
+    # Steps 6-11 write at most one statement at a time (or in their own savepoints), so
+    # what they create stays even if the check-in fails later, as in the reference.
+    monitor_key = (project.id, slug)
+    if raw_config or monitor_key not in rows.monitors:
         try:
             ensured = ensure_monitor_with_config(
                 conn,
@@ -314,60 +505,81 @@ def _process_checkin(
                 processing.resolve_owner,
                 processing.max_monitors,
                 now=start_time,
+                existing=rows.monitors.get(monitor_key),
             )
         except MonitorLimitsExceeded as exc:
-            ensured = None
-            limit_reason = str(exc)
-    if ensured is None:
-        _raise(ProcessingErrorType.MONITOR_LIMIT_EXCEEDED, reason=limit_reason)
-        return
-    monitor = ensured.monitor
-    if monitor is None:
-        errors = [*ensured.errors, _error(ProcessingErrorType.MONITOR_NOT_FOUND)]
-        raise ProcessingErrorsException(errors)
+            _raise(ProcessingErrorType.MONITOR_LIMIT_EXCEEDED, reason=str(exc))
+            return
+        if ensured.monitor is None:
+            errors = [*ensured.errors, _error(ProcessingErrorType.MONITOR_NOT_FOUND)]
+            raise ProcessingErrorsException(errors)
+        rows.monitors[monitor_key] = ensured.monitor
+    monitor = rows.monitors[monitor_key]
     # 10
     if monitor.status == ObjectStatus.DISABLED:
         _raise(ProcessingErrorType.MONITOR_DISABLED, monitor)
     # 11
-    env_error: ProcessingError | None = None
-    with engine.begin() as conn:
+    env_name = payload.get("environment")
+    env_key = (monitor.id, environment_name(env_name))
+    if env_key not in rows.environments:
         try:
-            monitor_environment = ensure_environment(
-                conn,
-                project,
-                monitor,
-                payload.get("environment"),
-                processing.max_environments,
-                now=start_time,
+            ensured_env = ensure_environment(
+                conn, project, monitor, env_name, processing.max_environments, now=start_time
             )
         except MonitorEnvironmentLimitsExceeded as exc:
-            env_error = _error(
-                ProcessingErrorType.MONITOR_ENVIRONMENT_LIMIT_EXCEEDED, reason=str(exc)
-            )
-        except MonitorEnvironmentValidationFailed as exc:
-            env_error = _error(ProcessingErrorType.MONITOR_INVALID_ENVIRONMENT, reason=str(exc))
-    if env_error is not None:
-        raise ProcessingErrorsException([env_error], monitor)
-    # 12-14
-    with engine.begin() as conn:
-        checkin = _update_or_create(
-            conn,
-            monitor,
-            monitor_environment,
-            guid,
-            status,
-            duration,
-            trace_id,
-            start_time,
-            item.ts,
-        )
-        if checkin is None:
+            _raise(ProcessingErrorType.MONITOR_ENVIRONMENT_LIMIT_EXCEEDED, monitor, reason=str(exc))
             return
-        produce: ProduceOccurrence = lambda payload, key: on_decided(conn, payload, key)  # noqa: E731
-        if checkin.status == CheckInStatus.ERROR:
-            mark_failed(conn, checkin, start_time, produce, received=start_time)
-        else:
-            mark_ok(conn, checkin, start_time, produce)
+        except MonitorEnvironmentValidationFailed as exc:
+            _raise(ProcessingErrorType.MONITOR_INVALID_ENVIRONMENT, monitor, reason=str(exc))
+            return
+        rows.environments[env_key] = ensured_env.id
+        rows.states[ensured_env.id] = ensured_env
+    # 12-14
+    env_id = rows.environments[env_key]
+    monitor_environment = rows.state(conn, env_id)
+    if _write_behind(
+        rows, monitor, monitor_environment, guid, status, duration, trace_id, start_time, item.ts
+    ):
+        return
+    # The general path: the check-in's own writes, all or nothing, after those pending.
+    rows.flush(conn)
+    rows.states.pop(env_id, None)  # whatever happens next, read it again
+    rows.absent_guids.discard(guid)  # it may exist from here on
+    try:
+        with conn.begin_nested():
+            checkin = _update_or_create(
+                conn,
+                monitor,
+                monitor_environment,
+                guid,
+                status,
+                duration,
+                trace_id,
+                start_time,
+                item.ts,
+            )
+            if checkin is None:
+                return
+            if checkin.status == CheckInStatus.ERROR:
+                mark_failed(
+                    conn,
+                    checkin,
+                    start_time,
+                    produce,
+                    received=start_time,
+                    monitor=monitor,
+                    env=monitor_environment,
+                )
+            else:
+                mark_ok(
+                    conn, checkin, start_time, produce, monitor=monitor, env=monitor_environment
+                )
+    except ProcessingErrorsException:
+        raise
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        raise _Dropped(str(exc)) from exc
 
 
 def validate_checkin(
@@ -465,6 +677,40 @@ def _update_or_create(
     return _update(conn, monitor, env, existing, status, duration, start_time)
 
 
+def _new_checkin_values(
+    monitor: Monitor,
+    env: MonitorEnvironment,
+    guid: uuid.UUID,
+    status: CheckInStatus,
+    duration: int | None,
+    trace_id: uuid.UUID | None,
+    start_time: datetime,
+    clock: datetime,
+) -> dict[str, Any]:
+    """The row of a new check-in (B4.7)."""
+    date_added = start_time - timedelta(milliseconds=duration) if duration else start_time
+    # the stored config passed validation when it was stored: it is the snapshot
+    snapshot = dict(monitor.config)
+    timeout = (
+        timeout_at(date_added, monitor.config) if status == CheckInStatus.IN_PROGRESS else None
+    )
+    return {
+        "guid": guid,
+        "project_id": monitor.project_id,
+        "monitor_id": monitor.id,
+        "monitor_environment_id": env.id,
+        "status": int(status),
+        "duration": duration,
+        "date_added": date_added,
+        "date_updated": start_time,
+        "date_clock": clock.astimezone(UTC),
+        "expected_time": env.next_checkin,
+        "timeout_at": timeout,
+        "monitor_config": snapshot,
+        "trace_id": trace_id,
+    }
+
+
 def _create(
     conn: Connection,
     monitor: Monitor,
@@ -476,32 +722,28 @@ def _create(
     start_time: datetime,
     clock: datetime,
 ) -> CheckIn | None:
-    date_added = start_time - timedelta(milliseconds=duration) if duration else start_time
-    # the stored config passed validation when it was stored: it is the snapshot
-    snapshot = dict(monitor.config)
-    values = {
-        "guid": guid,
-        "project_id": monitor.project_id,
-        "monitor_id": monitor.id,
-        "monitor_environment_id": env.id,
-        "status": int(status),
-        "duration": duration,
-        "date_added": date_added,
-        "date_updated": start_time,
-        "date_clock": clock.astimezone(UTC),
-        "expected_time": env.next_checkin,
-        "timeout_at": (
-            timeout_at(date_added, monitor.config) if status == CheckInStatus.IN_PROGRESS else None
-        ),
-        "monitor_config": snapshot,
-        "trace_id": trace_id,
-    }
+    values = _new_checkin_values(monitor, env, guid, status, duration, trace_id, start_time, clock)
+    date_added, timeout = values["date_added"], values["timeout_at"]
     try:
         with conn.begin_nested():
-            conn.execute(checkin_table.insert().values(**values))
+            checkin_id = conn.execute(
+                checkin_table.insert().values(**values).returning(checkin_table.c.id)
+            ).scalar_one()
     except IntegrityError:
         return None
-    return get_checkin_by_guid(conn, guid)
+    return CheckIn(
+        id=checkin_id,
+        guid=guid,
+        project_id=monitor.project_id,
+        monitor_id=monitor.id,
+        monitor_environment_id=env.id,
+        status=status,
+        duration=duration,
+        date_added=date_added,
+        date_updated=start_time,
+        timeout_at=timeout,
+        trace_id=trace_id,
+    )
 
 
 def _update(
@@ -543,7 +785,13 @@ def _update(
         values["timeout_at"] = heartbeat_timeout_at(start_time, existing.date_added, monitor.config)
         values["date_updated"] = start_time
     conn.execute(update(checkin_table).where(checkin_table.c.id == existing.id).values(**values))
-    return get_checkin(conn, existing.id)
+    return replace(
+        existing,
+        duration=duration,
+        status=new_status,
+        timeout_at=values["timeout_at"],
+        date_updated=values.get("date_updated", existing.date_updated),
+    )
 
 
 # --- mark_ok / mark_failed (B5, B6) ---------------------------------------------------
@@ -577,11 +825,17 @@ def mark_ok(
     checkin: CheckIn,
     succeeded_at: datetime,
     produce_occurrence: ProduceOccurrence,
+    *,
+    monitor: Monitor | None = None,
+    env: MonitorEnvironment | None = None,
 ) -> None:
     """B5: move the environment's last/next check-in and, for an OK check-in that
-    completes the recovery threshold, set it OK and resolve its active incident."""
-    monitor = get_monitor_by_id(conn, checkin.monitor_id)
-    env = get_monitor_environment_by_id(conn, checkin.monitor_environment_id)
+    completes the recovery threshold, set it OK and resolve its active incident.
+    `monitor` and `env`, when given, are the check-in's as read in this transaction."""
+    if monitor is None:
+        monitor = get_monitor_by_id(conn, checkin.monitor_id)
+    if env is None:
+        env = get_monitor_environment_by_id(conn, checkin.monitor_environment_id)
     assert monitor is not None and env is not None
     params: dict[str, Any] = {
         "last_checkin": checkin.date_added,
@@ -640,14 +894,20 @@ def mark_failed(
     produce_occurrence: ProduceOccurrence,
     received: datetime | None = None,
     now: datetime | None = None,
+    *,
+    monitor: Monitor | None = None,
+    env: MonitorEnvironment | None = None,
 ) -> bool:
     """B6: move the environment's check-in times and apply the failure threshold,
     opening (or continuing) its incident and producing the monitor-failure occurrences.
     False when a newer check-in already moved the environment, or its status does not
-    take failures."""
+    take failures. `monitor` and `env`, when given, are the check-in's as read in this
+    transaction."""
     received = failed_at if received is None else received
-    monitor = get_monitor_by_id(conn, failed.monitor_id)
-    env = get_monitor_environment_by_id(conn, failed.monitor_environment_id)
+    if monitor is None:
+        monitor = get_monitor_by_id(conn, failed.monitor_id)
+    if env is None:
+        env = get_monitor_environment_by_id(conn, failed.monitor_environment_id)
     assert monitor is not None and env is not None
     last_checkin = env.last_checkin if failed.status == CheckInStatus.MISSED else failed.date_added
     me = monitor_environment_table

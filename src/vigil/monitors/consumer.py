@@ -2,7 +2,7 @@
 
 Decode (msgpack, the check-in JSON inside it), then per batch either
 
-- `process_single` for each message in log order (one worker), or
+- `process_serial`: the check-ins in log order (one worker), or
 - batched-parallel: the check-ins are split by `processing_key` (arrival order kept),
   each key's group applied serially by `process_checkin_group`, different keys at once
   on a thread pool of `VIGIL_CHECKIN_WORKERS` threads.
@@ -40,6 +40,7 @@ from vigil.monitors.checkin_processing import (
     CheckinProcessing,
     MinuteRateLimiter,
     process_checkin,
+    process_checkins,
 )
 from vigil.monitors.clock import minute_counts
 from vigil.monitors.clock_consumers import ClockTicker
@@ -159,12 +160,20 @@ def process_single(
         process_checkin(engine, item, processing)
 
 
+def process_serial(
+    engine: Engine, messages: Sequence[Message[MonitorItem]], processing: CheckinProcessing
+) -> None:
+    """Serial mode: the batch's check-ins in log order, as `process_single` would apply
+    them one by one, in as few transactions as `process_checkins` allows."""
+    items = [i for i in map(checkin_item, messages) if i is not None]
+    process_checkins(engine, items, processing)
+
+
 def process_checkin_group(
     engine: Engine, items: Sequence[CheckinItem], processing: CheckinProcessing
 ) -> None:
     """The check-ins of one processing key, applied one after the other in order."""
-    for item in items:
-        process_checkin(engine, item, processing)
+    process_checkins(engine, items, processing)
 
 
 # --- the operator's killswitch ---------------------------------------------------------
@@ -253,8 +262,7 @@ class CheckinConsumer:
         )
         try:
             if self.workers <= 1:
-                for message in messages:
-                    process_single(engine, message, processing)
+                process_serial(engine, messages, processing)
             else:
                 items = [i for i in map(checkin_item, messages) if i is not None]
                 self._process_parallel(engine, items, processing)

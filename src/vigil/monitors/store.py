@@ -127,6 +127,19 @@ def get_monitor(conn: Connection, project_id: int, slug: str) -> Monitor | None:
     return None if row is None else _monitor(row)
 
 
+def get_monitors(conn: Connection, project_id: int, slugs: Iterable[str]) -> dict[str, Monitor]:
+    """The project's monitors with these slugs, by slug (the ones that exist)."""
+    wanted = sorted(set(slugs))
+    if not wanted:
+        return {}
+    rows = conn.execute(
+        select(monitor_table).where(
+            and_(monitor_table.c.project_id == project_id, monitor_table.c.slug.in_(wanted))
+        )
+    )
+    return {row.slug: _monitor(row) for row in rows}
+
+
 def get_monitor_by_id(conn: Connection, monitor_id: int) -> Monitor | None:
     """The monitor with this id, or None."""
     row = conn.execute(select(monitor_table).where(monitor_table.c.id == monitor_id)).first()
@@ -199,6 +212,7 @@ def ensure_monitor_with_config(
     max_monitors: int,
     *,
     now: datetime | None = None,
+    existing: Monitor | None = None,
 ) -> EnsuredMonitor:
     """The monitor a check-in is for, created or updated from its config (B4.4).
 
@@ -211,9 +225,10 @@ def ensure_monitor_with_config(
     clears an existing owner.
 
     Raises MonitorLimitsExceeded when creating would give the organization more than
-    `max_monitors` monitors.
+    `max_monitors` monitors. `existing`: the monitor as already read in this
+    transaction (None: it is looked up).
     """
-    monitor = get_monitor(conn, project.id, slug)
+    monitor = existing if existing is not None else get_monitor(conn, project.id, slug)
     if not raw_config:
         return EnsuredMonitor(monitor)
     checked = validate_monitor_config(raw_config)
@@ -396,6 +411,24 @@ def get_monitor_environment_by_id(
         _monitor_environment_query().where(monitor_environment_table.c.id == monitor_environment_id)
     ).first()
     return None if row is None else _monitor_environment(row)
+
+
+def lock_monitor_environments(
+    conn: Connection, monitor_ids: Iterable[int]
+) -> list[MonitorEnvironment]:
+    """The environments of these monitors, their rows locked until the transaction ends
+    (PostgreSQL; SQLite's write transaction already excludes other writers), in id
+    order so that two lockers never wait on each other."""
+    wanted = sorted(set(monitor_ids))
+    if not wanted:
+        return []
+    rows = conn.execute(
+        _monitor_environment_query()
+        .where(monitor_environment_table.c.monitor_id.in_(wanted))
+        .order_by(monitor_environment_table.c.id)
+        .with_for_update(of=monitor_environment_table)
+    )
+    return [_monitor_environment(r) for r in rows]
 
 
 def list_monitor_environments(
