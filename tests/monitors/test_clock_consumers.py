@@ -16,10 +16,12 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 from arroyo.types import Message, Value
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 
 from tests.monitors.test_process_checkin import T0, Sender, aware, checkins, env_row
 from tests.support.log_reader import read_messages
+from vigil import metrics
 from vigil.config import Settings
 from vigil.monitors import clock_store
 from vigil.monitors.checkin_processing import CheckinProcessing
@@ -248,3 +250,11 @@ def test_during_a_system_incident_runs_become_unknown_instead_of_timing_out(
     assert env_row(engine).status == MonitorStatus.ACTIVE
     with engine.connect() as conn:
         assert clock_store.decision_at(conn, int(ts(tick))).value == "incident"
+
+
+def test_the_clock_position_is_in_the_metrics(stack: Settings, ticker: ClockTicker) -> None:
+    ticker.idle_tick(H13 + 10 * S)
+    assert REGISTRY.get_sample_value("vigil_crons_clock_last_tick_seconds") == ts(H13)
+    body = metrics.render()[0].decode()
+    for name in ("last_tick_seconds", "ticks_total", "tick_delay_seconds", "decision"):
+        assert f"vigil_crons_clock_{name}" in body
