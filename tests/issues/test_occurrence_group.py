@@ -183,6 +183,8 @@ HOSTILE: list[tuple[str, Callable[[dict[str, Any]], None]]] = [
     ("deep nesting", lambda p: p.update(evidence_data=nested(5000))),
     ("nesting deeper than stored", lambda p: p["event"].update(extra=nested(101))),
     ("tags not an object", lambda p: p["event"].update(tags="tagged")),
+    ("NUL in the title", lambda p: p.update(issue_title="a\x00b")),
+    ("NUL in the environment", lambda p: p["event"].update(environment="a\x00b")),
 ]
 
 
@@ -214,3 +216,13 @@ def test_unknown_payload_type_is_dropped_not_failed(engine: Engine, project: Pro
     odd = {"payload_type": "something", "id": uuid.uuid4().hex, "project_id": project.id}
     assert process_occurrence_group(engine, [odd, occurrence(project.id)], clock=at(T0)) == []
     assert len(groups(engine)) == 1
+
+
+def test_status_change_ids_that_cannot_be_stored_still_dedupe(
+    engine: Engine, project: Project
+) -> None:
+    process(engine, occurrence(project.id, "fp"))
+    resolve = {**status_change(project.id, "fp", R, None), "id": "x\x00" + "y" * 500}
+    reopen = {**status_change(project.id, "fp", U, GroupSubStatus.ONGOING), "id": resolve["id"]}
+    assert process_occurrence_group(engine, [resolve, reopen], clock=at(T0)) == []
+    assert groups(engine)[0].status == R

@@ -157,13 +157,7 @@ def apply_one(
             return None
         result = _process_message(conn, payload, now=now, processing=processing)
         if target is not None:
-            try:
-                dedupe_store.mark_processed(conn, *target, now)
-            except Exception as exc:
-                if is_transient(exc):
-                    raise
-                # The message was applied; a project deleted meanwhile is no reason to undo it.
-                log.warning("could not record a processed message id", exc_info=True)
+            dedupe_store.mark_processed(conn, *target, now)
         return result
 
 

@@ -17,9 +17,12 @@ MAX_ID_CHARS = 200
 
 
 def _stored_id(message_id: str) -> str:
-    # A status change's id is any string the producer chose; a long one is kept as its
-    # digest so that it fits the column and still dedupes.
-    return message_id if len(message_id) <= MAX_ID_CHARS else "md5:" + md5_hex(message_id)
+    # A status change's id is any string the producer chose; a long one (or one with a
+    # NUL, which PostgreSQL text cannot hold) is kept as its digest, so that it fits the
+    # column and still dedupes.
+    if len(message_id) <= MAX_ID_CHARS and "\x00" not in message_id:
+        return message_id
+    return "md5:" + md5_hex(message_id)
 
 
 def was_processed(conn: Connection, project_id: int, message_id: str, now: datetime) -> bool:

@@ -58,6 +58,8 @@ def _optional_text(data: Mapping[str, Any], key: str, limit: int) -> str | None:
         raise InvalidEventPayloadError(f"event {key} must be a string")
     if len(value) > limit:
         raise InvalidEventPayloadError(f"event {key} is longer than {limit} characters")
+    if "\x00" in value:
+        raise InvalidEventPayloadError(f"event {key} contains a NUL character")
     return value
 
 

@@ -192,6 +192,17 @@ def _check_storable(occurrence: IssueOccurrence) -> None:
         raise InvalidEventPayloadError(f"level is longer than {MAX_LEVEL_CHARS} characters")
     if occurrence.initial_issue_priority not in SMALLINT_RANGE:
         raise InvalidEventPayloadError("initial_issue_priority is out of range")
+    texts = {
+        "issue_title": occurrence.issue_title,
+        "subtitle": occurrence.subtitle,
+        "culprit": occurrence.culprit,
+        "level": occurrence.level,
+        "resource_id": occurrence.resource_id or "",
+    }
+    for name, text in texts.items():
+        if "\x00" in text:
+            # PostgreSQL text cannot hold it; refused on both databases alike.
+            raise InvalidEventPayloadError(f"{name} contains a NUL character")
 
 
 def process_event_and_issue_occurrence(
