@@ -34,7 +34,7 @@ from vigil.db.engine import is_transient
 from vigil.monitors import clock_store, clock_tasks
 from vigil.monitors.clock import as_datetime, idle_positions, minute_of
 from vigil.monitors.clock_incident_occurrences import queued_messages
-from vigil.monitors.clock_resources import Resources, Sent
+from vigil.monitors.clock_resources import CLOCK_BATCH_TIME_MS, Resources, Sent
 from vigil.monitors.system_incidents import Decision
 from vigil.options import get_option
 from vigil.streams import outbox
@@ -163,6 +163,7 @@ class ClockTickConsumer:
             topic=Topic.MONITORS_CLOCK_TICK,
             decode=lambda raw: decode_clock_tick(raw.value),
             apply=self.apply,
+            max_batch_time_ms=CLOCK_BATCH_TIME_MS,
         )
 
     def apply(self, messages: Sequence[Message[ClockTick]]) -> None:
@@ -226,6 +227,7 @@ class ClockTasksConsumer:
             topic=Topic.MONITORS_CLOCK_TASKS,
             decode=lambda raw: decode_clock_task(raw.value),
             apply=self.apply,
+            max_batch_time_ms=CLOCK_BATCH_TIME_MS,
         )
 
     def apply(self, messages: Sequence[Message[ClockTask]]) -> None:

@@ -31,7 +31,7 @@ from vigil.db.tables import monitor_incident as incident_table
 from vigil.monitors import clock_store
 from vigil.monitors.checkin_processing import CheckIn, failure_occurrence, get_checkin
 from vigil.monitors.clock import minute_of
-from vigil.monitors.clock_resources import Resources
+from vigil.monitors.clock_resources import CLOCK_BATCH_TIME_MS, Resources
 from vigil.monitors.enums import SYNTHETIC_TERMINAL_STATUSES, CheckInStatus
 from vigil.monitors.store import get_monitor_by_id, get_monitor_environment_by_id
 from vigil.monitors.system_incidents import Decision
@@ -146,6 +146,7 @@ class IncidentOccurrencesConsumer:
             topic=Topic.MONITORS_INCIDENT_OCCURRENCES,
             decode=lambda raw: decode_incident_occurrence(raw.value),
             apply=self.apply,
+            max_batch_time_ms=CLOCK_BATCH_TIME_MS,
         )
 
     def apply(self, messages: Sequence[Message[IncidentOccurrence]]) -> None:

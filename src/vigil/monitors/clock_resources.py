@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Final
 
 from arroyo.backends.abstract import Producer, ProducerFuture
 from arroyo.backends.kafka import KafkaPayload
@@ -19,6 +20,10 @@ from vigil.streams.backend import LogBackend, LogError, get_backend
 from vigil.streams.runner import ACK_TIMEOUT_S
 
 log = logging.getLogger(__name__)
+
+# A tick arrives alone, once a minute, and its tasks in a burst right after it: waiting
+# VIGIL_BATCH_TIME_MS for a fuller batch would only delay detection.
+CLOCK_BATCH_TIME_MS: Final = 50
 
 Sent = list[ProducerFuture[BrokerValue[KafkaPayload]]]
 

@@ -90,12 +90,16 @@ class ConsumerDefinition(Generic[T]):
       be idempotent: after a crash a batch may be applied again. It may return the
       messages it rejected (`Rejected`, by position in the batch): those are
       dead-lettered with their reason and the rest of the batch counts as applied.
+    - `max_batch_time_ms`: how long a batch may wait to fill, when this consumer needs
+      less than `VIGIL_BATCH_TIME_MS` (the crons clock's consumers: a tick must not wait
+      a second for company that will not come); None for the setting.
     """
 
     name: str
     topic: str
     decode: Callable[[KafkaPayload], T]
     apply: Callable[[Sequence[Message[T]]], Sequence[Rejected] | None]
+    max_batch_time_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -388,6 +392,12 @@ class _ApplyBatch(Generic[T]):
                 delay = min(delay * 2, RETRY_MAX_DELAY_S)
 
 
+def _batch_time_ms(definition: ConsumerDefinition[Any], settings: Settings) -> int:
+    if definition.max_batch_time_ms is None:
+        return settings.batch_time_ms
+    return min(definition.max_batch_time_ms, settings.batch_time_ms)
+
+
 class _StrategyFactory(ProcessingStrategyFactory[KafkaPayload], Generic[T]):
     def __init__(
         self,
@@ -410,7 +420,7 @@ class _StrategyFactory(ProcessingStrategyFactory[KafkaPayload], Generic[T]):
         )
         batch: BatchStep[_Item[T]] = BatchStep(
             max_batch_size=self._settings.batch_size,
-            max_batch_time=self._settings.batch_time_ms / 1000,
+            max_batch_time=_batch_time_ms(self._definition, self._settings) / 1000,
             next_step=apply,
         )
         return RunTask(_Decode(self._definition), batch)
@@ -491,7 +501,7 @@ def run_consumer(
             extra={
                 **fields,
                 "batch_size": settings.batch_size,
-                "batch_time_ms": settings.batch_time_ms,
+                "batch_time_ms": _batch_time_ms(definition, settings),
             },
         )
         try:
