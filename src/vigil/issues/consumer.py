@@ -51,7 +51,7 @@ from vigil.issues.occurrence_processing import (
     OccurrenceProcessing,
     process_occurrence_message,
 )
-from vigil.issues.projects import UnknownProjectError, load_project
+from vigil.issues.projects import UnknownProjectError, memo_loader
 from vigil.issues.quota import (
     RATE_LIMIT_ENABLED_OPTION,
     RATE_LIMIT_QUOTA_OPTION,
@@ -101,7 +101,9 @@ def _process_message(
     kind = payload.get("payload_type", PayloadType.OCCURRENCE)
     try:
         if kind == PayloadType.STATUS_CHANGE:
-            grp = process_status_change_message(conn, payload, now=now)
+            grp = process_status_change_message(
+                conn, payload, now=now, load=processing.load_project
+            )
             if grp is None:
                 return None
             return (None, GroupInfo(grp, is_new=False, is_regression=False))
@@ -203,7 +205,7 @@ def process_occurrence_group(
     if project_id is not None:
         try:
             with engine.connect() as conn:
-                features = load_project(conn, project_id).features
+                features = processing.load_project(conn, project_id).features
         except UnknownProjectError:
             pass  # each message is dead-lettered with the reason on its own turn
     if prunes_status_changes(features):
@@ -260,7 +262,11 @@ class OccurrenceConsumer:
         with engine.connect() as conn:
             enabled = get_option(conn, RATE_LIMIT_ENABLED_OPTION, False)
             quota = get_option(conn, RATE_LIMIT_QUOTA_OPTION)
-        return replace(self._base_processing, rate_limit=occurrence_rate_limit(enabled, quota))
+        return replace(
+            self._base_processing,
+            rate_limit=occurrence_rate_limit(enabled, quota),
+            load_project=memo_loader(),
+        )
 
     def apply(self, messages: Sequence[Message[dict[str, Any]]]) -> list[Rejected]:
         """Apply a batch; returns the messages to dead-letter, by position."""

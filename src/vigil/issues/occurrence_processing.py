@@ -64,7 +64,7 @@ from vigil.issues.occurrence_store import (
     set_occurrence_group,
     store_occurrence,
 )
-from vigil.issues.projects import ProjectContext, load_project
+from vigil.issues.projects import ProjectContext, ProjectLoader, load_project
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +91,12 @@ class EventLookupError(Exception):
 class OccurrenceProcessing:
     """How occurrences are processed: the assignee resolver, the optional per-fingerprint
     rate limit (the reference's `issues.occurrence-consumer.rate-limit.*`, off when
-    None) and the group-type registry."""
+    None), the group-type registry and how projects are loaded."""
 
     resolve_assignee: OrgAssigneeResolver = no_org_assignees
     rate_limit: Quota | None = None
     types: GroupTypeRegistry = registry
+    load_project: ProjectLoader = load_project
 
 
 DEFAULT_PROCESSING = OccurrenceProcessing()
@@ -136,7 +137,7 @@ def process_occurrence_message(
     if not isinstance(project_id, int) or isinstance(project_id, bool):
         raise InvalidEventPayloadError("project_id must be an integer")
     _check_nesting(payload)
-    ctx = load_project(conn, project_id)
+    ctx = processing.load_project(conn, project_id)
     normalised = normalise_occurrence(
         payload,
         resolve_assignee=lambda actor: processing.resolve_assignee(

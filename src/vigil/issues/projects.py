@@ -3,6 +3,7 @@ loads before processing (spec A3.2, A5 step 2, A6 step 1)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, select
@@ -43,3 +44,22 @@ def load_project(conn: Connection, project_id: int) -> ProjectContext:
     # Operators may name a feature with or without the "organizations:" prefix.
     names |= {f"{FEATURE_PREFIX}{n}" for n in names if not n.startswith(FEATURE_PREFIX)}
     return ProjectContext(project_id, int(org_id), frozenset(names))
+
+
+ProjectLoader = Callable[[Connection, int], ProjectContext]
+"""`load_project`, or a memo of it (see `memo_loader`)."""
+
+
+def memo_loader() -> ProjectLoader:
+    """A `load_project` that remembers what it loaded: for one batch, so that its
+    messages do not each read the same project and features again (a feature changed
+    meanwhile is seen from the next batch on). Unknown projects are not remembered."""
+    cache: dict[int, ProjectContext] = {}
+
+    def load(conn: Connection, project_id: int) -> ProjectContext:
+        found = cache.get(project_id)
+        if found is None:
+            found = cache[project_id] = load_project(conn, project_id)
+        return found
+
+    return load

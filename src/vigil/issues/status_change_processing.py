@@ -33,7 +33,7 @@ from vigil.issues.group_store import (
     remove_from_inbox,
     update_group,
 )
-from vigil.issues.projects import load_project
+from vigil.issues.projects import ProjectLoader, load_project
 from vigil.issues.status_change import Decision, NoChange, Transition, decide
 from vigil.issues.status_change_message import normalise_status_change
 
@@ -47,14 +47,18 @@ _PRIORITY_HISTORY = {
 
 
 def process_status_change_message(
-    conn: Connection, payload: Mapping[str, Any], *, now: datetime
+    conn: Connection,
+    payload: Mapping[str, Any],
+    *,
+    now: datetime,
+    load: ProjectLoader = load_project,
 ) -> Group | None:
     """Apply a status-change message: the group whose first fingerprint hash it names in
     its project, if any, goes through `update_status`. Returns the group when it changed,
     None when nothing happened (no such group, or a no-op). InvalidEventPayloadError for
     a malformed message, UnknownProjectError, UnsupportedStatusError."""
     change = normalise_status_change(payload)
-    load_project(conn, change.project_id)
+    load(conn, change.project_id)
     found = find_hash(conn, change.project_id, change.fingerprint[0])
     if found.group_id is None:
         metrics.ISSUE_MESSAGES.labels("dropped_group_not_found").inc()
