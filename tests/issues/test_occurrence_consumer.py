@@ -20,10 +20,23 @@ from arroyo.types import BrokerValue, Message, Partition
 from arroyo.types import Topic as ArroyoTopic
 from sqlalchemy import Engine, select
 
-from tests.issues.occurrences import groups, make_project, occurrence, occurrences, status_change
+from tests.issues.occurrences import (
+    count,
+    groups,
+    make_project,
+    occurrence,
+    occurrences,
+    status_change,
+)
 from tests.test_runner import EMBEDDED_LOG, consumer_thread, headers_of, read_topic, wait_until
 from vigil.config import Settings
-from vigil.db.tables import group, grouphash
+from vigil.db.tables import (
+    group,
+    grouphash,
+    issue_noise_counter,
+    processed_message,
+    quota_bucket,
+)
 from vigil.issues.consumer import NAME, OccurrenceConsumer
 from vigil.issues.enums import GroupStatus
 from vigil.issues.fingerprint import md5_hex
@@ -176,3 +189,23 @@ def test_rate_limit_options_limit_occurrences_per_fingerprint(
     assert (group_of(engine, "hot").times_seen, group_of(engine, "cold").times_seen) == (3, 1)
     # dropped occurrences are not stored: 2 + 1 + the one after the limit was lifted
     assert len(occurrences(engine)) == 4
+
+
+def test_expired_dedupe_ids_noise_counters_and_quota_buckets_are_forgotten(
+    stack: Settings, engine: Engine
+) -> None:
+    project = make_project(engine)
+    now = datetime.now(UTC)
+    clock = [now]
+    consumer = OccurrenceConsumer(stack, clock=lambda: clock[0])
+    noisy = occurrence(project.id, "noisy", type=1006)  # noise gate: counted, no group
+    assert consumer.apply(batch_of([noisy, occurrence(project.id, "kept")])) == []
+    assert (count(engine, processed_message), count(engine, issue_noise_counter)) == (2, 1)
+    assert count(engine, quota_bucket) == 1  # the creation quota of "kept"
+    clock[0] = now + timedelta(days=2)
+    assert consumer.apply(batch_of([])) == []
+    consumer.close()
+    assert count(engine, processed_message) == 0
+    assert count(engine, issue_noise_counter) == 0
+    assert count(engine, quota_bucket) == 0
+    assert len(groups(engine)) == 1

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from arroyo.backends.kafka import KafkaPayload
@@ -34,7 +34,7 @@ from sqlalchemy import Connection, Engine
 from vigil import metrics
 from vigil.config import Settings
 from vigil.db.engine import is_transient, make_engine
-from vigil.issues import dedupe_store
+from vigil.issues import dedupe_store, gate_store
 from vigil.issues.batching import (
     batch_key,
     is_status_change_payload,
@@ -67,6 +67,7 @@ log = logging.getLogger(__name__)
 
 NAME = "ingest-occurrences"
 POSTGRES_WORKERS = 4
+CLEANUP_EVERY = timedelta(minutes=1)
 
 Clock = Callable[[], datetime]
 ProcessedMessage = tuple[IssueOccurrence | None, GroupInfo | None]
@@ -244,6 +245,7 @@ class OccurrenceConsumer:
         self._lock = threading.Lock()
         self._engine: Engine | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._last_cleanup: datetime | None = None
 
     def definition(self) -> ConsumerDefinition[dict[str, Any]]:
         return ConsumerDefinition(
@@ -294,9 +296,18 @@ class OccurrenceConsumer:
             for group, failures in zip(groups, results, strict=True)
             for failure in failures
         ]
-        with engine.begin() as conn:
-            dedupe_store.forget_expired(conn, self._clock())
+        self._forget_expired(engine)
         return sorted(rejected, key=lambda r: r.index)
+
+    def _forget_expired(self, engine: Engine) -> None:
+        # The dedupe record every batch (its index makes that cheap); noise counters and
+        # quota buckets, which take a scan, at most once a minute.
+        now = self._clock()
+        with engine.begin() as conn:
+            dedupe_store.forget_expired(conn, now)
+            if self._last_cleanup is None or now - self._last_cleanup >= CLEANUP_EVERY:
+                gate_store.forget_expired(conn, now)
+                self._last_cleanup = now
 
     def _run_groups(
         self, engine: Engine, groups: list[list[tuple[int, dict[str, Any]]]]

@@ -4,7 +4,7 @@ buckets. The rules are in `grouping.noise_gate` and `quota`; this only reads and
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, delete, select, update
 
@@ -67,3 +67,19 @@ def take_quota(conn: Connection, key: str, quota: Quota, now: datetime, units: i
         return False
     increment(conn, quota_bucket, {"key": key, "bucket": current}, "count", units)
     return True
+
+
+QUOTA_BUCKET_RETENTION = timedelta(days=1)
+"""Buckets older than this are deleted by `forget_expired`: longer than any quota window
+vigil uses (an hour by default; a configured rate-limit window should stay below it)."""
+
+
+def forget_expired(conn: Connection, now: datetime) -> int:
+    """Delete expired noise counters and quota buckets no window can still count (those
+    of keys still in use are also pruned by `take_quota`); returns how many rows."""
+    counters = conn.execute(
+        delete(issue_noise_counter).where(issue_noise_counter.c.expires_at <= now)
+    )
+    oldest = int((now - QUOTA_BUCKET_RETENTION).timestamp())
+    buckets = conn.execute(delete(quota_bucket).where(quota_bucket.c.bucket < oldest))
+    return int(counters.rowcount) + int(buckets.rowcount)
