@@ -18,6 +18,7 @@ from vigil.monitors.consumer import (
     decode,
     group_by_key,
     latest_timestamps,
+    shares,
 )
 from vigil.monitors.processing_errors import CheckinItem
 from vigil.streams.codecs import CheckInMessage, ClockPulse, CodecError, encode_monitor_message
@@ -49,6 +50,27 @@ def test_groups_by_processing_key_in_arrival_order() -> None:
         "1:a:production": [3],
         "2:a:None": [4],
     }
+
+
+@pytest.mark.parametrize(
+    ("sizes", "workers", "expected"),
+    [
+        ([3, 1, 2], 4, [[0, 0, 0], [2, 2], [1]]),  # fewer groups than workers
+        ([1, 1, 1, 1, 1], 2, [[0, 2, 4], [1, 3]]),
+        ([5, 1, 1, 1], 2, [[0] * 5, [1, 2, 3]]),  # largest first, then the least loaded
+        ([2], 1, [[0, 0]]),
+    ],
+)
+def test_key_groups_are_dealt_whole_and_in_order(
+    sizes: list[int], workers: int, expected: list[list[int]]
+) -> None:
+    groups = [[item(f"m{g}", n=i) for i in range(size)] for g, size in enumerate(sizes)]
+    dealt = shares(groups, workers)
+    assert [[int(i.payload["monitor_slug"][1:]) for i in share] for share in dealt] == expected
+    for share in dealt:  # each key's check-ins in their order
+        for g in {i.payload["monitor_slug"] for i in share}:
+            ns = [i.payload["n"] for i in share if i.payload["monitor_slug"] == g]
+            assert ns == sorted(ns)
 
 
 def message(partition: int, at: datetime) -> Message[MonitorItem]:

@@ -4,8 +4,8 @@ Decode (msgpack, the check-in JSON inside it), then per batch either
 
 - `process_serial`: the check-ins in log order (one worker), or
 - batched-parallel: the check-ins are split by `processing_key` (arrival order kept),
-  each key's group applied serially by `process_checkin_group`, different keys at once
-  on a thread pool of `VIGIL_CHECKIN_WORKERS` threads.
+  the key groups dealt to `VIGIL_CHECKIN_WORKERS` threads (`shares`), each thread
+  applying its groups serially by `process_checkin_group`, different threads at once.
 
 Clock pulses are decoded and otherwise ignored (the crons clock uses their timestamps).
 
@@ -148,6 +148,17 @@ def group_by_key(items: Sequence[CheckinItem]) -> dict[str, list[CheckinItem]]:
     return groups
 
 
+def shares(groups: Sequence[Sequence[CheckinItem]], workers: int) -> list[list[CheckinItem]]:
+    """The key groups dealt to at most `workers` workers, largest first to the least
+    loaded; each share is its groups one after the other, so every key's check-ins stay
+    in order and in one worker (a share is applied like one key's group, in as few
+    transactions as `process_checkins` allows)."""
+    loads: list[list[CheckinItem]] = [[] for _ in range(max(1, min(workers, len(groups))))]
+    for group in sorted(groups, key=len, reverse=True):
+        min(loads, key=len).extend(group)
+    return [share for share in loads if share]
+
+
 # --- the two modes -------------------------------------------------------------------
 
 
@@ -172,7 +183,8 @@ def process_serial(
 def process_checkin_group(
     engine: Engine, items: Sequence[CheckinItem], processing: CheckinProcessing
 ) -> None:
-    """The check-ins of one processing key, applied one after the other in order."""
+    """Check-ins applied one after the other in order: one processing key's group, or a
+    worker's share of groups."""
     process_checkins(engine, items, processing)
 
 
@@ -305,8 +317,8 @@ class CheckinConsumer:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="vigil-checkins")
         futures: list[Future[None]] = [
-            self._pool.submit(process_checkin_group, engine, group, processing)
-            for group in groups.values()
+            self._pool.submit(process_checkin_group, engine, share, processing)
+            for share in shares(list(groups.values()), self.workers)
         ]
         # Wait for every group before raising: a retried batch must not run beside
         # groups still applying.
