@@ -40,7 +40,7 @@ from dataclasses import dataclass, replace
 from types import FrameType
 from typing import Any, Generic, TypeVar
 
-from arroyo.backends.abstract import Producer, ProducerFuture
+from arroyo.backends.abstract import Consumer, Producer, ProducerFuture
 from arroyo.backends.kafka import KafkaPayload
 from arroyo.commit import IMMEDIATE
 from arroyo.processing.processor import StreamProcessor
@@ -392,6 +392,63 @@ class _ApplyBatch(Generic[T]):
                 delay = min(delay * 2, RETRY_MAX_DELAY_S)
 
 
+class _PromptPoll(Consumer[KafkaPayload]):
+    """A consumer whose `poll` waits at most `max_wait_s`. arroyo's run loop polls with
+    a fixed one-second timeout and only closes a batch by time after a poll returns, so a
+    lone message would otherwise wait up to a second past a short batch time."""
+
+    def __init__(self, inner: Consumer[KafkaPayload], max_wait_s: float) -> None:
+        self._inner = inner
+        self._max_wait_s = max_wait_s
+
+    def subscribe(
+        self,
+        topics: Sequence[Topic],
+        on_assign: Callable[[Mapping[Partition, int]], None] | None = None,
+        on_revoke: Callable[[Sequence[Partition]], None] | None = None,
+    ) -> None:
+        self._inner.subscribe(topics, on_assign, on_revoke)
+
+    def unsubscribe(self) -> None:
+        self._inner.unsubscribe()
+
+    def poll(self, timeout: float | None = None) -> BrokerValue[KafkaPayload] | None:
+        wait = self._max_wait_s if timeout is None else min(timeout, self._max_wait_s)
+        return self._inner.poll(wait)
+
+    def pause(self, partitions: Sequence[Partition]) -> None:
+        self._inner.pause(partitions)
+
+    def resume(self, partitions: Sequence[Partition]) -> None:
+        self._inner.resume(partitions)
+
+    def paused(self) -> Sequence[Partition]:
+        return self._inner.paused()
+
+    def tell(self) -> Mapping[Partition, int]:
+        return self._inner.tell()
+
+    def seek(self, offsets: Mapping[Partition, int]) -> None:
+        self._inner.seek(offsets)
+
+    def stage_offsets(self, offsets: Mapping[Partition, int]) -> None:
+        self._inner.stage_offsets(offsets)
+
+    def commit_offsets(self) -> Mapping[Partition, int] | None:
+        return self._inner.commit_offsets()
+
+    def close(self, timeout: float | None = None) -> None:
+        self._inner.close(timeout)
+
+    @property
+    def closed(self) -> bool:
+        return self._inner.closed
+
+    @property
+    def member_id(self) -> str:
+        return self._inner.member_id
+
+
 def _batch_time_ms(definition: ConsumerDefinition[Any], settings: Settings) -> int:
     if definition.max_batch_time_ms is None:
         return settings.batch_time_ms
@@ -482,6 +539,8 @@ def run_consumer(
             producer, Topic(settings.topic(dlq_topic(definition.name))), definition.name
         )
         consumer = log_backend.get_consumer(group)
+        if definition.max_batch_time_ms is not None:
+            consumer = _PromptPoll(consumer, _batch_time_ms(definition, settings) / 1000)
         try:
             processor = StreamProcessor(
                 consumer,

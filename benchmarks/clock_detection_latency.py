@@ -1,0 +1,138 @@
+"""Detection latency of a missed run on an idle embedded install (issue 5, benchmark a).
+
+    .venv/bin/python benchmarks/clock_detection_latency.py [--monitors 20] [--minutes 3]
+
+A fresh `vigil serve` (SQLite + the embedded log, nothing else running against it) with
+`--monitors` monitors on a one-minute interval that never check in: each is due at
+every minute boundary (`next_checkin_latest`), so each minute gives one sample per
+monitor. A sample is the time from the boundary until the monitor's `missed` check-in
+for it is in the database the API reads (polled every 20 ms by this process). Reported:
+median, p99 and max over all samples. Goal (issue 5): median <= 1 s, p99 <= 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from sqlalchemy import select, update
+
+from vigil.config import Settings
+from vigil.db.engine import make_engine
+from vigil.db.migrate import migrate
+from vigil.db.tables import monitor_checkin, monitor_environment
+from vigil.monitors import store as monitor_store
+from vigil.monitors.enums import CheckInStatus, MonitorStatus
+from vigil.tenancy import store
+
+EVERY_MINUTE = {"schedule_type": "interval", "schedule": [1, "minute"]}
+POLL_S = 0.02
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--monitors", type=int, default=20)
+    parser.add_argument("--minutes", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as home:
+        settings = Settings(home=Path(home))
+        engine = make_engine(settings)
+        migrate(engine)
+        first = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+        with engine.begin() as conn:
+            org = store.create_organization(conn, "bench")
+            project = store.create_project(conn, org, "bench")
+            for i in range(args.monitors):
+                ensured = monitor_store.ensure_monitor_with_config(
+                    conn, project, f"job-{i}", EVERY_MINUTE, monitor_store.no_owners, 10_000
+                )
+                assert ensured.monitor is not None
+                env = monitor_store.ensure_environment(conn, project, ensured.monitor, None, 10)
+                conn.execute(
+                    update(monitor_environment)
+                    .where(monitor_environment.c.id == env.id)
+                    .values(
+                        status=int(MonitorStatus.OK),
+                        last_checkin=first - timedelta(minutes=2),
+                        next_checkin=first - timedelta(minutes=1),
+                        next_checkin_latest=first,
+                    )
+                )
+        bind = f"127.0.0.1:{free_port()}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+        env.update(VIGIL_HOME=home, VIGIL_BIND=bind, VIGIL_LOG_LEVEL="WARNING")
+        server = subprocess.Popen(
+            [sys.executable, "-m", "vigil", "serve"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        samples: list[float] = []
+        try:
+            wait_healthy(f"http://{bind}")
+            for minute in range(args.minutes):
+                boundary = first + timedelta(minutes=minute)
+                samples += measure(engine, boundary, args.monitors)
+                print(f"{boundary:%H:%M}: {len(samples)} samples so far", file=sys.stderr)
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+            engine.dispose()
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    print(
+        f"samples {len(samples)}: median {statistics.median(samples):.3f} s, "
+        f"p99 {p99:.3f} s, max {ordered[-1]:.3f} s"
+    )
+
+
+def wait_healthy(url: str) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/_health/", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("vigil serve did not start")
+
+
+def measure(engine: object, boundary: datetime, monitors: int) -> list[float]:
+    """Seconds from `boundary` until each monitor's missed check-in for it is visible."""
+    expected = boundary - timedelta(minutes=1)
+    seen: dict[int, float] = {}
+    deadline = boundary.timestamp() + 60
+    query = select(monitor_checkin.c.monitor_environment_id).where(
+        (monitor_checkin.c.status == int(CheckInStatus.MISSED))
+        & (monitor_checkin.c.expected_time == expected)
+    )
+    while len(seen) < monitors and time.time() < deadline:
+        with engine.execution_options(readonly=True).connect() as conn:  # type: ignore[attr-defined]
+            found = conn.execute(query).scalars().all()
+        now = time.time()
+        for env_id in found:
+            seen.setdefault(env_id, now - boundary.timestamp())
+        time.sleep(POLL_S)
+    if len(seen) < monitors:
+        print(f"{monitors - len(seen)} misses not seen within a minute", file=sys.stderr)
+    return list(seen.values())
+
+
+if __name__ == "__main__":
+    main()
