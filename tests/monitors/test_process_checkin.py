@@ -600,3 +600,46 @@ def test_a_batch_in_one_transaction_ends_as_one_check_in_at_a_time(engine: Engin
             ProcessingErrorType.CHECKIN_INVALID_GUID,
         )
     )
+
+
+def test_a_check_in_that_fails_is_dropped_alone_and_the_rest_of_the_batch_applied(
+    engine: Engine, project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    processing = CheckinProcessing()
+    send = Sender(engine, project, processing)
+    send(monitor_config=DAILY)
+    send(monitor_slug="other", monitor_config=DAILY)
+    with engine.begin() as conn:  # a stored schedule that does not compute
+        conn.execute(
+            update(monitor_table)
+            .where(monitor_table.c.slug == "nightly")
+            .values(config={"schedule_type": 2, "schedule": [-2, "minute"]})
+        )
+    h = timedelta(hours=1)
+    batch = [
+        _item(project, T0 + h),  # the write-behind path
+        _item(project, T0 + h, monitor_slug="other"),
+        _item(project, T0 + 2 * h, status="error"),  # the general path, in its savepoint
+        _item(project, T0 + 2 * h, monitor_slug="other", status="in_progress"),
+    ]
+    process_checkins(engine, batch, processing)
+
+    with engine.connect() as conn:
+        by_slug = {
+            slug: [
+                r.status
+                for r in conn.execute(
+                    select(checkin_table)
+                    .join(monitor_table, monitor_table.c.id == checkin_table.c.monitor_id)
+                    .where(monitor_table.c.slug == slug)
+                    .order_by(checkin_table.c.id)
+                )
+            ]
+            for slug in ("nightly", "other")
+        }
+    assert by_slug == {
+        "nightly": [CheckInStatus.OK],  # only the one from before the bad schedule
+        "other": [CheckInStatus.OK, CheckInStatus.OK, CheckInStatus.IN_PROGRESS],
+    }
+    dropped = [r for r in caplog.records if r.getMessage() == "Failed to process check-in"]
+    assert len(dropped) == 2

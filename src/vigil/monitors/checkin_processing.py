@@ -341,15 +341,17 @@ def _write_behind(
         return False
     if env.status != MonitorStatus.OK and status == CheckInStatus.OK:
         return False  # mark_ok evaluates recovery
+    # Everything that can fail (a stored schedule that does not compute) before anything
+    # is kept: a check-in that fails here is dropped whole, as its savepoint would be.
     values = _new_checkin_values(monitor, env, guid, status, duration, trace_id, start_time, clock)
+    moved = {
+        "last_checkin": values["date_added"],
+        "next_checkin": next_expected(start_time, monitor.config),
+        "next_checkin_latest": next_expected_latest(start_time, monitor.config),
+    }
     rows.pending_checkins.append(values)
     rows.absent_guids.discard(guid)
     if env.last_checkin is None or env.last_checkin <= start_time:
-        moved = {
-            "last_checkin": values["date_added"],
-            "next_checkin": next_expected(start_time, monitor.config),
-            "next_checkin_latest": next_expected_latest(start_time, monitor.config),
-        }
         rows.pending_environments[env.id] = moved
         rows.states[env.id] = replace(env, **moved)
     return True
