@@ -35,8 +35,9 @@ from vigil.config import Settings
 from vigil.db.engine import make_engine
 from vigil.ingest import cron_endpoint, envelope
 from vigil.ingest.auth import KeyCache
-from vigil.ingest.monitor_log import MonitorLog
+from vigil.ingest.log_writer import LogWriter
 from vigil.streams.backend import get_backend
+from vigil.streams.topics import Topic
 from vigil.tenancy import store
 
 
@@ -67,8 +68,8 @@ def create_app(settings: Settings) -> Starlette:
                 return store.get_key(conn, public_key)
 
         backend = get_backend(settings)
-        monitor_log = MonitorLog(backend, settings)
-        occurrence_log = occurrences.OccurrenceLog(backend, settings)
+        monitor_log = LogWriter(backend, settings, Topic.INGEST_MONITORS)
+        occurrence_log = LogWriter(backend, settings, Topic.INGEST_OCCURRENCES)
         try:
             monitor_log.open()
             svc = Services(settings, engine, backend, monitor_log, KeyCache(lookup))

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -45,7 +44,7 @@ from starlette.routing import BaseRoute
 from vigil.api.auth import authorize
 from vigil.api.http import json_object, read_body, route
 from vigil.api.services import services
-from vigil.ingest.monitor_log import MonitorLog
+from vigil.ingest.log_writer import KeyedValue, LogWriter
 from vigil.issues.enums import GroupStatus, GroupSubStatus, PayloadType
 from vigil.issues.errors import (
     EventPayloadValidationError,
@@ -55,11 +54,11 @@ from vigil.issues.errors import (
 from vigil.issues.group_types import ingest_feature, may_ingest
 from vigil.issues.messages import message_key, payload_type_of
 from vigil.issues.occurrence import no_assignees, normalise_occurrence
-from vigil.issues.produce import produce_payload
 from vigil.issues.projects import load_project
 from vigil.issues.status_change import NoChange, decide
 from vigil.issues.status_change_message import normalise_status_change
 from vigil.streams.backend import LogError, MessageTooLarge
+from vigil.streams.codecs import encode_json
 from vigil.tenancy import store as tenancy
 
 log = logging.getLogger(__name__)
@@ -93,18 +92,6 @@ _FIELDS: Final = frozenset(
         "new_substatus",
     }
 )
-
-
-class OccurrenceLog(MonitorLog):
-    """The web process's writer to `ingest-occurrences`: the same producer lifecycle as
-    the check-in writer (made on first use, fast failure while the log is down), its own
-    producer."""
-
-    def write_payload(self, payload: Mapping[str, Any], key: bytes | None) -> None:
-        """Write one message and wait for the log's acknowledgement; MessageTooLarge /
-        LogError if the log does not take it."""
-        producer = self._get_producer()
-        produce_payload(producer, self._settings, payload, key, timeout=self._ack_timeout_s)
 
 
 class PayloadError(Exception):
@@ -234,9 +221,9 @@ async def post_occurrence(request: Request) -> Response:
     if isinstance(accepted, PayloadError):
         return accepted.response()
     message, message_id, key, project_id = accepted
-    writer: OccurrenceLog = request.state.occurrence_log
+    writer: LogWriter = request.state.occurrence_log
     try:
-        await run_in_threadpool(writer.write_payload, message, key)
+        await run_in_threadpool(writer.write, [KeyedValue(key, encode_json(message))])
     except MessageTooLarge as exc:
         raise HTTPException(413, str(exc)) from None
     except LogError as exc:

@@ -12,7 +12,7 @@ from starlette.requests import Request
 
 from vigil.config import Settings
 from vigil.ingest.auth import KeyCache
-from vigil.ingest.monitor_log import MonitorLog
+from vigil.ingest.log_writer import LogWriter
 from vigil.streams.backend import LogBackend
 
 
@@ -21,7 +21,7 @@ class Services:
     settings: Settings
     engine: Engine
     backend: LogBackend
-    monitor_log: MonitorLog
+    monitor_log: LogWriter
     keys: KeyCache
 
     @contextmanager

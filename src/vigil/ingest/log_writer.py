@@ -1,7 +1,8 @@
-"""The web process's writer to `ingest-monitors`.
+"""The web process's writers to the log: one `LogWriter` per topic it writes
+(`ingest-monitors` for check-ins, `ingest-occurrences` for the occurrences endpoint).
 
-`write` returns only once the log acknowledged every message, so an answer of 200 means
-the check-ins are durable. It raises `MessageTooLarge` for a message over the limit
+`write` returns only once the log acknowledged every message, so an answer of 2xx means
+what was accepted is durable. It raises `MessageTooLarge` for a message over the limit
 (before anything of it is written) and `LogError` when the log cannot take it, which the
 endpoint answers with 413 and 503.
 
@@ -16,12 +17,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 from arroyo.backends.abstract import Producer
 from arroyo.backends.kafka import KafkaPayload
 
 from vigil.config import Settings
-from vigil.ingest.items import MonitorWrite
 from vigil.streams.backend import LogBackend, LogError
 from vigil.streams.runner import produce
 from vigil.streams.topics import Topic
@@ -35,17 +37,35 @@ RETRY_AFTER_S = 1.0
 CLOSE_TIMEOUT_S = 10.0
 
 
-class MonitorLog:
+class LogWrite(Protocol):
+    """One message to write: its key and encoded value."""
+
+    @property
+    def key(self) -> bytes | None: ...
+
+    @property
+    def value(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class KeyedValue:
+    key: bytes | None
+    value: bytes
+
+
+class LogWriter:
     def __init__(
         self,
         backend: LogBackend,
         settings: Settings,
+        topic: Topic,
         *,
         ack_timeout_s: float = ACK_TIMEOUT_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._backend = backend
         self._settings = settings
+        self._topic = topic
         self._ack_timeout_s = ack_timeout_s
         self._clock = clock
         self._lock = threading.Lock()
@@ -82,14 +102,14 @@ class MonitorLog:
             self._failed_at = None
             return self._producer
 
-    def write(self, writes: Sequence[MonitorWrite]) -> None:
+    def write(self, writes: Sequence[LogWrite]) -> None:
         """Write the messages in order and wait for the log's acknowledgement of each."""
         producer = self._get_producer()
         for item in writes:
             produce(
                 producer,
                 self._settings,
-                Topic.INGEST_MONITORS,
+                self._topic,
                 item.value,
                 item.key,
                 timeout=self._ack_timeout_s,
