@@ -63,7 +63,10 @@ from vigil.tenancy import store
 
 START_TIMEOUT_S = 120.0
 APPLY_TIMEOUT_S = 1800.0
-CRON_TYPE = 4001  # no noise gate, a creation quota of 60,000 an hour
+# The crons types: no noise gate, and a creation quota of 60,000 new issues an hour each
+# (per project and type): dealing distinct fingerprints over the three keeps 100,000
+# new issues under it.
+CRON_TYPES = (4001, 4002, 4003)
 BASELINE_BATCH = 500
 
 
@@ -106,7 +109,7 @@ def setup(home: Path, database_url: str | None, kafka: str | None) -> Setup:
     return Setup(settings, env, org.slug, project.id, token)
 
 
-def occurrence(project_id: int, fingerprint: str, at: datetime) -> bytes:
+def occurrence(project_id: int, fingerprint: str, at: datetime, type_id: int) -> bytes:
     event_id = uuid.uuid4().hex
     return orjson.dumps(
         {
@@ -119,7 +122,7 @@ def occurrence(project_id: int, fingerprint: str, at: datetime) -> bytes:
             "resource_id": None,
             "evidence_data": {"k": "v"},
             "evidence_display": [{"name": "Reason", "value": "bad", "important": True}],
-            "type": CRON_TYPE,
+            "type": type_id,
             "detection_time": at.timestamp(),
             "level": "error",
             "culprit": "api/123",
@@ -148,7 +151,8 @@ def produce(s: Setup, count: int, distinct: bool) -> float:
     for i in range(count):
         fingerprint = f"fp-{i}" if distinct else "hot"
         key = f"{fingerprint}-{s.project_id}".encode()
-        value = occurrence(s.project_id, fingerprint, now)
+        type_id = CRON_TYPES[i % 3 if distinct else 0]
+        value = occurrence(s.project_id, fingerprint, now, type_id)
         futures.append(producer.produce(topic, KafkaPayload(key, value, [])))
         if len(futures) >= 5000:
             for future in futures:

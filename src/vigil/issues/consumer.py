@@ -5,10 +5,13 @@ Batched mode (the default): a batch is split by (raw first fingerprint part, pro
 the groups run concurrently on worker threads, each group serially, in log order
 (`process_occurrence_group`). Single mode: every message on its own, in log order.
 
-Per message, one database transaction: the message is applied wholly or not at all,
-and its id is recorded in the same transaction (batched mode's dedupe: an id applied in
-the last 300 s is skipped). An occurrence whose id is already stored is never applied
-twice, in either mode, so replaying a batch after a crash changes nothing.
+Each message is applied wholly or not at all, and its id is recorded in the same
+transaction (batched mode's dedupe: an id applied in the last 300 s is skipped). Batched
+mode applies up to `CHUNK_MESSAGES` consecutive messages of a group in one transaction;
+if one of them fails, the chunk is rolled back and redone one message per transaction,
+as single mode always does, so a bad message is still rejected alone. An occurrence
+whose id is already stored is never applied twice, in either mode, so replaying a batch
+after a crash changes nothing.
 
 A message that cannot be applied (malformed, unknown project, missing event, an
 unsupported status, ...) is returned to the runner as `Rejected`, which dead-letters it
@@ -68,6 +71,9 @@ log = logging.getLogger(__name__)
 NAME = "ingest-occurrences"
 POSTGRES_WORKERS = 4
 CLEANUP_EVERY = timedelta(minutes=1)
+CHUNK_MESSAGES = 100
+"""How many consecutive messages of a group share a transaction: enough to spread its
+cost, few enough that SQLite's write lock is not held for long."""
 
 Clock = Callable[[], datetime]
 ProcessedMessage = tuple[IssueOccurrence | None, GroupInfo | None]
@@ -154,14 +160,26 @@ def apply_one(
     """Apply one message in its own transaction. With `dedupe`, a message id applied for
     its project within the window is skipped, and this one's id is recorded."""
     with engine.begin() as conn:
-        target = _dedupe_target(payload) if dedupe else None
-        if target is not None and dedupe_store.was_processed(conn, *target, now):
-            metrics.ISSUE_MESSAGES.labels("duplicate").inc()
-            return None
-        result = _process_message(conn, payload, now=now, processing=processing)
-        if target is not None:
-            dedupe_store.mark_processed(conn, *target, now)
-        return result
+        return _apply_in(conn, payload, now=now, processing=processing, dedupe=dedupe)
+
+
+def _apply_in(
+    conn: Connection,
+    payload: Mapping[str, Any],
+    *,
+    now: datetime,
+    processing: OccurrenceProcessing,
+    dedupe: bool,
+) -> ProcessedMessage | None:
+    # One message in the caller's transaction, deduplicated by id (see apply_one).
+    target = _dedupe_target(payload) if dedupe else None
+    if target is not None and dedupe_store.was_processed(conn, *target, now):
+        metrics.ISSUE_MESSAGES.labels("duplicate").inc()
+        return None
+    result = _process_message(conn, payload, now=now, processing=processing)
+    if target is not None:
+        dedupe_store.mark_processed(conn, *target, now)
+    return result
 
 
 def _apply_guarded(
@@ -195,9 +213,9 @@ def process_occurrence_group(
 ) -> list[Failure]:
     """Apply the messages of one (fingerprint, project) group serially (spec A6): with
     the organization's pruning feature (either spelling), only the last status change is
-    kept and moved after the occurrences; each message is deduplicated by id and applied
-    in its own transaction. A message that fails is returned as a Failure and the rest
-    of the group is still applied. A passing database outage is raised."""
+    kept and moved after the occurrences; each message is deduplicated by id; messages
+    are applied in chunks (see `_apply_chunk`). A message that fails is returned as a
+    Failure and the rest of the group is still applied. A passing database outage is raised."""
     if not items:
         return []
     indexed = list(enumerate(items))
@@ -215,13 +233,47 @@ def process_occurrence_group(
             metrics.ISSUE_MESSAGES.labels("pruned_status_change").inc(pruned.dropped)
         indexed = pruned.items
     failures = []
-    for index, payload in indexed:
-        failure = _apply_guarded(
-            engine, index, payload, now=clock(), processing=processing, dedupe=True
-        )
-        if failure is not None:
-            failures.append(failure)
+    for start in range(0, len(indexed), CHUNK_MESSAGES):
+        chunk = indexed[start : start + CHUNK_MESSAGES]
+        failures.extend(_apply_chunk(engine, chunk, clock=clock, processing=processing))
     return failures
+
+
+class _ChunkFailed(Exception):
+    """A message of a chunk could not be applied: the chunk is redone one by one."""
+
+
+def _apply_chunk(
+    engine: Engine,
+    chunk: Sequence[tuple[int, Mapping[str, Any]]],
+    *,
+    clock: Clock,
+    processing: OccurrenceProcessing,
+) -> list[Failure]:
+    """Apply consecutive messages of a group in one transaction (each deduplicated by id,
+    as `apply_one` does): the per-message transaction was most of a message's cost. If
+    any message fails for a reason other than a passing outage, nothing of the chunk is
+    kept and its messages are applied again one per transaction, so that only the bad
+    one is rejected and the rest are applied exactly as they would have been alone."""
+    try:
+        with engine.begin() as conn:
+            for _, payload in chunk:
+                try:
+                    _apply_in(conn, payload, now=clock(), processing=processing, dedupe=True)
+                except Exception as exc:
+                    if is_transient(exc):
+                        raise
+                    raise _ChunkFailed from exc
+        return []
+    except _ChunkFailed:
+        failures = []
+        for index, payload in chunk:
+            failure = _apply_guarded(
+                engine, index, payload, now=clock(), processing=processing, dedupe=True
+            )
+            if failure is not None:
+                failures.append(failure)
+        return failures
 
 
 class OccurrenceConsumer:
