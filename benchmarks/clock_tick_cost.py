@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from arroyo.types import Message, Value
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -39,6 +40,7 @@ from vigil.config import Settings
 from vigil.db.engine import make_engine
 from vigil.db.migrate import migrate
 from vigil.db.tables import environment, monitor, monitor_checkin, monitor_environment
+from vigil.monitors.clock_consumers import ClockTasksConsumer
 from vigil.monitors.clock_tasks import (
     dispatch_check_missing,
     dispatch_check_timeout,
@@ -46,6 +48,7 @@ from vigil.monitors.clock_tasks import (
     mark_environment_missing,
 )
 from vigil.monitors.enums import CheckInStatus, MonitorStatus, MonitorType, ObjectStatus
+from vigil.streams.backend import get_backend
 from vigil.tenancy import store
 
 TICK = datetime(2026, 3, 1, 13, 1, tzinfo=UTC)
@@ -158,6 +161,27 @@ def measure(engine: Engine) -> tuple[float, float, int]:
     return dispatched - started, done - dispatched, len(tasks)
 
 
+def measure_consumer(engine: Engine, home: Path) -> tuple[float, float, int]:
+    """Like `measure`, but the tasks run through `ClockTasksConsumer.apply` in batches
+    of 500 (the outbox and its flush to an embedded log under `home` included)."""
+    settings = Settings(home=home, database_url=engine.url.render_as_string(hide_password=False))
+    backend = get_backend(settings)
+    backend.ensure_topics()
+    backend.close()
+    started = time.perf_counter()
+    with engine.execution_options(readonly=True).connect() as conn:
+        tasks = dispatch_check_missing(conn, TICK) + dispatch_check_timeout(conn, TICK)
+    dispatched = time.perf_counter()
+    consumer = ClockTasksConsumer(settings)
+    try:
+        for start in range(0, len(tasks), 500):  # the runner's batch size
+            consumer.apply([Message(Value(t, {})) for t in tasks[start : start + 500]])
+    finally:
+        consumer.close()
+    done = time.perf_counter()
+    return dispatched - started, done - dispatched, len(tasks)
+
+
 @contextmanager
 def fresh_engine(admin_url: str | None, home: Path) -> Iterator[Engine]:
     """A migrated, empty database: a SQLite file under `home`, or a database of its own
@@ -195,6 +219,11 @@ def main() -> None:
         default=None,
         help="a PostgreSQL server (admin URL); the benchmark makes and drops its own database",
     )
+    parser.add_argument(
+        "--consumer",
+        action="store_true",
+        help="run the tasks through ClockTasksConsumer (outbox and flush included)",
+    )
     args = parser.parse_args()
     print("| monitor environments | due + timed out | dispatch ms | tasks ms | µs per task |")
     print("|---:|---:|---:|---:|---:|")
@@ -206,7 +235,10 @@ def main() -> None:
                 fresh_engine(args.database_url, Path(home)) as engine,
             ):
                 populate(engine, size, args.due_percent)
-                results.append(measure(engine))
+                if args.consumer:
+                    results.append(measure_consumer(engine, Path(home)))
+                else:
+                    results.append(measure(engine))
         dispatch = statistics.median(r[0] for r in results) * 1000
         tasks = statistics.median(r[1] for r in results) * 1000
         count = results[0][2]
