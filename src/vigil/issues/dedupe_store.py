@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 
 from vigil.db.tables import processed_message
 from vigil.issues.batching import DEDUPE_TTL_SECONDS
@@ -25,14 +25,19 @@ def _stored_id(message_id: str) -> str:
     return "md5:" + md5_hex(message_id)
 
 
+# Built once (building a statement costs more than running it on SQLite).
+_WAS_PROCESSED = select(processed_message.c.processed_at).where(
+    processed_message.c.project_id == bindparam("p_project"),
+    processed_message.c.message_id == bindparam("p_message"),
+    processed_message.c.processed_at > bindparam("p_after"),
+)
+
+
 def was_processed(conn: Connection, project_id: int, message_id: str, now: datetime) -> bool:
     """Whether the message id was applied for the project within the window."""
     found = conn.execute(
-        select(processed_message.c.processed_at).where(
-            processed_message.c.project_id == project_id,
-            processed_message.c.message_id == _stored_id(message_id),
-            processed_message.c.processed_at > now - WINDOW,
-        )
+        _WAS_PROCESSED,
+        {"p_project": project_id, "p_message": _stored_id(message_id), "p_after": now - WINDOW},
     ).first()
     return found is not None
 

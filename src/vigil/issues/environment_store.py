@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from vigil.db.tables import (
     environment,
@@ -25,16 +25,25 @@ MAX_ENVIRONMENT_CHARS = 64
 MAX_RELEASE_CHARS = 250
 
 
+# Statements run for every occurrence are built once (building one costs more than
+# running it on SQLite).
+_ENVIRONMENT_ID = select(environment.c.id).where(
+    environment.c.project_id == bindparam("p_project"), environment.c.name == bindparam("p_name")
+)
+_GROUP_ENVIRONMENT = select(group_environment.c.group_id).where(
+    group_environment.c.group_id == bindparam("p_group"),
+    group_environment.c.environment_id == bindparam("p_environment"),
+)
+
+
 def get_or_create_environment(conn: Connection, project_id: int, name: str, now: datetime) -> int:
     """The id of the project's environment `name`, created if new."""
-    query = select(environment.c.id).where(
-        environment.c.project_id == project_id, environment.c.name == name
-    )
-    found = conn.execute(query).scalar_one_or_none()
+    key = {"p_project": project_id, "p_name": name}
+    found = conn.execute(_ENVIRONMENT_ID, key).scalar_one_or_none()
     if found is not None:
         return int(found)
     insert_if_absent(conn, environment, {"project_id": project_id, "name": name, "date_added": now})
-    return int(conn.execute(query).scalar_one())
+    return int(conn.execute(_ENVIRONMENT_ID, key).scalar_one())
 
 
 def get_or_create_release(
@@ -78,10 +87,7 @@ def ensure_group_environment(
 ) -> bool:
     """Record that the group was seen in the environment; True if that is new."""
     exists = conn.execute(
-        select(group_environment.c.group_id).where(
-            group_environment.c.group_id == group_id,
-            group_environment.c.environment_id == environment_id,
-        )
+        _GROUP_ENVIRONMENT, {"p_group": group_id, "p_environment": environment_id}
     ).first()
     if exists is not None:
         return False

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, bindparam, select, update
 
 from vigil.db.tables import event
 from vigil.issues.environment_store import MAX_ENVIRONMENT_CHARS, MAX_RELEASE_CHARS
@@ -106,11 +106,16 @@ def _stored(row: Row[Any]) -> StoredEvent:
     )
 
 
+# Statements run for every occurrence are built once (building one costs more than
+# running it on SQLite).
+_BY_KEY = (event.c.project_id == bindparam("p_project"), event.c.event_id == bindparam("p_event"))
+_GET = select(event).where(*_BY_KEY)
+_LINK = update(event).where(*_BY_KEY, event.c.group_id.is_(None))
+
+
 def get_event(conn: Connection, project_id: int, event_id: str) -> StoredEvent | None:
     """The stored event (project, event_id), or None."""
-    row = conn.execute(
-        select(event).where(event.c.project_id == project_id, event.c.event_id == event_id)
-    ).first()
+    row = conn.execute(_GET, {"p_project": project_id, "p_event": event_id}).first()
     return None if row is None else _stored(row)
 
 
@@ -157,12 +162,4 @@ def save_event(
 
 def link_event_to_group(conn: Connection, project_id: int, event_id: str, group_id: int) -> None:
     """Record the group an event saved for an occurrence belongs to (if not set yet)."""
-    conn.execute(
-        update(event)
-        .where(
-            event.c.project_id == project_id,
-            event.c.event_id == event_id,
-            event.c.group_id.is_(None),
-        )
-        .values(group_id=group_id)
-    )
+    conn.execute(_LINK, {"p_project": project_id, "p_event": event_id, "group_id": group_id})

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from vigil.db.tables import activity, group, group_history, group_inbox, grouphash, project_counter
@@ -61,13 +61,19 @@ def _group(row: Row[Any]) -> Group:
     return Group(**values)
 
 
+# Statements run for every occurrence are built once (building one costs more than
+# running it on SQLite).
+_GET = select(group).where(group.c.id == bindparam("p_id"))
+_LOCK = _GET.with_for_update()
+_FIND_HASH = select(grouphash.c.group_id).where(
+    grouphash.c.project_id == bindparam("p_project"), grouphash.c.hash == bindparam("p_hash")
+)
+
+
 def get_group(conn: Connection, group_id: int, *, for_update: bool = False) -> Group | None:
     """The group with that id, or None. `for_update` locks the row (PostgreSQL) until the
     transaction ends, so that read-decide-write sequences do not interleave."""
-    query = select(group).where(group.c.id == group_id)
-    if for_update:
-        query = query.with_for_update()
-    row = conn.execute(query).first()
+    row = conn.execute(_LOCK if for_update else _GET, {"p_id": group_id}).first()
     return None if row is None else _group(row)
 
 
@@ -82,11 +88,7 @@ class HashLookup:
 
 def find_hash(conn: Connection, project_id: int, hashed: str) -> HashLookup:
     """The group a hashed fingerprint part maps to in the project."""
-    row = conn.execute(
-        select(grouphash.c.group_id).where(
-            grouphash.c.project_id == project_id, grouphash.c.hash == hashed
-        )
-    ).first()
+    row = conn.execute(_FIND_HASH, {"p_project": project_id, "p_hash": hashed}).first()
     if row is None:
         return HashLookup(False, None)
     return HashLookup(True, row.group_id)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection, bindparam, update
 
 from vigil import metrics
 from vigil.db.tables import group as group_table
@@ -355,15 +355,25 @@ def save_issue_from_occurrence(
     title = columns["data"].get("title")
     if isinstance(title, str) and title != grp.title:
         columns["title"] = title
-    conn.execute(
-        update(group_table)
-        .where(group_table.c.id == grp.id)
-        .values(times_seen=group_table.c.times_seen + change.times_seen, **columns)
-    )
+    conn.execute(_UPDATE_GROUP, {"p_id": grp.id, "p_times_seen": change.times_seen, **columns})
     is_regression = _regress(conn, grp, ev, now=now)
-    updated = group_store.get_group(conn, grp.id)
-    assert updated is not None
+    if is_regression:
+        updated = group_store.get_group(conn, grp.id)
+        assert updated is not None
+    else:
+        # The row is locked (PostgreSQL) or the database is (SQLite) since it was read:
+        # what the update made of it is known without reading it again.
+        updated = replace(grp, times_seen=grp.times_seen + change.times_seen, **columns)
     return GroupInfo(updated, is_new=False, is_regression=is_regression)
+
+
+# Built once (building a statement costs more than running it on SQLite); the changed
+# columns are given with the parameters.
+_UPDATE_GROUP = (
+    update(group_table)
+    .where(group_table.c.id == bindparam("p_id"))
+    .values(times_seen=group_table.c.times_seen + bindparam("p_times_seen"))
+)
 
 
 def _category(type_id: int) -> object:

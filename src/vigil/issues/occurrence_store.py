@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from vigil.db.tables import issue_occurrence
 from vigil.issues.group_types import GroupTypeRegistry, registry
@@ -15,23 +15,28 @@ from vigil.issues.occurrence import IssueOccurrence
 MAX_LEVEL_CHARS = 32
 
 
+# The statements run for every occurrence are built once (building one costs more than
+# running it on SQLite).
+_BY_KEY = (
+    issue_occurrence.c.id == bindparam("p_id"),
+    issue_occurrence.c.project_id == bindparam("p_project"),
+)
+_EXISTS = select(issue_occurrence.c.id).where(*_BY_KEY)
+_INSERT = insert(issue_occurrence)
+_SET_GROUP = update(issue_occurrence).where(*_BY_KEY)
+
+
 def occurrence_exists(conn: Connection, occurrence_id: str, project_id: int) -> bool:
     """Whether the occurrence is already stored for the project."""
-    return (
-        conn.execute(
-            select(issue_occurrence.c.id).where(
-                issue_occurrence.c.id == occurrence_id,
-                issue_occurrence.c.project_id == project_id,
-            )
-        ).first()
-        is not None
-    )
+    found = conn.execute(_EXISTS, {"p_id": occurrence_id, "p_project": project_id})
+    return found.first() is not None
 
 
 def store_occurrence(conn: Connection, occurrence: IssueOccurrence, now: datetime) -> None:
     """Store a new occurrence (with no group yet; see `set_occurrence_group`)."""
     conn.execute(
-        insert(issue_occurrence).values(
+        _INSERT,
+        dict(
             id=occurrence.id,
             project_id=occurrence.project_id,
             group_id=None,
@@ -50,7 +55,7 @@ def store_occurrence(conn: Connection, occurrence: IssueOccurrence, now: datetim
             assignee=occurrence.assignee,
             data=occurrence.to_dict(),
             date_added=now,
-        )
+        ),
     )
 
 
@@ -58,11 +63,7 @@ def set_occurrence_group(
     conn: Connection, occurrence_id: str, project_id: int, group_id: int
 ) -> None:
     """Record the group the occurrence went to."""
-    conn.execute(
-        update(issue_occurrence)
-        .where(issue_occurrence.c.id == occurrence_id, issue_occurrence.c.project_id == project_id)
-        .values(group_id=group_id)
-    )
+    conn.execute(_SET_GROUP, {"p_id": occurrence_id, "p_project": project_id, "group_id": group_id})
 
 
 def get_occurrence(

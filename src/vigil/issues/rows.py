@@ -3,11 +3,12 @@ counter increments, written once for both databases."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, update
+from sqlalchemy import Connection, Executable, Table, and_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -19,20 +20,26 @@ def insert_if_absent(conn: Connection, table: Table, values: Mapping[str, Any]) 
     also settles a race with a concurrent transaction inserting the same key (PostgreSQL
     waits for it, then does nothing) and leaves the caller's transaction usable. Other
     integrity errors (a missing foreign row) are raised."""
-    # RETURNING says whether a row went in (rowcount is not reliable for this on psycopg).
-    key = next(iter(table.primary_key.columns))
-    if conn.dialect.name == "postgresql":
-        pg_stmt = postgresql.insert(table).values(**values).on_conflict_do_nothing()
-        return conn.execute(pg_stmt.returning(key)).first() is not None
-    if conn.dialect.name == "sqlite":
-        lite_stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing()
-        return conn.execute(lite_stmt.returning(key)).first() is not None
+    dialect = conn.dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        statement = _insert_if_absent_statement(dialect, table)
+        return conn.execute(statement, dict(values)).first() is not None
     try:
         with conn.begin_nested():
             conn.execute(table.insert().values(**values))
     except IntegrityError:
         return False
     return True
+
+
+@functools.cache
+def _insert_if_absent_statement(dialect: str, table: Table) -> Executable:
+    # Built once per table and given its values at execution: building a statement
+    # costs several times what SQLite takes to run it. RETURNING says whether a row went
+    # in (rowcount is not reliable for this on psycopg).
+    key = next(iter(table.primary_key.columns))
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing().returning(key)
 
 
 def increment(
