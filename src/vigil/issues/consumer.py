@@ -216,6 +216,40 @@ def process_occurrence_group(
     kept and moved after the occurrences; each message is deduplicated by id; messages
     are applied in chunks (see `_apply_chunk`). A message that fails is returned as a
     Failure and the rest of the group is still applied. A passing database outage is raised."""
+    return process_occurrence_groups(engine, [items], clock=clock, processing=processing)[0]
+
+
+def process_occurrence_groups(
+    engine: Engine,
+    groups: Sequence[Sequence[Mapping[str, Any]]],
+    *,
+    clock: Clock = wall_clock,
+    processing: OccurrenceProcessing = DEFAULT_PROCESSING,
+) -> list[list[Failure]]:
+    """Apply several (fingerprint, project) groups one after the other, each as
+    `process_occurrence_group` does; a chunk may hold the end of one group and the start
+    of the next (with many small groups, most of the cost was one transaction each).
+    The failures of each group, by position in that group."""
+    ordered = [
+        (number, index, payload)
+        for number, items in enumerate(groups)
+        for index, payload in _group_order(engine, items, processing)
+    ]
+    failures: list[list[Failure]] = [[] for _ in groups]
+    for start in range(0, len(ordered), CHUNK_MESSAGES):
+        chunk = ordered[start : start + CHUNK_MESSAGES]
+        flat = [(position, payload) for position, (_, _, payload) in enumerate(chunk)]
+        for failure in _apply_chunk(engine, flat, clock=clock, processing=processing):
+            number, index, _ = chunk[failure.index]
+            failures[number].append(Failure(index, failure.reason))
+    return failures
+
+
+def _group_order(
+    engine: Engine, items: Sequence[Mapping[str, Any]], processing: OccurrenceProcessing
+) -> list[tuple[int, Mapping[str, Any]]]:
+    # A group's messages as they are to be applied, with their positions (status changes
+    # pruned with the organization's feature).
     if not items:
         return []
     indexed = list(enumerate(items))
@@ -232,11 +266,7 @@ def process_occurrence_group(
         if pruned.dropped:
             metrics.ISSUE_MESSAGES.labels("pruned_status_change").inc(pruned.dropped)
         indexed = pruned.items
-    failures = []
-    for start in range(0, len(indexed), CHUNK_MESSAGES):
-        chunk = indexed[start : start + CHUNK_MESSAGES]
-        failures.extend(_apply_chunk(engine, chunk, clock=clock, processing=processing))
-    return failures
+    return indexed
 
 
 class _ChunkFailed(Exception):
@@ -373,7 +403,12 @@ class OccurrenceConsumer:
             )
 
         if self.workers <= 1 or len(groups) <= 1:
-            return [run(group) for group in groups]
+            return process_occurrence_groups(
+                engine,
+                [[payload for _, payload in group] for group in groups],
+                clock=self._clock,
+                processing=self._processing,
+            )
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="vigil-occurrences")
         futures: list[Future[list[Failure]]] = [self._pool.submit(run, g) for g in groups]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
 from vigil.db.tables import issue_noise_counter, quota_bucket
 from vigil.issues import quota as quota_rules
@@ -50,18 +50,23 @@ def pass_noise_gate(
     return decision
 
 
+# Built once (building a statement costs more than running it on SQLite).
+_DROP_OLD_BUCKETS = delete(quota_bucket).where(
+    quota_bucket.c.key == bindparam("p_key"), quota_bucket.c.bucket <= bindparam("p_oldest")
+)
+_BUCKETS = select(quota_bucket.c.bucket, quota_bucket.c.count).where(
+    quota_bucket.c.key == bindparam("p_key")
+)
+
+
 def take_quota(conn: Connection, key: str, quota: Quota, now: datetime, units: int = 1) -> bool:
     """Whether `units` fit in the quota `key` at `now`; if they do, they are used up.
     Buckets that left the window are deleted on the way."""
     timestamp = now.timestamp()
     current = quota_rules.bucket_of(timestamp, quota)
     oldest = current - quota.window_seconds
-    conn.execute(
-        delete(quota_bucket).where(quota_bucket.c.key == key, quota_bucket.c.bucket <= oldest)
-    )
-    rows = conn.execute(
-        select(quota_bucket.c.bucket, quota_bucket.c.count).where(quota_bucket.c.key == key)
-    )
+    conn.execute(_DROP_OLD_BUCKETS, {"p_key": key, "p_oldest": oldest})
+    rows = conn.execute(_BUCKETS, {"p_key": key})
     buckets = {int(bucket): int(count) for bucket, count in rows}
     if not quota_rules.is_granted(buckets, timestamp, quota, units):
         return False

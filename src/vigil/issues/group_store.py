@@ -69,6 +69,12 @@ _FIND_HASH = select(grouphash.c.group_id).where(
     grouphash.c.project_id == bindparam("p_project"), grouphash.c.hash == bindparam("p_hash")
 )
 
+_COUNTER = select(project_counter.c.value).where(
+    project_counter.c.project_id == bindparam("p_project")
+)
+_INSERT_GROUP = insert(group).returning(group.c.id)
+_INSERT_HASH = insert(grouphash)
+
 
 def get_group(conn: Connection, group_id: int, *, for_update: bool = False) -> Group | None:
     """The group with that id, or None. `for_update` locks the row (PostgreSQL) until the
@@ -96,11 +102,7 @@ def find_hash(conn: Connection, project_id: int, hashed: str) -> HashLookup:
 
 def _next_short_id(conn: Connection, project_id: int) -> int:
     increment(conn, project_counter, {"project_id": project_id}, "value")
-    return int(
-        conn.execute(
-            select(project_counter.c.value).where(project_counter.c.project_id == project_id)
-        ).scalar_one()
-    )
+    return int(conn.execute(_COUNTER, {"p_project": project_id}).scalar_one())
 
 
 def create_group(
@@ -117,14 +119,12 @@ def create_group(
         with conn.begin_nested():
             short_id = _next_short_id(conn, project_id)
             group_id = conn.execute(
-                insert(group)
-                .values(project_id=project_id, short_id=short_id, date_added=now, **values)
-                .returning(group.c.id)
+                _INSERT_GROUP,
+                {"project_id": project_id, "short_id": short_id, "date_added": now, **values},
             ).scalar_one()
             conn.execute(
-                insert(grouphash).values(
-                    project_id=project_id, hash=hashed, group_id=group_id, date_added=now
-                )
+                _INSERT_HASH,
+                {"project_id": project_id, "hash": hashed, "group_id": group_id, "date_added": now},
             )
     except IntegrityError:
         found = find_hash(conn, project_id, hashed)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Executable, Table, and_, update
+from sqlalchemy import Connection, Executable, Table, and_, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -53,12 +53,19 @@ def increment(
 ) -> None:
     """Add `by` to `column` of the row with `key`, creating the row (with `column` = `by`
     and `insert_values`) when there is none. Safe against a concurrent creator."""
-    where = and_(*(table.c[name] == value for name, value in key.items()))
-    bump = update(table).where(where).values({column: table.c[column] + by})
-    if conn.execute(bump).rowcount:
+    bump = _increment_statement(table, tuple(key), column)
+    params = {**{f"k_{name}": value for name, value in key.items()}, "k_by": by}
+    if conn.execute(bump, params).rowcount:
         return
     if not insert_if_absent(conn, table, {**key, column: by, **(insert_values or {})}):
-        conn.execute(bump)
+        conn.execute(bump, params)
+
+
+@functools.cache
+def _increment_statement(table: Table, key: tuple[str, ...], column: str) -> Executable:
+    # Built once per (table, key columns, counter) and given its values at execution.
+    where = and_(*(table.c[name] == bindparam(f"k_{name}") for name in key))
+    return update(table).where(where).values({column: table.c[column] + bindparam("k_by")})
 
 
 def aware(value: datetime) -> datetime:
