@@ -506,10 +506,12 @@ def _scenario(project: Project) -> list[CheckinItem]:
     config = {**DAILY, "failure_issue_threshold": 2, "recovery_threshold": 2}
     run = uuid.uuid4().hex
     done = uuid.uuid4().hex
+    late = uuid.uuid4().hex
     # check-in ids are fixed per position, so both projects' rows can be compared
     return [
         _item(project, T0, monitor_config=config),
         _item(project, T0 + h, status="in_progress", check_in_id=run),
+        _item(project, T0 + h + timedelta(minutes=2), status="in_progress", check_in_id=run),
         _item(project, T0 + h + timedelta(minutes=5), check_in_id=run),
         _item(project, T0 + 2 * h, status="error"),
         _item(project, T0 + 3 * h, status="ok", check_in_id=done),
@@ -521,7 +523,15 @@ def _scenario(project: Project) -> list[CheckinItem]:
         _item(project, T0 + 6 * h + timedelta(minutes=1), check_in_id=NIL),
         _item(project, T0 + 7 * h),
         _item(project, T0 + 8 * h),
-        _item(project, T0 + 8 * h, environment="staging", status="in_progress"),
+        _item(project, T0 + 8 * h, environment="staging", status="in_progress", check_in_id=late),
+        _item(project, T0 + 8 * h, check_in_id=late),  # another environment's: a mismatch
+        _item(
+            project,
+            T0 + 8 * h + timedelta(minutes=3),
+            environment="staging",
+            check_in_id=late,
+            duration=120.0,
+        ),
         _item(project, T0 + 9 * h, monitor_slug="unknown-monitor"),
         _item(project, T0 + 9 * h, check_in_id="not-a-guid"),
         _item(project, T0 + 10 * h, status="error"),
@@ -542,7 +552,14 @@ def _state(engine: Engine, project: Project) -> dict[str, Any]:
             .order_by(checkin_table.c.id)
         )
         found_checkins = [
-            (r.status, r.duration, t(r.date_added), t(r.expected_time), t(r.timeout_at))
+            (
+                r.status,
+                r.duration,
+                t(r.date_added),
+                t(r.date_updated),
+                t(r.expected_time),
+                t(r.timeout_at),
+            )
             for r in rows
         ]
         envs = conn.execute(
@@ -576,7 +593,10 @@ def _state(engine: Engine, project: Project) -> dict[str, Any]:
     }
 
 
-def test_a_batch_in_one_transaction_ends_as_one_check_in_at_a_time(engine: Engine) -> None:
+@pytest.mark.parametrize("chunk", [100, 2], ids=["one-batch", "slices-of-2"])
+def test_a_batch_in_one_transaction_ends_as_one_check_in_at_a_time(
+    engine: Engine, chunk: int
+) -> None:
     with engine.begin() as conn:
         org = tenancy.create_organization(conn, "acme")
         one_by_one = tenancy.create_project(conn, org, "one")
@@ -584,7 +604,11 @@ def test_a_batch_in_one_transaction_ends_as_one_check_in_at_a_time(engine: Engin
     processing = CheckinProcessing()  # the consumer's: occurrences to the outbox
     for item in _scenario(one_by_one):
         process_checkin(engine, item, processing)
-    process_checkins(engine, _scenario(batched), processing)
+    # In slices, an in-progress check-in is continued from the database, not from the
+    # writes still pending in the same transaction.
+    scenario = _scenario(batched)
+    for start in range(0, len(scenario), chunk):
+        process_checkins(engine, scenario[start : start + chunk], processing)
 
     expected = _state(engine, one_by_one)
     assert _state(engine, batched) == expected
@@ -596,6 +620,7 @@ def test_a_batch_in_one_transaction_ends_as_one_check_in_at_a_time(engine: Engin
         int(kind)
         for kind in (
             ProcessingErrorType.CHECKIN_FINISHED,
+            ProcessingErrorType.CHECKIN_ENVIRONMENT_MISMATCH,
             ProcessingErrorType.MONITOR_NOT_FOUND,
             ProcessingErrorType.CHECKIN_INVALID_GUID,
         )

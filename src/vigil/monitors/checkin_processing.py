@@ -238,18 +238,22 @@ class BatchRows:
     environment's state after a check-in moved it (forgotten, so read again, after any
     check-in that took the general path).
 
-    Write-behind: a new `ok` or `in_progress` check-in whose environment needs no status
-    change (no recovery to evaluate) only inserts its row and moves its environment's
-    check-in times (B4.7, B5). Those writes are kept in `pending_*` and written by
-    `flush`, which runs before any check-in takes the general path and when the chunk
-    ends, so every read sees the writes of the check-ins before it."""
+    Write-behind: an `ok` or `in_progress` check-in whose environment needs no status
+    change (no recovery to evaluate) and that either is new or continues an in-progress
+    check-in known here (its row read and locked up front, or created in this chunk)
+    only inserts or updates its row and moves its environment's check-in times (B4.5-B4.7,
+    B5). Those writes are kept in `pending_*` and written by `flush`, which runs before
+    any check-in takes the general path and when the chunk ends, so every read sees the
+    writes of the check-ins before it."""
 
     projects: dict[int, tuple[Project, Organization] | None] = field(default_factory=dict)
     monitors: dict[tuple[int, str], Monitor] = field(default_factory=dict)
     environments: dict[tuple[int, str], int] = field(default_factory=dict)
     states: dict[int, MonitorEnvironment] = field(default_factory=dict)
     absent_guids: set[uuid.UUID] = field(default_factory=set)
-    pending_checkins: list[dict[str, Any]] = field(default_factory=list)
+    open_checkins: dict[uuid.UUID, CheckIn] = field(default_factory=dict)
+    pending_checkins: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
+    pending_updates: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
     pending_environments: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
@@ -271,14 +275,22 @@ class BatchRows:
             if rows.project(conn, project_id) is not None:
                 for slug, monitor in get_monitors(conn, project_id, wanted).items():
                     rows.monitors[(project_id, slug)] = monitor
+        if guids:
+            # check-ins locked before environments: the order the clock's tasks lock in
+            found = [
+                _checkin(r)
+                for r in conn.execute(
+                    select(checkin_table)
+                    .where(checkin_table.c.guid.in_(guids))
+                    .order_by(checkin_table.c.id)
+                    .with_for_update()
+                )
+            ]
+            rows.absent_guids = guids - {c.guid for c in found}
+            rows.open_checkins = {c.guid: c for c in found if c.status == CheckInStatus.IN_PROGRESS}
         for env in lock_monitor_environments(conn, [m.id for m in rows.monitors.values()]):
             rows.environments[(env.monitor_id, env.environment)] = env.id
             rows.states[env.id] = env
-        if guids:
-            existing = conn.execute(
-                select(checkin_table.c.guid).where(checkin_table.c.guid.in_(guids))
-            ).scalars()
-            rows.absent_guids = guids - set(existing)
         return rows
 
     def project(self, conn: Connection, project_id: int) -> tuple[Project, Organization] | None:
@@ -300,11 +312,37 @@ class BatchRows:
             self.states[env_id] = env
         return env
 
+    def forget(self, env_id: int) -> None:
+        """Read the environment, and its open check-ins, again from here on (a check-in
+        of it takes the general path, which may change them)."""
+        self.states.pop(env_id, None)
+        for guid in [
+            g for g, c in self.open_checkins.items() if c.monitor_environment_id == env_id
+        ]:
+            del self.open_checkins[guid]
+
     def flush(self, conn: Connection) -> None:
-        """Write the pending check-ins and environment updates."""
+        """Write the pending check-ins, their updates and environment updates."""
         if self.pending_checkins:
-            conn.execute(checkin_table.insert(), self.pending_checkins)
-            self.pending_checkins = []
+            conn.execute(checkin_table.insert(), list(self.pending_checkins.values()))
+            self.pending_checkins = {}
+        if self.pending_updates:
+            c = checkin_table
+            conn.execute(
+                update(c)
+                .where(c.c.guid == bindparam("checkin_guid"))
+                .values(
+                    duration=bindparam("new_duration"),
+                    status=bindparam("new_status"),
+                    timeout_at=bindparam("new_timeout_at"),
+                    date_updated=bindparam("new_date_updated"),
+                ),
+                [
+                    {"checkin_guid": guid, **{f"new_{k}": v for k, v in values.items()}}
+                    for guid, values in self.pending_updates.items()
+                ],
+            )
+            self.pending_updates = {}
         if self.pending_environments:
             me = monitor_environment_table
             conn.execute(
@@ -334,27 +372,87 @@ def _write_behind(
     start_time: datetime,
     clock: datetime,
 ) -> bool:
-    """Steps 12-14 for a check-in that only creates its row and moves its environment's
-    check-in times, as `_update_or_create` and `mark_ok` would, with the writes left
-    pending in `rows`; False (nothing done) for any other."""
-    if guid not in rows.absent_guids or status not in (CheckInStatus.OK, CheckInStatus.IN_PROGRESS):
+    """Steps 12-14 for a check-in that only creates or continues its row and moves its
+    environment's check-in times, as `_update_or_create` and `mark_ok` would, with the
+    writes left pending in `rows`; False (nothing done) for any other."""
+    if status not in (CheckInStatus.OK, CheckInStatus.IN_PROGRESS):
         return False
     if env.status != MonitorStatus.OK and status == CheckInStatus.OK:
         return False  # mark_ok evaluates recovery
     # Everything that can fail (a stored schedule that does not compute) before anything
     # is kept: a check-in that fails here is dropped whole, as its savepoint would be.
-    values = _new_checkin_values(monitor, env, guid, status, duration, trace_id, start_time, clock)
-    moved = {
-        "last_checkin": values["date_added"],
-        "next_checkin": next_expected(start_time, monitor.config),
-        "next_checkin_latest": next_expected_latest(start_time, monitor.config),
-    }
-    rows.pending_checkins.append(values)
-    rows.absent_guids.discard(guid)
+    if guid in rows.absent_guids:
+        values = _new_checkin_values(
+            monitor, env, guid, status, duration, trace_id, start_time, clock
+        )
+        added = values["date_added"]
+        moved = _moved(monitor, added, start_time)
+        rows.pending_checkins[guid] = values
+        rows.absent_guids.discard(guid)
+        if status == CheckInStatus.IN_PROGRESS:
+            rows.open_checkins[guid] = CheckIn(
+                id=0,  # not known before the insert; the pending update goes by guid
+                guid=guid,
+                project_id=monitor.project_id,
+                monitor_id=monitor.id,
+                monitor_environment_id=env.id,
+                status=status,
+                duration=duration,
+                date_added=added,
+                date_updated=start_time,
+                timeout_at=values["timeout_at"],
+                trace_id=trace_id,
+            )
+    else:
+        existing = rows.open_checkins.get(guid)
+        if existing is None or (
+            existing.project_id,
+            existing.monitor_id,
+            existing.monitor_environment_id,
+        ) != (monitor.project_id, monitor.id, env.id):
+            return False  # unknown here, or a mismatch to report (general path)
+        if duration is None:
+            duration = int(abs((start_time - existing.date_added).total_seconds()) * 1000)
+        if duration < 0 or duration > MAX_DURATION:
+            return False
+        changes: dict[str, Any] = {
+            "duration": duration,
+            "status": int(status),
+            "timeout_at": None,
+            "date_updated": existing.date_updated,
+        }
+        if status == CheckInStatus.IN_PROGRESS:
+            changes["timeout_at"] = heartbeat_timeout_at(
+                start_time, existing.date_added, monitor.config
+            )
+            changes["date_updated"] = start_time
+        moved = _moved(monitor, existing.date_added, start_time)
+        if guid in rows.pending_checkins:
+            rows.pending_checkins[guid].update(changes)  # not written yet: written so
+        else:
+            rows.pending_updates[guid] = changes
+        if status == CheckInStatus.IN_PROGRESS:
+            rows.open_checkins[guid] = replace(
+                existing,
+                duration=duration,
+                timeout_at=changes["timeout_at"],
+                date_updated=start_time,
+            )
+        else:
+            del rows.open_checkins[guid]  # finished: what follows takes the general path
     if env.last_checkin is None or env.last_checkin <= start_time:
         rows.pending_environments[env.id] = moved
         rows.states[env.id] = replace(env, **moved)
     return True
+
+
+def _moved(monitor: Monitor, added: datetime, succeeded_at: datetime) -> dict[str, Any]:
+    """The environment's check-in times after `mark_ok` of a check-in added at `added`."""
+    return {
+        "last_checkin": added,
+        "next_checkin": next_expected(succeeded_at, monitor.config),
+        "next_checkin_latest": next_expected_latest(succeeded_at, monitor.config),
+    }
 
 
 class _Dropped(Exception):
@@ -545,8 +643,9 @@ def _process_checkin(
         return
     # The general path: the check-in's own writes, all or nothing, after those pending.
     rows.flush(conn)
-    rows.states.pop(env_id, None)  # whatever happens next, read it again
+    rows.forget(env_id)  # whatever happens next, read it again
     rows.absent_guids.discard(guid)  # it may exist from here on
+    rows.open_checkins.pop(guid, None)
     try:
         with conn.begin_nested():
             checkin = _update_or_create(
