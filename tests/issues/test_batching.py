@@ -12,6 +12,7 @@ from vigil.issues.batching import (
     PRUNE_STATUS_CHANGES_ALIAS,
     PRUNE_STATUS_CHANGES_FEATURE,
     batch_key,
+    deal_by_project,
     dedupe_key,
     is_status_change_payload,
     prune_status_changes,
@@ -143,3 +144,29 @@ def test_is_status_change_payload(payload: Any, is_sc: bool) -> None:
 def test_dedupe_key_uses_the_raw_id() -> None:
     assert dedupe_key("AB-cd") == "occurrence_consumer.process_occurrence_group.AB-cd"
     assert DEDUPE_TTL_SECONDS == 300
+
+
+def _groups(*spec: tuple[int, int]) -> list[list[tuple[int, dict[str, Any]]]]:
+    # (project, size) per group: `size` messages of that project.
+    return [
+        [(i, {"fingerprint": [f"fp-{n}"], "project_id": project}) for i in range(size)]
+        for n, (project, size) in enumerate(spec)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("groups", "workers", "shares"),
+    [
+        (_groups(), 4, []),
+        (_groups((1, 1), (1, 3), (1, 2)), 4, [[0, 1, 2]]),  # one project: one share
+        (_groups((1, 1), (2, 3), (1, 2)), 1, [[0, 1, 2]]),
+        # the largest project first, each to the least loaded share, batch order kept
+        (_groups((1, 1), (2, 3), (1, 1), (3, 1)), 2, [[1], [0, 2, 3]]),
+        (_groups((1, 2), (2, 2), (3, 2), (4, 1)), 4, [[0], [1], [2], [3]]),
+        (_groups((1, 2), (2, 2), (3, 2)), 2, [[0, 2], [1]]),
+    ],
+)
+def test_deal_by_project(
+    groups: list[list[tuple[int, dict[str, Any]]]], workers: int, shares: list[list[int]]
+) -> None:
+    assert deal_by_project(groups, workers) == shares

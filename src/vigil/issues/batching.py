@@ -95,3 +95,26 @@ def dedupe_key(message_id: object) -> str:
     """The key under which a processed message id is remembered for
     DEDUPE_TTL_SECONDS (the raw id as sent, not normalised)."""
     return f"occurrence_consumer.process_occurrence_group.{message_id}"
+
+
+def deal_by_project(
+    groups: Sequence[Sequence[tuple[int, Mapping[str, Any]]]], workers: int
+) -> list[list[int]]:
+    """The groups' positions dealt to at most `workers` shares, all the groups of a
+    project in one share (in batch order), the largest project first to the least loaded
+    share. A share is applied in chunk transactions on one thread; keeping a project on
+    one thread means two threads never hold its counters, quota buckets and
+    environments at once, which chunk transactions would otherwise make them wait for,
+    or deadlock on."""
+    by_project: dict[object, list[int]] = {}
+    for number, group in enumerate(groups):
+        project = batch_key(group[0][1])[1] if group else None
+        by_project.setdefault(project, []).append(number)
+    sizes = {key: sum(len(groups[n]) for n in numbers) for key, numbers in by_project.items()}
+    shares: list[list[int]] = [[] for _ in range(max(1, min(workers, len(by_project))))]
+    loads = [0] * len(shares)
+    for key in sorted(by_project, key=lambda k: -sizes[k]):
+        least = loads.index(min(loads))
+        shares[least].extend(by_project[key])
+        loads[least] += sizes[key]
+    return [sorted(share) for share in shares if share]

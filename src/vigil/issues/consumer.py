@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,6 +40,7 @@ from vigil.db.engine import is_transient, make_engine
 from vigil.issues import dedupe_store, gate_store
 from vigil.issues.batching import (
     batch_key,
+    deal_by_project,
     is_status_change_payload,
     prune_status_changes,
     prunes_status_changes,
@@ -394,14 +395,6 @@ class OccurrenceConsumer:
     def _run_groups(
         self, engine: Engine, groups: list[list[tuple[int, dict[str, Any]]]]
     ) -> list[list[Failure]]:
-        def run(group: list[tuple[int, dict[str, Any]]]) -> list[Failure]:
-            return process_occurrence_group(
-                engine,
-                [payload for _, payload in group],
-                clock=self._clock,
-                processing=self._processing,
-            )
-
         if self.workers <= 1 or len(groups) <= 1:
             return process_occurrence_groups(
                 engine,
@@ -411,11 +404,25 @@ class OccurrenceConsumer:
             )
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="vigil-occurrences")
-        futures: list[Future[list[Failure]]] = [self._pool.submit(run, g) for g in groups]
-        # Wait for every group before raising: a retried batch must not run beside groups
-        # still applying.
+        shares = deal_by_project(groups, self.workers)
+
+        def run_share(share: list[int]) -> list[list[Failure]]:
+            return process_occurrence_groups(
+                engine,
+                [[payload for _, payload in groups[number]] for number in share],
+                clock=self._clock,
+                processing=self._processing,
+            )
+
+        futures = [self._pool.submit(run_share, share) for share in shares]
+        # Wait for every share before raising: a retried batch must not run beside
+        # groups still applying.
         wait(futures)
-        return [future.result() for future in futures]
+        results: list[list[Failure]] = [[] for _ in groups]
+        for share, future in zip(shares, futures, strict=True):
+            for number, failures in zip(share, future.result(), strict=True):
+                results[number] = failures
+        return results
 
     def close(self) -> None:
         """Release the worker threads and database connections."""
