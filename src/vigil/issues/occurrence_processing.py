@@ -61,7 +61,6 @@ from vigil.issues.occurrence import (
 from vigil.issues.occurrence_store import (
     MAX_LEVEL_CHARS,
     occurrence_exists,
-    set_occurrence_group,
     store_occurrence,
 )
 from vigil.issues.projects import ProjectContext, ProjectLoader, load_project
@@ -278,13 +277,15 @@ def save_issue_occurrence(
     its environment, group environment, release counters and group release. The
     occurrence is stored even when no group results."""
     check_occurrence_event(occurrence, ev.event_id)
-    store_occurrence(conn, occurrence, now)
     release_id = None
     if ev.release:
         release_id = get_or_create_release(
             conn, ctx.organization_id, ctx.project_id, ev.release, now
         )
     info = save_issue_from_occurrence(conn, ctx, occurrence, ev, release_id, now=now)
+    # Stored once its group is known (one write instead of an insert and an update; the
+    # transaction makes the order invisible).
+    store_occurrence(conn, occurrence, now, group_id=None if info is None else info.group.id)
     if info is None:
         return OccurrenceResult(occurrence, None)
     grp = info.group
@@ -295,7 +296,6 @@ def save_issue_occurrence(
         if info.is_new:
             count_new_group(conn, ctx.project_id, release_id, env_id, ev.timestamp)
         record_group_release(conn, ctx.project_id, grp.id, release_id, env_name, ev.timestamp)
-    set_occurrence_group(conn, occurrence.id, ctx.project_id, grp.id)
     info = GroupInfo(grp, info.is_new, info.is_regression, new_env)
     return OccurrenceResult(occurrence, info)
 

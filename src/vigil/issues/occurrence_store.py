@@ -32,14 +32,17 @@ def occurrence_exists(conn: Connection, occurrence_id: str, project_id: int) -> 
     return found.first() is not None
 
 
-def store_occurrence(conn: Connection, occurrence: IssueOccurrence, now: datetime) -> None:
-    """Store a new occurrence (with no group yet; see `set_occurrence_group`)."""
+def store_occurrence(
+    conn: Connection, occurrence: IssueOccurrence, now: datetime, *, group_id: int | None = None
+) -> None:
+    """Store a new occurrence, in `group_id` (None: no group, or none yet; see
+    `set_occurrence_group`)."""
     conn.execute(
         _INSERT,
         dict(
             id=occurrence.id,
             project_id=occurrence.project_id,
-            group_id=None,
+            group_id=group_id,
             event_id=occurrence.event_id,
             fingerprint=list(occurrence.fingerprint),
             type=occurrence.type.type_id,
