@@ -15,8 +15,8 @@ import httpx
 import orjson
 import pytest
 
+from tests.support.serve import Running, serve
 from tests.support.services import free_port
-from tests.test_serve import Running, serve
 from vigil.config import Settings
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

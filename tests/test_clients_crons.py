@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from tests.support.serve import Running, serve
 from tests.support.services import free_port
-from tests.test_serve import Running, serve
 from vigil.config import Settings
 
 WAIT_S = 120.0

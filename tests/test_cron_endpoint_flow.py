@@ -14,7 +14,7 @@ import orjson
 import pytest
 from sqlalchemy import Engine
 
-from tests.monitors.test_consumer import checkins, running, wait_until
+from tests.support.consumers import checkins, running, wait_until
 from tests.support.live_server import live_server
 from tests.support.tenants import Tenant, make_tenant
 from tests.test_cron_endpoint import cron_url, curl

@@ -9,12 +9,9 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -22,69 +19,12 @@ import sentry_sdk
 from arroyo.types import Topic as LogTopic
 from sentry_sdk.crons import capture_checkin
 
-from tests.conftest import subprocess_env
+from tests.support.serve import Running, serve, wait_healthy
 from tests.support.services import free_port
 from vigil.config import Settings
 from vigil.streams import codecs
 from vigil.streams.backend import LogBackend, get_backend
 from vigil.streams.topics import Topic
-
-START_TIMEOUT_S = 90.0
-
-
-@dataclass
-class Running:
-    process: subprocess.Popen[str]
-    base_url: str
-    output: list[str]
-
-    def banner(self, field: str) -> str | None:
-        for line in self.output:
-            match = re.match(rf"\s*{field}:\s+(\S+)", line)
-            if match:
-                return match.group(1)
-        return None
-
-
-def _pump(stream: object, sink: list[str]) -> None:
-    for line in stream:  # type: ignore[attr-defined]
-        sink.append(line.rstrip("\n"))
-
-
-@contextmanager
-def serve(settings: Settings) -> Iterator[Running]:
-    env = subprocess_env(settings)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "vigil", "serve"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output: list[str] = []
-    threading.Thread(target=_pump, args=(process.stdout, output), daemon=True).start()
-    running = Running(process, settings.base_url, output)
-    try:
-        _wait_healthy(running)
-        yield running
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-def _wait_healthy(running: Running) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if running.process.poll() is not None:
-            raise AssertionError("vigil serve exited:\n" + "\n".join(running.output))
-        try:
-            if httpx.get(f"{running.base_url}/_health/", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("vigil serve did not become healthy:\n" + "\n".join(running.output))
 
 
 def _children(pid: int) -> list[int]:
@@ -162,7 +102,7 @@ def test_serve_end_to_end(stack: Settings) -> None:
         # a crashed child is restarted by the supervisor
         (web_pid,) = [p for p in _children(running.process.pid) if " web" in _cmdline(p)]
         os.kill(web_pid, signal.SIGKILL)
-        _wait_healthy(running)
+        wait_healthy(running)
         assert any("child exited; restarting" in line for line in running.output)
         (new_web,) = [p for p in _children(running.process.pid) if " web" in _cmdline(p)]
         assert new_web != web_pid

@@ -16,9 +16,9 @@ import httpx
 import pytest
 from sqlalchemy import Engine, update
 
+from tests.support.serve import Running, serve
 from tests.support.services import free_port
 from tests.support.tenants import Tenant, make_tenant
-from tests.test_serve import Running, serve
 from vigil.config import Settings
 from vigil.db.tables import monitor_environment as me_table
 from vigil.monitors import store as monitor_store

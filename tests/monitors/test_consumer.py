@@ -7,11 +7,8 @@ and the operator's killswitch drops an organization's check-ins."""
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,29 +22,28 @@ from arroyo.backends.kafka import KafkaPayload
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine, select
 
+from tests.support.consumers import WAIT_S, checkins, running, wait_until
 from tests.support.log_reader import read_messages
 from tests.support.tenants import Tenant, make_tenant
 from vigil.config import Settings
-from vigil.db.tables import monitor_checkin as checkin_table
 from vigil.db.tables import monitor_incident as incident_table
 from vigil.db.tables import outbox as outbox_table
 from vigil.monitors import processing_error_store
 from vigil.monitors import store as monitor_store
-from vigil.monitors.consumer import NAME, CheckinConsumer
+from vigil.monitors.consumer import NAME
 from vigil.monitors.enums import CheckInStatus
 from vigil.monitors.slugs import routing_key
 from vigil.options import CRONS_DISABLE_CHECKIN, set_option
 from vigil.streams import codecs, outbox
 from vigil.streams.backend import LogBackend, get_backend
 from vigil.streams.outbox import PeriodicFlush
-from vigil.streams.runner import produce, run_consumer
+from vigil.streams.runner import produce
 from vigil.streams.topics import Topic, dlq_topic
 
 EXAMPLES = (
     Path(__file__).resolve().parents[3]
     / "shared/vendor-data/sentry-kafka-schemas/examples/ingest-monitors/1"
 )
-WAIT_S = 120.0
 HOURLY = {"schedule": {"type": "crontab", "value": "0 * * * *"}}
 
 
@@ -98,49 +94,8 @@ def log(stack: Settings, producer: Producer[KafkaPayload], tenant: Tenant) -> Lo
     return Log(stack, producer, tenant)
 
 
-@contextmanager
-def running(settings: Settings, workers: int = 1) -> Iterator[Callable[[], bool]]:
-    """The consumer in a thread of this process until the block ends; yields `alive()`."""
-    consumer = CheckinConsumer(replace(settings, checkin_workers=workers))
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            run_consumer(consumer.definition(), settings, stop=stop)
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="test-ingest-monitors")
-    thread.start()
-    try:
-        yield thread.is_alive
-    finally:
-        stop.set()
-        thread.join(WAIT_S)
-        consumer.close()
-    assert not thread.is_alive(), "the consumer did not stop"
-    if errors:
-        raise errors[0]
-
-
-def wait_until(condition: Callable[[], bool], what: str, alive: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if not alive():
-            raise AssertionError(f"the consumer stopped before {what}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def dead_lettered() -> float:
     return REGISTRY.get_sample_value("vigil_dead_lettered_total", {"consumer": NAME}) or 0.0
-
-
-def checkins(engine: Engine) -> dict[uuid.UUID, Any]:
-    with engine.connect() as conn:
-        return {r.guid: r for r in conn.execute(select(checkin_table))}
 
 
 def all_lag(settings: Settings, backend: LogBackend) -> int:
