@@ -385,6 +385,31 @@ def test_lost_database_connection_is_retried_and_nothing_is_dead_lettered(
     assert sample("vigil_dead_lettered_total") == dead_before
 
 
+def test_unacknowledged_produce_after_commit_is_retried_whole_and_nothing_is_dead_lettered(
+    stack: Settings, log_backend: LogBackend, producer: Producer[KafkaPayload], sink_db: Engine
+) -> None:
+    for i in range(5):
+        produce(producer, stack, TOPIC, message(f"m{i}", "k", i), key="k")
+    errors_before = sample("vigil_consumer_errors_total")
+    dead_before = sample("vigil_dead_lettered_total")
+    settings = replace(stack, batch_time_ms=1000)  # the five messages make one batch
+
+    definition = sink_consumer.definition(sink_db, log_failures=2)
+    with consumer_thread(definition, settings) as alive:
+        wait_until(lambda: total_lag(stack, log_backend) == 0, "the commit", alive)
+
+    with sink_db.connect() as conn:
+        applied = conn.scalars(select(sink.c.id).order_by(sink.c.n)).all()
+        calls = conn.execute(
+            select(sink_calls.c.size, sink_calls.c.already_applied, sink_calls.c.single)
+        ).all()
+    assert applied == ["m0", "m1", "m2", "m3", "m4"]
+    # the whole batch again each time (never one message at a time), idempotently
+    assert [tuple(c) for c in calls] == [(5, 0, False), (5, 5, False), (5, 5, False)]
+    assert sample("vigil_consumer_errors_total") == errors_before + 2
+    assert sample("vigil_dead_lettered_total") == dead_before
+
+
 def test_locked_database_is_waited_out_and_nothing_is_dead_lettered(
     stack: Settings,
     backend_name: str,

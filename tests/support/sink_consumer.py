@@ -41,6 +41,7 @@ from sqlalchemy import (
 from vigil import logs
 from vigil.config import Settings, load_settings
 from vigil.db.engine import make_engine
+from vigil.streams.backend import LogError
 from vigil.streams.codecs import CodecError
 from vigil.streams.runner import ConsumerDefinition, run_consumer
 from vigil.streams.topics import Topic
@@ -84,9 +85,13 @@ def decode(payload: KafkaPayload) -> dict[str, Any]:
 
 
 def definition(
-    engine: Engine, delay_s: float = 0.0, announce: bool = False
+    engine: Engine, delay_s: float = 0.0, announce: bool = False, log_failures: int = 0
 ) -> ConsumerDefinition[dict[str, Any]]:
+    """The sink. `log_failures`: the first that many `apply` calls, once their
+    transaction committed, raise the LogError a producer raises when the log does not
+    acknowledge a message (as a consumer writing to the log after its commit sees)."""
     pid = os.getpid()
+    failures_left = [log_failures]
 
     def apply(batch: Sequence[Message[dict[str, Any]]]) -> None:
         values = [m.payload for m in batch]
@@ -115,6 +120,9 @@ def definition(
             )
             if delay_s:
                 time.sleep(delay_s)
+        if failures_left[0] > 0:
+            failures_left[0] -= 1
+            raise LogError("message to 'sink-out' was not acknowledged: broker unreachable")
         if announce:
             print(f"applied {pid} {len(values)}", flush=True)
 

@@ -16,8 +16,9 @@ Promises, for every consumer:
   as the reason; the others are applied. A dead-lettered message is acknowledged by the
   log before the offset past it is committed, so nothing is lost and no poison message
   can cause a crash loop.
-- **A database outage is waited out.** Connection losses, lock timeouts and
-  serialization conflicts are retried with back-off, for as long as they last.
+- **A database or log outage is waited out.** Connection losses, lock timeouts,
+  serialization conflicts, and a log that does not acknowledge what `apply` produces
+  are retried with back-off, for as long as they last.
 - **Graceful stop.** SIGTERM / SIGINT (or the `stop` event) finish the current batch,
   commit, close, and `run_consumer` returns normally.
 
@@ -57,7 +58,7 @@ from arroyo.types import BrokerValue, Commit, Message, Partition, Topic
 from vigil import metrics
 from vigil.config import Settings
 from vigil.db.engine import is_transient
-from vigil.streams.backend import LogBackend, LogError, get_backend
+from vigil.streams.backend import LogBackend, LogError, MessageTooLarge, get_backend
 from vigil.streams.codecs import CodecError
 from vigil.streams.topics import dlq_topic
 
@@ -180,6 +181,16 @@ def _stop_triggers(stop: _Stop, shutdown: Callable[[], None]) -> Iterator[None]:
 
 
 # --- transient errors ------------------------------------------------------------------
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """A passing outage of what `apply` writes to: the database, or the log it produces
+    to (e.g. a flush of the outbox). Dead-lettering would not help — the dead-letter
+    topic is on the same log — and would re-apply messages whose writes committed.
+    A message over the size limit is no outage: it is refused the same way every time."""
+    if isinstance(exc, LogError):
+        return not isinstance(exc, MessageTooLarge)
+    return is_transient(exc)
 
 
 def _reason(exc: BaseException) -> str:
@@ -365,20 +376,20 @@ class _ApplyBatch(Generic[T]):
         return self._dead_letters.produce(original, reason)
 
     def _apply_with_retries(self, messages: Sequence[Message[T]]) -> Sequence[Rejected]:
-        """`apply`, retried with back-off for as long as the database is unavailable;
-        returns what it rejected. Any other error is raised at once."""
+        """`apply`, retried with back-off for as long as the database or the log is
+        unavailable; returns what it rejected. Any other error is raised at once."""
         delay = RETRY_FIRST_DELAY_S
         attempt = 0
         while True:
             try:
                 return self._definition.apply(messages) or ()
             except Exception as exc:
-                if not is_transient(exc):
+                if not _is_outage(exc):
                     raise
                 attempt += 1
                 self._errors.inc()
                 log.warning(
-                    "database unavailable; retrying",
+                    "database or log unavailable; retrying",
                     extra={
                         "consumer": self._definition.name,
                         "messages": len(messages),
