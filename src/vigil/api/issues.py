@@ -68,6 +68,7 @@ from vigil.api.monitors import (
     parse_page,
 )
 from vigil.api.services import services
+from vigil.db.ids import MAX_ID, parse_id
 from vigil.db.tables import activity as activity_table
 from vigil.db.tables import environment as environment_table
 from vigil.db.tables import event as event_table
@@ -100,8 +101,6 @@ from vigil.tenancy.store import Organization
 READ: Final = ("event:read", "project:read", "org:read")
 WRITE: Final = ("event:write", "project:write", "org:write")
 MAX_PER_PAGE: Final = 100
-# Ids beyond a 64-bit integer name nothing (and must not reach the database as such).
-MAX_ID: Final = 2**63 - 1
 
 ORG_ISSUES = "/api/0/organizations/{organization_slug}/issues/"
 ORG_ISSUE = ORG_ISSUES + "{issue_id}/"
@@ -305,8 +304,9 @@ def find_issue(conn: Connection, org: Organization, issue_id: str) -> Any:
     query = _issue_select().where(project_table.c.organization_id == org.id)
     condition: ColumnElement[bool] | None = None
     if issue_id.isdigit():
-        if int(issue_id) <= MAX_ID:
-            condition = group_table.c.id == int(issue_id)
+        group_id = parse_id(issue_id)  # None beyond 64 bits: no such issue
+        if group_id is not None:
+            condition = group_table.c.id == group_id
     else:
         matched = _SHORT_ID.match(issue_id)
         if matched is not None and int(matched.group(2), 36) <= MAX_ID:
@@ -325,8 +325,6 @@ def _project_ids(conn: Connection, org: Organization, wanted: list[str]) -> list
         return None
     ids = []
     for slug_or_id in wanted:
-        if slug_or_id.isdigit() and int(slug_or_id) > MAX_ID:
-            raise HTTPException(404, f"project {slug_or_id!r} does not exist")
         try:
             ids.append(tenancy.get_project(conn, org, slug_or_id).id)
         except tenancy.NotFound:
@@ -338,7 +336,7 @@ def _page(request: Request) -> Page:
     page = parse_page(request)
     raw = request.query_params.get("limit")
     if raw is not None:
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PER_PAGE:
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PER_PAGE:
             raise FieldErrors({"limit": [f"limit must be between 1 and {MAX_PER_PAGE}"]})
         page = Page(page.offset, int(raw))
     return page

@@ -42,6 +42,7 @@ from starlette.routing import BaseRoute
 from vigil.api.auth import Access, authorize
 from vigil.api.http import json_object, read_body, route
 from vigil.api.services import services
+from vigil.db.ids import MAX_ID
 from vigil.db.tables import environment as environment_table
 from vigil.db.tables import monitor as monitor_table
 from vigil.db.tables import monitor_checkin as checkin_table
@@ -153,16 +154,18 @@ def parse_page(request: Request) -> Page:
     per_page = DEFAULT_PER_PAGE
     raw = request.query_params.get("per_page")
     if raw is not None:
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PER_PAGE:
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PER_PAGE:
             raise FieldErrors({"per_page": [f"per_page must be between 1 and {MAX_PER_PAGE}"]})
         per_page = int(raw)
     offset = 0
     cursor = request.query_params.get("cursor")
     if cursor:
         parts = cursor.split(":")
-        if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts):
             raise FieldErrors({"cursor": ["invalid cursor"]})
         offset = int(parts[1])
+        if offset > MAX_ID:  # a database OFFSET is 64 bits
+            raise FieldErrors({"cursor": ["invalid cursor"]})
     return Page(offset, per_page)
 
 

@@ -66,7 +66,6 @@ log = logging.getLogger(__name__)
 WRITE: Final = ("project:write", "org:write")
 OCCURRENCES = "/api/0/projects/{organization_slug}/{project_slug}/occurrences/"
 NON_FIELD: Final = "non_field_errors"
-MAX_ID: Final = 2**63 - 1
 
 _FIELDS: Final = frozenset(
     {
@@ -206,8 +205,6 @@ async def post_occurrence(request: Request) -> Response:
             access = authorize(conn, header, request.path_params["organization_slug"], WRITE)
             slug = request.path_params["project_slug"]
             try:
-                if slug.isdigit() and int(slug) > MAX_ID:
-                    raise tenancy.NotFound(slug)  # no such id, and too big for the database
                 project = tenancy.get_project(conn, access.organization, slug)
             except tenancy.NotFound:
                 raise HTTPException(404, f"project {slug!r} does not exist") from None

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from vigil.db.ids import in_range, parse_id
 from vigil.db.tables import api_token, organization, organization_feature, project, project_key
 from vigil.tenancy import credentials
 
@@ -89,6 +90,8 @@ def get_organization(conn: Connection, slug: str) -> Organization:
 
 
 def get_organization_by_id(conn: Connection, org_id: int) -> Organization:
+    if not in_range(org_id):  # no such row, and too big for the database
+        raise NotFound(f"organization {org_id} does not exist")
     row = conn.execute(select(organization).where(organization.c.id == org_id)).first()
     if row is None:
         raise NotFound(f"organization {org_id} does not exist")
@@ -130,9 +133,14 @@ def _project(row: Row[Any]) -> Project:
 
 
 def get_project(conn: Connection, org: Organization, slug_or_id: str) -> Project:
+    """The organization's project of that slug, or of that id when it is all digits (a
+    slug never is); NotFound otherwise, also for an id no row can have."""
     cond = project.c.slug == slug_or_id
     if slug_or_id.isdigit():
-        cond = project.c.id == int(slug_or_id)
+        project_id = parse_id(slug_or_id)
+        if project_id is None:
+            raise NotFound(f"project {slug_or_id!r} does not exist in organization {org.slug!r}")
+        cond = project.c.id == project_id
     row = conn.execute(
         select(project).where(and_(project.c.organization_id == org.id, cond))
     ).first()
@@ -142,6 +150,8 @@ def get_project(conn: Connection, org: Organization, slug_or_id: str) -> Project
 
 
 def get_project_by_id(conn: Connection, project_id: int) -> Project | None:
+    if not in_range(project_id):  # no such row, and too big for the database
+        return None
     row = conn.execute(select(project).where(project.c.id == project_id)).first()
     return None if row is None else _project(row)
 

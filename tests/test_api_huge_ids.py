@@ -1,0 +1,119 @@
+"""Ids no row can have, over real HTTP on both backends: a number beyond 64 bits (which
+SQLite refuses outright) or a Unicode digit `int` refuses, in a project path, a
+`project=` filter, an issue path, a cursor, a page size or an ingest path, is a 4xx with
+a reason, never a 500."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from tests.support.live_server import live_server
+from tests.support.tenants import Tenant, make_tenant
+from vigil.api.app import create_app
+from vigil.config import Settings
+from vigil.db.ids import MAX_ID, parse_id
+
+HUGE = str(2**64 + 1)
+SUPERSCRIPT = "²"  # str.isdigit() is true, int() refuses it
+
+
+@pytest.fixture
+def tenant(engine: Engine) -> Tenant:
+    return make_tenant(engine, "acme")
+
+
+@pytest.fixture
+def server(stack: Settings) -> Iterator[str]:
+    with live_server(create_app(stack)) as url:
+        yield url
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1", 1),
+        (str(MAX_ID), MAX_ID),
+        (str(MAX_ID + 1), None),
+        (HUGE, None),
+        ("0", None),
+        ("", None),
+        ("-1", None),
+        (SUPERSCRIPT, None),
+        ("١٢", None),  # Arabic-Indic digits: int() takes them, but they are no id
+        (" 1", None),
+        ("0" * 30 + "1", None),
+    ],
+)
+def test_parse_id(text: str, expected: int | None) -> None:
+    assert parse_id(text) == expected
+
+
+@pytest.mark.parametrize("bad", [HUGE, SUPERSCRIPT, str(MAX_ID + 1)])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/0/projects/acme/{id}/keys/",
+        "/api/0/projects/acme/{id}/monitors/nightly/",
+        "/api/0/projects/acme/{id}/processing-errors/",
+        "/api/0/projects/acme/{id}/issues/",
+        "/api/0/organizations/acme/issues/{id}/",
+        "/api/0/organizations/acme/monitors/?project={id}",
+        "/api/0/organizations/acme/issues/?project={id}",
+    ],
+)
+def test_an_impossible_id_is_not_found(server: str, tenant: Tenant, path: str, bad: str) -> None:
+    url = server + path.format(id=quote(bad))
+    response = httpx.get(url, headers={"Authorization": f"Bearer {tenant.token}"}, timeout=30)
+    assert response.status_code == 404, response.text
+    assert bad in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        (f"cursor=0:{HUGE}:0", "cursor"),
+        (f"cursor=0:{SUPERSCRIPT}:0", "cursor"),
+        (f"per_page={SUPERSCRIPT}", "per_page"),
+        (f"limit={SUPERSCRIPT}", "limit"),
+    ],
+)
+@pytest.mark.parametrize("listing", ["monitors", "issues"])
+def test_an_impossible_page_is_a_field_error(
+    server: str, tenant: Tenant, listing: str, query: str, field: str
+) -> None:
+    if field == "limit" and listing == "monitors":
+        pytest.skip("the monitors list has no limit=")
+    url = f"{server}/api/0/organizations/acme/{listing}/?{quote(query, safe='=:')}"
+    response = httpx.get(url, headers={"Authorization": f"Bearer {tenant.token}"}, timeout=30)
+    assert response.status_code == 400, response.text
+    assert field in response.json()
+
+
+def test_posting_to_an_impossible_project_is_not_found(server: str, tenant: Tenant) -> None:
+    auth = {"Authorization": f"Bearer {tenant.token}"}
+    occurrence = httpx.post(
+        f"{server}/api/0/projects/acme/{HUGE}/occurrences/", json={}, headers=auth, timeout=30
+    )
+    assert occurrence.status_code == 404, occurrence.text
+    created = httpx.post(
+        f"{server}/api/0/organizations/acme/monitors/",
+        json={"project": HUGE, "name": "n", "config": {"schedule": "0 * * * *"}},
+        headers=auth,
+        timeout=30,
+    )
+    assert created.status_code == 400, created.text
+    assert "project" in created.json()
+
+
+@pytest.mark.parametrize("path", ["/api/{id}/envelope/", "/api/{id}/cron/nightly/{key}/"])
+def test_ingest_to_an_impossible_project_is_refused(server: str, tenant: Tenant, path: str) -> None:
+    url = server + path.format(id=HUGE, key=tenant.key.public_key)
+    headers = {"X-Sentry-Auth": f"Sentry sentry_key={tenant.key.public_key}, sentry_version=7"}
+    response = httpx.post(url, content=b"{}\n", headers=headers, timeout=30)
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["detail"]
