@@ -103,14 +103,17 @@ def _print_banner(
 def cmd_web(settings: Settings, _args: argparse.Namespace) -> int:
     import uvicorn
 
-    from vigil.api.app import create_app
+    from vigil.api.app import create_app, server_options
 
     if not os.environ.get("VIGIL_SUPERVISED"):
         _prepare(settings).dispose()
+    options = server_options()
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        http=options.http,
+        loop=options.loop,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,

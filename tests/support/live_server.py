@@ -11,6 +11,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from tests.support.services import free_port
+from vigil.api.app import server_options
 
 START_TIMEOUT_S = 60.0
 
@@ -19,8 +20,16 @@ START_TIMEOUT_S = 60.0
 def live_server(app: ASGIApp) -> Iterator[str]:
     """Serve `app` (lifespan included) until the block ends; yields its base URL."""
     port = free_port()
+    options = server_options()  # as `vigil web` serves it
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan="on", log_config=None, access_log=False
+        app,
+        host="127.0.0.1",
+        port=port,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        http=options.http,
+        loop=options.loop,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)

@@ -9,9 +9,10 @@ A log that is unreachable at start does not stop the app: ingest answers 503 and
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -55,6 +56,25 @@ def all_routes() -> list[BaseRoute]:
         *health.routes(),
         *metrics_api.routes(),
     ]
+
+
+class ServerOptions(NamedTuple):
+    """uvicorn's `http` and `loop` settings."""
+
+    http: str
+    loop: str
+
+
+def server_options() -> ServerOptions:
+    """How to serve the app: the C HTTP parser (httptools) and libuv's event loop
+    (uvloop) when they are importable, else uvicorn's pure-Python h11 and asyncio. Chosen
+    here rather than left to uvicorn's "auto", so the fast path is a stated choice (both
+    are dependencies; uvloop is not built for Windows)."""
+    has = importlib.util.find_spec
+    return ServerOptions(
+        http="httptools" if has("httptools") is not None else "h11",
+        loop="uvloop" if has("uvloop") is not None else "asyncio",
+    )
 
 
 def create_app(settings: Settings) -> Starlette:
