@@ -337,7 +337,7 @@ def run(scenario: str, count: int, database_url: str | None, kafka: str | None) 
     base_rate = count / base_s
     label = "hot (1 fingerprint)" if distinct is False else f"distinct ({count:,} fingerprints)"
     return [
-        f"{label:<30} {count:>9,} {count / produced:>12,.0f} {rate:>12,.0f} "
+        f"{label:<32} {count:>9,} {count / produced:>12,.0f} {rate:>12,.0f} "
         f"{base_rate:>12,.0f} {rate / base_rate:>7.3f} {applied.peak_rss / 2**20:>9.0f}"
     ]
 
@@ -355,7 +355,7 @@ def main() -> None:
     backend = "PostgreSQL + Kafka" if args.database_url else "SQLite + embedded log"
     print(f"occurrences end to end, {backend}, consumer: `vigil consumer ingest-occurrences`")
     print(
-        f"{'scenario':<30} {'messages':>9} {'produced/s':>12} {'applied/s':>12} "
+        f"{'scenario':<32} {'messages':>9} {'produced/s':>12} {'applied/s':>12} "
         f"{'baseline/s':>12} {'ratio':>7} {'RSS MiB':>9}"
     )
     for scenario in scenarios:

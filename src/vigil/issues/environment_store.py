@@ -84,13 +84,18 @@ def ensure_group_environment(
     environment_id: int,
     release_id: int | None,
     seen: datetime,
+    *,
+    new_group: bool = False,
 ) -> bool:
-    """Record that the group was seen in the environment; True if that is new."""
-    exists = conn.execute(
-        _GROUP_ENVIRONMENT, {"p_group": group_id, "p_environment": environment_id}
-    ).first()
-    if exists is not None:
-        return False
+    """Record that the group was seen in the environment; True if that is new.
+    `new_group`: the group was created in this transaction, so it has no environment yet
+    (the insert alone says so)."""
+    if not new_group:
+        exists = conn.execute(
+            _GROUP_ENVIRONMENT, {"p_group": group_id, "p_environment": environment_id}
+        ).first()
+        if exists is not None:
+            return False
     return insert_if_absent(
         conn,
         group_environment,

@@ -72,7 +72,7 @@ _FIND_HASH = select(grouphash.c.group_id).where(
 _COUNTER = select(project_counter.c.value).where(
     project_counter.c.project_id == bindparam("p_project")
 )
-_INSERT_GROUP = insert(group).returning(group.c.id)
+_INSERT_GROUP = insert(group).returning(*group.c)
 _INSERT_HASH = insert(grouphash)
 
 
@@ -118,10 +118,11 @@ def create_group(
     try:
         with conn.begin_nested():
             short_id = _next_short_id(conn, project_id)
-            group_id = conn.execute(
+            row = conn.execute(
                 _INSERT_GROUP,
                 {"project_id": project_id, "short_id": short_id, "date_added": now, **values},
-            ).scalar_one()
+            ).one()
+            group_id = row.id
             conn.execute(
                 _INSERT_HASH,
                 {"project_id": project_id, "hash": hashed, "group_id": group_id, "date_added": now},
@@ -133,9 +134,8 @@ def create_group(
         existing = get_group(conn, found.group_id)
         assert existing is not None
         return existing, False
-    created = get_group(conn, int(group_id))
-    assert created is not None
-    return created, True
+    # The row as stored, defaults included, without reading it again.
+    return _group(row), True
 
 
 def update_group(conn: Connection, group_id: int, **values: Any) -> None:

@@ -291,7 +291,9 @@ def save_issue_occurrence(
     grp = info.group
     env_name = ev.environment or NO_ENVIRONMENT
     env_id = get_or_create_environment(conn, ctx.project_id, env_name, now)
-    new_env = ensure_group_environment(conn, grp.id, env_id, release_id, ev.timestamp)
+    new_env = ensure_group_environment(
+        conn, grp.id, env_id, release_id, ev.timestamp, new_group=info.is_new
+    )
     if release_id is not None:
         if info.is_new:
             count_new_group(conn, ctx.project_id, release_id, env_id, ev.timestamp)
