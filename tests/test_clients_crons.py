@@ -8,23 +8,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
 
-import httpx
 import pytest
 
-from tests.support.serve import Running, serve
+from tests.support.serve import WAIT_S, Running, monitor_with_checkins, serve
 from tests.support.services import free_port
 from vigil.config import Settings
 
-WAIT_S = 120.0
 SENTRY_CLI = Path(sys.executable).parent / "sentry-cli"
-T = TypeVar("T")
 
 # sentry-sdk is process-global state: it runs in a child process of its own.
 SDK_CLIENT = """
@@ -72,49 +67,8 @@ def server(stack: Settings) -> Iterator[Running]:
         yield running
 
 
-def credentials(running: Running) -> tuple[str, dict[str, str]]:
-    dsn, token = running.banner("DSN"), running.banner("API token")
-    assert dsn is not None and token is not None
-    return dsn, {"Authorization": f"Bearer {token}"}
-
-
-def poll(fetch: Callable[[], T | None], what: str, running: Running) -> T:
-    """`fetch()` until it returns something, within WAIT_S."""
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        found = fetch()
-        if found is not None:
-            return found
-        if running.process.poll() is not None:
-            raise AssertionError("vigil serve exited:\n" + "\n".join(running.output))
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}:\n" + "\n".join(running.output))
-        time.sleep(0.1)
-
-
-def monitor_with_checkins(
-    running: Running, headers: dict[str, str], slug: str, statuses: list[str]
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The monitor and its check-ins (newest first), once their statuses are these."""
-    url = f"{running.base_url}/api/0/organizations/default/monitors/{slug}/"
-
-    def fetch() -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-        monitor = httpx.get(url, headers=headers, timeout=10)
-        if monitor.status_code == 404:
-            return None
-        assert monitor.status_code == 200, monitor.text
-        checkins = httpx.get(url + "checkins/", headers=headers, timeout=10)
-        assert checkins.status_code == 200, checkins.text
-        body: list[dict[str, Any]] = checkins.json()
-        if [c["status"] for c in body] != statuses:
-            return None
-        return monitor.json(), body
-
-    return poll(fetch, f"{slug} with check-ins {statuses}", running)
-
-
 def test_sentry_sdk_checkins_create_monitors_seen_in_the_api(server: Running) -> None:
-    dsn, headers = credentials(server)
+    dsn, headers = server.credentials()
     client = subprocess.run(
         [sys.executable, "-c", SDK_CLIENT, dsn],
         capture_output=True,
@@ -142,7 +96,7 @@ def test_sentry_sdk_checkins_create_monitors_seen_in_the_api(server: Running) ->
 
 
 def test_sentry_cli_monitors_run_reports_the_exit_code(server: Running) -> None:
-    dsn, headers = credentials(server)
+    dsn, headers = server.credentials()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENTRY_")}
     env.update(SENTRY_DSN=dsn, SENTRY_LOAD_DOTENV="0")
 

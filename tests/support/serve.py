@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -99,3 +99,25 @@ def poll(fetch: Callable[[], T | None], what: str, running: Running) -> T:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}:\n" + "\n".join(running.output))
         time.sleep(0.1)
+
+
+def monitor_with_checkins(
+    running: Running, headers: dict[str, str], slug: str, statuses: list[str]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The monitor (monitors API) and its check-ins (newest first), once their statuses
+    are these."""
+    url = f"{running.base_url}/api/0/organizations/default/monitors/{slug}/"
+
+    def fetch() -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        monitor = httpx.get(url, headers=headers, timeout=10)
+        if monitor.status_code == 404:
+            return None
+        assert monitor.status_code == 200, monitor.text
+        checkins = httpx.get(url + "checkins/", headers=headers, timeout=10)
+        assert checkins.status_code == 200, checkins.text
+        body: list[dict[str, Any]] = checkins.json()
+        if [c["status"] for c in body] != statuses:
+            return None
+        return monitor.json(), body
+
+    return poll(fetch, f"{slug} with check-ins {statuses}", running)
