@@ -118,3 +118,19 @@ def test_ingest_to_an_impossible_project_is_refused(server: str, tenant: Tenant,
     response = httpx.post(url, content=b"{}\n", headers=headers, timeout=30)
     assert 400 <= response.status_code < 500, response.text
     assert response.json()["detail"]
+
+
+@pytest.mark.parametrize("bad", [SUPERSCRIPT, "--5", HUGE])
+def test_an_impossible_custom_rule_project_is_a_field_error(
+    server: str, tenant: Tenant, bad: str
+) -> None:
+    response = httpx.get(
+        f"{server}/api/0/organizations/acme/dynamic-sampling/custom-rules/",
+        params={"query": "transaction:/a", "project": bad},
+        headers={"Authorization": f"Bearer {tenant.token}"},
+        timeout=30,
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["projects"] == [
+        f"invalid project id: {bad if bad == HUGE else repr(bad)}"
+    ]

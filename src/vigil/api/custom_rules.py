@@ -91,7 +91,7 @@ def parse_project_ids(values: Any) -> list[int]:
     for value in values:
         if isinstance(value, int) and not isinstance(value, bool):
             ids.append(value)
-        elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        elif isinstance(value, str) and _is_integer(value.strip()):
             ids.append(int(value.strip()))
         else:
             raise FieldError("projects", f"invalid project id: {value!r}")
@@ -109,6 +109,12 @@ def parse_period_field(value: Any) -> timedelta:
         return parse_period(value)
     except InvalidPeriod as exc:
         raise FieldError("period", str(exc)) from None
+
+
+def _is_integer(text: str) -> bool:
+    # ASCII only: `str.isdigit` admits '²', which int() refuses.
+    digits = text.removeprefix("-")
+    return digits.isascii() and digits.isdigit()
 
 
 def check_projects(conn: Connection, org: store.Organization, project_ids: list[int]) -> None:
