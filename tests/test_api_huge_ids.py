@@ -134,3 +134,17 @@ def test_an_impossible_custom_rule_project_is_a_field_error(
     assert response.json()["projects"] == [
         f"invalid project id: {bad if bad == HUGE else repr(bad)}"
     ]
+
+
+@pytest.mark.parametrize("period", ["99999999999999999999d", "999999w"])
+def test_a_stats_period_beyond_the_calendar_is_a_field_error(
+    server: str, tenant: Tenant, period: str
+) -> None:
+    response = httpx.get(
+        f"{server}/api/0/organizations/acme/issues/",
+        params={"statsPeriod": period},
+        headers={"Authorization": f"Bearer {tenant.token}"},
+        timeout=30,
+    )
+    assert response.status_code == 400, response.text
+    assert "statsPeriod" in response.json()

@@ -360,7 +360,10 @@ def _seen_since(request: Request, now: datetime) -> tuple[datetime | None, datet
         if matched is None:
             raise FieldErrors({"statsPeriod": [f"Invalid statsPeriod {period!r}"]})
         seconds = int(matched.group(1)) * _PERIOD_UNITS[matched.group(2)]
-        return now - timedelta(seconds=seconds), None
+        try:
+            return now - timedelta(seconds=seconds), None
+        except OverflowError:  # reaches before the year 1
+            raise FieldErrors({"statsPeriod": [f"Invalid statsPeriod {period!r}"]}) from None
     return _time(request, "start"), _time(request, "end")
 
 
