@@ -201,6 +201,29 @@ def test_key_cache_forget_drops_a_key_at_once() -> None:
     assert cache.get(KEY) == key(active=False)
 
 
+def test_key_cache_cached_answers_only_fresh_entries_and_never_looks_up() -> None:
+    rows = {KEY: key()}
+    lookups: list[str] = []
+
+    def lookup(public_key: str) -> ProjectKey | None:
+        lookups.append(public_key)
+        return rows.get(public_key)
+
+    clock = Clock()
+    cache = KeyCache(lookup, ttl_s=2.0, clock=clock)
+    assert cache.cached(KEY) is None  # never looked up: only `get` can tell
+    assert cache.get(KEY) == key()
+    assert cache.get("0" * 32) is None
+    assert cache.cached(KEY) == (key(),)
+    assert cache.cached("0" * 32) == (None,)  # known not to exist
+    clock.now += 2.0
+    assert cache.cached(KEY) is None  # stale
+    cache.get(KEY)
+    cache.forget(KEY)
+    assert cache.cached(KEY) is None
+    assert lookups == [KEY, "0" * 32, KEY]
+
+
 def test_key_cache_keeps_at_most_max_entries() -> None:
     lookups: list[str] = []
 

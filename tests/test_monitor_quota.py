@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from vigil.ingest.monitor_quota import MonitorQuota, project_limit, rate_limits_value
+from vigil.ingest.monitor_quota import MonitorQuota, Verdict, project_limit, rate_limits_value
 
 
 class Clock:
@@ -52,6 +52,25 @@ def test_a_batch_is_admitted_or_refused_whole_and_refusals_are_not_counted() -> 
     assert limiter.admit(1, 3) == 60
     assert limiter.admit(1, 2) is None
     assert limiter.admit(1, 1) == 60
+
+
+def test_admit_if_known_counts_as_admit_only_while_the_limit_is_remembered() -> None:
+    clock = Clock()
+    lookups: list[int] = []
+
+    def environments(project_id: int) -> int:
+        lookups.append(project_id)
+        return 0
+
+    limiter = MonitorQuota(environments, clock=clock, window_s=1000, environments_ttl_s=60)
+    assert limiter.admit_if_known(1, 1) is None  # unknown limit: nothing counted
+    assert limiter.admit(1, 48) is None
+    assert limiter.admit_if_known(1, 2) == Verdict(None)
+    assert limiter.admit_if_known(1, 1) == Verdict(1000)  # 50 counted: refused
+    clock.now += 60  # the limit is due for a lookup again: only `admit` does it
+    assert limiter.admit_if_known(1, 1) is None
+    assert limiter.admit(1, 1) == 940
+    assert lookups == [1, 1]
 
 
 def test_projects_have_their_own_windows() -> None:

@@ -12,7 +12,8 @@ this order (the first one present wins):
 
 `presented_key` and `check_key` are pure; `KeyCache` remembers looked-up keys for a
 couple of seconds so a disabled key stops working within `KEY_CACHE_TTL_S`, or at once
-when it is disabled through this process's API (which calls `forget`).
+when it is disabled through this process's API (which calls `forget`). `find_key` answers
+from the cache on the event loop and hands only a miss to a worker thread.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from starlette.concurrency import run_in_threadpool
 
 from vigil.tenancy.credentials import is_public_key, parse_sentry_auth
 from vigil.tenancy.store import ProjectKey
@@ -167,6 +170,17 @@ class KeyCache:
         # Bumped by `forget`, so a lookup that raced with it does not store a stale key.
         self._generation = 0
 
+    def cached(self, public_key: str) -> tuple[ProjectKey | None] | None:
+        """`(key,)` when a fresh entry answers for `public_key` (the key, or None for a
+        key known not to exist); None when only a lookup can. Never does the lookup, so
+        an event loop may call it."""
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(public_key)
+            if entry is not None and now - entry[0] < self._ttl_s:
+                return (entry[1],)
+        return None
+
     def get(self, public_key: str) -> ProjectKey | None:
         now = self._clock()
         with self._lock:
@@ -188,3 +202,13 @@ class KeyCache:
         with self._lock:
             self._entries.pop(public_key, None)
             self._generation += 1
+
+
+async def find_key(keys: KeyCache, public_key: str) -> ProjectKey | None:
+    """The stored key for `public_key` (None if there is none): a fresh cache entry is
+    answered at once, on the event loop; only a miss waits for the database in a worker
+    thread (a thread handoff costs more than the whole cached answer)."""
+    hit = keys.cached(public_key)
+    if hit is not None:
+        return hit[0]
+    return await run_in_threadpool(keys.get, public_key)

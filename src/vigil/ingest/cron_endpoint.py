@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import time
 
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -37,6 +36,7 @@ from vigil.ingest.auth import (
     PresentedKey,
     check_key,
     client_name,
+    find_key,
     normalize_key,
     presented_key,
 )
@@ -84,7 +84,7 @@ async def cron_endpoint(request: Request) -> Response:
         if presented is None:
             raise IngestAuthError(401, MISSING_KEY)
         public_key = normalize_key(presented.public_key)
-        check_key(await run_in_threadpool(svc.keys.get, public_key), project_id)
+        check_key(await find_key(svc.keys, public_key), project_id)
     except IngestAuthError as exc:
         raise HTTPException(exc.status, exc.detail) from None
 
@@ -96,7 +96,7 @@ async def cron_endpoint(request: Request) -> Response:
         received_at=received_at,
     )
     try:
-        await run_in_threadpool(svc.monitor_log.write, [write])
+        await svc.monitor_log.write_async([write])
     except MessageTooLarge as exc:
         raise HTTPException(413, str(exc)) from None
     except LogError as exc:

@@ -38,6 +38,7 @@ from vigil.ingest.auth import (
     PresentedKey,
     check_key,
     client_name,
+    find_key,
     key_from_dsn,
     normalize_key,
     presented_key,
@@ -91,7 +92,27 @@ async def envelope_endpoint(request: Request) -> Response:
         _record_dropped(dropped, project_id)
     if plan.writes:
         quota = monitor_quota(request)
-        retry_after = await run_in_threadpool(quota.admit, project_id, len(plan.writes))
+        # No worker thread on the common path: the quota is settled on the event loop
+        # when the project's limit is remembered, else its lookup takes a thread; the log
+        # write is produced on the loop and its acknowledgement awaited there.
+        verdict = quota.admit_if_known(project_id, len(plan.writes))
+        if verdict is None:
+            retry_after = await run_in_threadpool(quota.admit, project_id, len(plan.writes))
+        else:
+            retry_after = verdict.retry_after
+        if retry_after is None:
+            try:
+                await svc.monitor_log.write_async(plan.writes)
+            except MessageTooLarge as exc:
+                quota.refund(project_id, len(plan.writes))
+                raise HTTPException(413, str(exc)) from None
+            except LogError as exc:
+                quota.refund(project_id, len(plan.writes))
+                log.warning(
+                    "check-ins refused: the log is unavailable",
+                    extra={"project_id": project_id, "error": str(exc)},
+                )
+                raise HTTPException(503, "the log is unavailable; retry later") from None
         if retry_after is not None:
             log.info(
                 "check-ins refused: the project is over its check-in quota",
@@ -103,18 +124,6 @@ async def envelope_endpoint(request: Request) -> Response:
                 f"retry in {retry_after} s",
                 {RATE_LIMITS_HEADER: rate_limits_value(retry_after)},
             )
-        try:
-            await run_in_threadpool(svc.monitor_log.write, plan.writes)
-        except MessageTooLarge as exc:
-            quota.refund(project_id, len(plan.writes))
-            raise HTTPException(413, str(exc)) from None
-        except LogError as exc:
-            quota.refund(project_id, len(plan.writes))
-            log.warning(
-                "check-ins refused: the log is unavailable",
-                extra={"project_id": project_id, "error": str(exc)},
-            )
-            raise HTTPException(503, "the log is unavailable; retry later") from None
     return JSONResponse({"id": envelope.event_id} if envelope.event_id else {})
 
 
@@ -134,13 +143,14 @@ def count_monitor_environments(engine: Engine, project_id: int) -> int:
     """How many monitor environments the project's monitors have (what B11 counts)."""
     joined = monitor_environment.join(monitor, monitor.c.id == monitor_environment.c.monitor_id)
     query = select(func.count()).select_from(joined).where(monitor.c.project_id == project_id)
-    with engine.connect() as conn:
+    # Read-only: on SQLite a deferred transaction, not the write lock the consumer needs.
+    with engine.execution_options(readonly=True).connect() as conn:
         return int(conn.execute(query).scalar_one())
 
 
 async def _authenticate(svc: Services, presented: PresentedKey, project_id: int) -> None:
     public_key = normalize_key(presented.public_key)
-    check_key(await run_in_threadpool(svc.keys.get, public_key), project_id)
+    check_key(await find_key(svc.keys, public_key), project_id)
 
 
 def _parse(body: bytes, content_encoding: str | None, limit: int) -> Envelope:

@@ -9,20 +9,34 @@ endpoint answers with 413 and 503.
 One producer serves the process. It is made at start (after creating any missing topic)
 when the log is reachable, else on first use; after a failure to make one, requests fail
 fast for `RETRY_AFTER_S` instead of each waiting on an unreachable log.
+
+`write_async` is `write` for the event loop: it produces on the loop and awaits the
+acknowledgement without holding a worker thread. The embedded log's futures take no
+callbacks (they wait on their batch's commit), so one waiter thread per writer waits on
+them in order and wakes the loop; a request that could block the loop (no producer yet,
+the topic not looked up yet, or so much unacknowledged that the producer may make it
+wait for room) takes a worker thread and `write` instead.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from arroyo.backends.abstract import Producer
+from arroyo.backends.abstract import Producer, ProducerFuture
 from arroyo.backends.kafka import KafkaPayload
+from arroyo.types import BrokerValue
+from arroyo.types import Topic as LogTopic
+from starlette.concurrency import run_in_threadpool
 
+from vigil import metrics
 from vigil.config import Settings
 from vigil.streams.backend import LogBackend, LogError
 from vigil.streams.runner import produce
@@ -35,6 +49,13 @@ log = logging.getLogger(__name__)
 ACK_TIMEOUT_S = 10.0
 RETRY_AFTER_S = 1.0
 CLOSE_TIMEOUT_S = 10.0
+# Unacknowledged messages (and bytes) `write_async` lets wait on the loop's behalf; well
+# under what the embedded producer holds before `produce` blocks (10,000 messages,
+# 16 MiB), so producing on the event loop never waits for room.
+MAX_IN_FLIGHT_MESSAGES = 5_000
+MAX_IN_FLIGHT_BYTES = 8 * 1024 * 1024
+
+_Acks = list[ProducerFuture[BrokerValue[KafkaPayload]]]
 
 
 class LogWrite(Protocol):
@@ -72,6 +93,14 @@ class LogWriter:
         self._producer: Producer[KafkaPayload] | None = None
         self._failed_at: float | None = None
         self._failure = ""
+        self._destination = LogTopic(settings.topic(topic))
+        # `write_async`'s state: whether a write went through (the producer knows the
+        # topic), what is unacknowledged, and the waiter thread with its queue.
+        self._warm = False
+        self._in_flight = 0
+        self._in_flight_bytes = 0
+        self._waiting: queue.SimpleQueue[_Wait | None] = queue.SimpleQueue()
+        self._waiter: threading.Thread | None = None
 
     def open(self) -> None:
         """Make the producer now if the log is reachable; log a warning if not (the
@@ -114,12 +143,101 @@ class LogWriter:
                 item.key,
                 timeout=self._ack_timeout_s,
             )
+        self._warm = True
+
+    async def write_async(self, writes: Sequence[LogWrite]) -> None:
+        """`write`, awaited on the event loop: the same order, errors and guarantee
+        (returns once the log acknowledged every message)."""
+        size = sum(len(item.value) + len(item.key or b"") for item in writes)
+        producer = self._producer
+        with self._lock:
+            on_loop = (
+                producer is not None
+                and self._warm
+                and self._in_flight + len(writes) <= MAX_IN_FLIGHT_MESSAGES
+                and self._in_flight_bytes + size <= MAX_IN_FLIGHT_BYTES
+            )
+            if on_loop:
+                self._in_flight += len(writes)
+                self._in_flight_bytes += size
+                self._start_waiter()
+        if producer is None or not on_loop:
+            await run_in_threadpool(self.write, writes)
+            return
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        acks: _Acks = []
+        try:
+            for item in writes:
+                # MessageTooLarge (nothing of this message sent) or LogError, as `write`.
+                payload = KafkaPayload(item.key, item.value, [])
+                acks.append(producer.produce(self._destination, payload))
+        except BaseException:
+            done.cancel()  # nobody awaits it; the waiter still accounts for what was sent
+            raise
+        finally:
+            deadline = self._clock() + self._ack_timeout_s
+            self._waiting.put(_Wait(acks, len(writes), size, deadline, loop, done))
+        await done
+
+    def _start_waiter(self) -> None:
+        if self._waiter is None:
+            self._waiter = threading.Thread(
+                target=self._wait_for_acks, name=f"vigil-acks-{self._topic}", daemon=True
+            )
+            self._waiter.start()
+
+    def _wait_for_acks(self) -> None:
+        """The waiter thread: settles each `write_async` once its messages are
+        acknowledged (they are, per partition, in the order produced), or failed."""
+        while (wait := self._waiting.get()) is not None:
+            error: Exception | None = None
+            for ack in wait.acks:
+                try:
+                    ack.result(timeout=max(0.0, wait.deadline - self._clock()))
+                except Exception as exc:
+                    error = LogError(
+                        f"message to {self._destination.name!r} was not acknowledged: {exc}"
+                    )
+                    break
+                metrics.MESSAGES_PRODUCED.labels(self._destination.name).inc()
+            with self._lock:
+                self._in_flight -= wait.count
+                self._in_flight_bytes -= wait.size
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                wait.loop.call_soon_threadsafe(_settle, wait.done, error)
 
     def close(self) -> None:
         with self._lock:
             producer, self._producer = self._producer, None
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            self._waiting.put(None)  # after every write in flight: they are settled first
+            waiter.join(timeout=CLOSE_TIMEOUT_S)
         if producer is not None:
             try:
                 producer.close().result(timeout=CLOSE_TIMEOUT_S)
             except Exception as exc:  # closing at shutdown: report, do not mask the exit
                 log.warning("closing the log producer failed", extra={"error": str(exc)})
+
+
+@dataclass(frozen=True)
+class _Wait:
+    """One `write_async` waiting: its messages' acknowledgements (fewer than `count`
+    when producing one failed), its deadline, and the loop future to settle."""
+
+    acks: _Acks
+    count: int
+    size: int
+    deadline: float
+    loop: asyncio.AbstractEventLoop
+    done: asyncio.Future[None]
+
+
+def _settle(done: asyncio.Future[None], error: Exception | None) -> None:
+    if done.done():  # the request was cancelled (its client went away)
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)

@@ -47,6 +47,13 @@ def rate_limits_value(retry_after_s: int) -> str:
     return f"{retry_after_s}:monitor:project"
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """`MonitorQuota.admit`'s answer: None if admitted, else the seconds to wait."""
+
+    retry_after: int | None
+
+
 @dataclass
 class _Window:
     start: float
@@ -85,11 +92,25 @@ class MonitorQuota:
         limit = self._limit(project_id)
         now = self._clock()
         with self._lock:
-            window = self._window(project_id, now)
-            if limit is not None and window.count + quantity > limit:
-                return max(1, math.ceil(window.start + self._window_s - now))
-            window.count += quantity
-            return None
+            return self._count(project_id, quantity, limit, now)
+
+    def _count(self, project_id: int, quantity: int, limit: int | None, now: float) -> int | None:
+        window = self._window(project_id, now)
+        if limit is not None and window.count + quantity > limit:
+            return max(1, math.ceil(window.start + self._window_s - now))
+        window.count += quantity
+        return None
+
+    def admit_if_known(self, project_id: int, quantity: int) -> Verdict | None:
+        """`admit`'s verdict when the project's limit is remembered, without any lookup
+        (so an event loop may call it); None, with nothing counted, when only `admit`
+        can tell."""
+        now = self._clock()
+        with self._lock:
+            cached = self._limits.get(project_id)
+            if cached is None or now - cached[0] >= self._environments_ttl_s:
+                return None
+            return Verdict(self._count(project_id, quantity, cached[1], now))
 
     def record(self, project_id: int, quantity: int) -> None:
         """Counts `quantity` check-ins the caller accepts whatever the quota says."""
