@@ -1,6 +1,7 @@
 """Ids no row can have, over real HTTP on both backends: a number beyond 64 bits (which
-SQLite refuses outright) or a Unicode digit `int` refuses, in a project path, a
-`project=` filter, an issue path, a cursor, a page size or an ingest path, is a 4xx with
+SQLite refuses outright), too long for `int()`, or a Unicode digit `int` refuses, in a
+project path, a `project=` filter, an issue path, a cursor, a page size or an ingest
+path, and a NUL in any path parameter (which PostgreSQL text cannot hold), is a 4xx with
 a reason, never a 500."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from vigil.config import Settings
 from vigil.db.ids import MAX_ID, parse_id
 
 HUGE = str(2**64 + 1)
+ENDLESS = "9" * 5000  # more digits than int() converts
 SUPERSCRIPT = "²"  # str.isdigit() is true, int() refuses it
 
 
@@ -80,6 +82,7 @@ def test_an_impossible_id_is_not_found(server: str, tenant: Tenant, path: str, b
         for listing in ("monitors", "issues")
         for query, field in [
             (f"cursor=0:{HUGE}:0", "cursor"),
+            (f"cursor=0:{ENDLESS}:0", "cursor"),
             (f"cursor=0:{SUPERSCRIPT}:0", "cursor"),
             (f"per_page={SUPERSCRIPT}", "per_page"),
         ]
@@ -111,13 +114,38 @@ def test_posting_to_an_impossible_project_is_not_found(server: str, tenant: Tena
     assert "project" in created.json()
 
 
+@pytest.mark.parametrize("bad", [HUGE, ENDLESS])
 @pytest.mark.parametrize("path", ["/api/{id}/envelope/", "/api/{id}/cron/nightly/{key}/"])
-def test_ingest_to_an_impossible_project_is_refused(server: str, tenant: Tenant, path: str) -> None:
-    url = server + path.format(id=HUGE, key=tenant.key.public_key)
+def test_ingest_to_an_impossible_project_is_not_found(
+    server: str, tenant: Tenant, path: str, bad: str
+) -> None:
+    url = server + path.format(id=bad, key=tenant.key.public_key)
     headers = {"X-Sentry-Auth": f"Sentry sentry_key={tenant.key.public_key}, sentry_version=7"}
     response = httpx.post(url, content=b"{}\n", headers=headers, timeout=30)
-    assert 400 <= response.status_code < 500, response.text
-    assert response.json()["detail"]
+    assert response.status_code == 404, response.text
+    assert response.json()["detail"].startswith(f"id {bad[:40]}")
+    assert "64 bits" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "name"),
+    [
+        ("GET", "/api/0/organizations/a%00b/issues/", "organization_slug"),
+        ("GET", "/api/0/projects/acme/a%00b/issues/", "project_slug"),
+        ("PUT", "/api/0/projects/acme/app/keys/a%00b/", "key_id"),
+        ("DELETE", "/api/0/projects/acme/app/processing-errors/a%00b/", "error_id"),
+        ("GET", "/api/0/organizations/acme/monitors/a%00b/", "monitor_slug"),
+        ("GET", "/api/0/organizations/acme/issues/1/events/a%00b/", "event_id"),
+    ],
+)
+def test_a_nul_in_a_path_parameter_is_a_400_naming_it(
+    server: str, tenant: Tenant, method: str, path: str, name: str
+) -> None:
+    # PostgreSQL text cannot hold NUL: the query would fail rather than find nothing.
+    headers = {"Authorization": f"Bearer {tenant.token}"}
+    response = httpx.request(method, server + path, json={}, headers=headers, timeout=30)
+    assert response.status_code == 400, response.text
+    assert response.json() == {"detail": f"{name} contains a NUL character"}
 
 
 @pytest.mark.parametrize("bad", [SUPERSCRIPT, "--5", HUGE])

@@ -1,5 +1,6 @@
 """HTTP plumbing shared by every endpoint: Sentry-shaped JSON errors, bounded body
-reading, JSON bodies, and routes whose trailing slash is optional.
+reading, JSON bodies, and routes whose trailing slash is optional and whose path
+parameters are checked before any endpoint (or the database) sees them.
 
 Every error a client can cause is an `HTTPException` rendered as `{"detail": reason}`
 with its status; an unexpected exception is a 500 with a generic detail (and a logged
@@ -8,16 +9,21 @@ traceback), never a stack trace in the answer.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from vigil.db.ids import parse_id
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +94,65 @@ def json_object(body: bytes) -> dict[str, Any]:
     return value
 
 
+class RowIdConvertor(Convertor[int]):
+    """`{name:int}` in a `route`: digits that a 64-bit id column can hold. Anything
+    longer is a 404 naming it, not an overflow in the database (or in `int()`, which
+    refuses more than 4300 digits)."""
+
+    regex = "[0-9]+"
+
+    def convert(self, value: str) -> int:
+        parsed = 0 if value.strip("0") == "" else parse_id(value)
+        if parsed is None:
+            shown = value if len(value) <= 40 else value[:40] + "..."
+            raise HTTPException(404, f"id {shown} does not exist (ids have at most 64 bits)")
+        return parsed
+
+    def to_string(self, value: int) -> str:
+        return str(int(value))
+
+
+register_url_convertor("row_id", RowIdConvertor())
+
+
+def _refusing_nul(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """`endpoint`, answering 400 when a path parameter holds a NUL character (which no
+    name or id has and PostgreSQL text cannot hold) instead of calling it."""
+    if not inspect.isfunction(endpoint):
+        return endpoint
+
+    def check(request: Request) -> None:
+        for name, value in request.path_params.items():
+            if isinstance(value, str) and "\x00" in value:
+                raise HTTPException(400, f"{name} contains a NUL character")
+
+    if inspect.iscoroutinefunction(endpoint):
+
+        @functools.wraps(endpoint)
+        async def checked_async(request: Request) -> Any:
+            check(request)
+            return await endpoint(request)
+
+        return checked_async
+
+    @functools.wraps(endpoint)
+    def checked(request: Request) -> Any:
+        check(request)
+        return endpoint(request)
+
+    return checked
+
+
 def route(path: str, endpoint: Callable[..., Any], methods: Sequence[str]) -> list[Route]:
     """Routes for `path` (which ends in '/') and the same path without the slash, both
     named after the template (without convertors: `/api/{project_id}/envelope/`), so
-    metrics count them as one route. No redirect: clients POST."""
+    metrics count them as one route. No redirect: clients POST. `{name:int}` parameters
+    are row ids (`RowIdConvertor`); a NUL in any path parameter is a 400 naming it."""
     assert path.endswith("/"), path
     name = _CONVERTOR.sub(r"{\1}", path)
+    pattern = path.replace(":int}", ":row_id}")
+    checked = _refusing_nul(endpoint)
     return [
-        Route(path, endpoint, methods=list(methods), name=name),
-        Route(path.rstrip("/"), endpoint, methods=list(methods), name=name),
+        Route(pattern, checked, methods=list(methods), name=name),
+        Route(pattern.rstrip("/"), checked, methods=list(methods), name=name),
     ]

@@ -161,10 +161,11 @@ def parse_page(request: Request) -> Page:
     cursor = request.query_params.get("cursor")
     if cursor:
         parts = cursor.split(":")
-        if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts):
+        # Each part at most 19 digits and the offset within 64 bits, as a database OFFSET is.
+        if len(parts) != 3 or not all(p.isascii() and p.isdigit() and len(p) <= 19 for p in parts):
             raise FieldErrors({"cursor": ["invalid cursor"]})
         offset = int(parts[1])
-        if offset > MAX_ID:  # a database OFFSET is 64 bits
+        if offset > MAX_ID:
             raise FieldErrors({"cursor": ["invalid cursor"]})
     return Page(offset, per_page)
 
