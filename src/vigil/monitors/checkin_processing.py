@@ -29,7 +29,6 @@ from sqlalchemy import Connection, Engine, Row, and_, bindparam, desc, select, u
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from vigil.db.engine import is_transient
-from vigil.db.tables import environment as environment_table
 from vigil.db.tables import monitor_checkin as checkin_table
 from vigil.db.tables import monitor_environment as monitor_environment_table
 from vigil.db.tables import monitor_incident as incident_table
@@ -988,6 +987,16 @@ def status_change_payload(grouphash: str, project_id: int) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class FailureFacts:
+    """What a caller already read in this transaction about an environment one of whose
+    check-ins it is about to fail, so `mark_failed` need not read it again: its active
+    incident (None: none open) and when its last OK check-in was added (None: never)."""
+
+    incident: Row[Any] | None
+    last_ok: datetime | None
+
+
 def mark_failed(
     conn: Connection,
     failed: CheckIn,
@@ -998,12 +1007,13 @@ def mark_failed(
     *,
     monitor: Monitor | None = None,
     env: MonitorEnvironment | None = None,
+    facts: FailureFacts | None = None,
 ) -> bool:
     """B6: move the environment's check-in times and apply the failure threshold,
     opening (or continuing) its incident and producing the monitor-failure occurrences.
     False when a newer check-in already moved the environment, or its status does not
-    take failures. `monitor` and `env`, when given, are the check-in's as read in this
-    transaction."""
+    take failures. `monitor`, `env` and `facts`, when given, are as read in this
+    transaction (`env` locked)."""
     received = failed_at if received is None else received
     if monitor is None:
         monitor = get_monitor_by_id(conn, failed.monitor_id)
@@ -1011,74 +1021,82 @@ def mark_failed(
         env = get_monitor_environment_by_id(conn, failed.monitor_environment_id)
     assert monitor is not None and env is not None
     last_checkin = env.last_checkin if failed.status == CheckInStatus.MISSED else failed.date_added
-    me = monitor_environment_table
-    values = {
+    values: dict[str, Any] = {
         "last_checkin": last_checkin,
         "next_checkin": next_expected(failed_at, monitor.config),
         "next_checkin_latest": next_expected_latest(failed_at, monitor.config),
     }
+    # The threshold is decided before the write so that the check-in times and the
+    # status go out in one UPDATE; its window reads check-ins only, which that UPDATE
+    # does not touch.
+    window = [failed]
+    opens = False
+    if env.status in (MonitorStatus.OK, MonitorStatus.ACTIVE):
+        threshold = failure_issue_threshold(monitor.config)
+        if threshold > 1:
+            window = list(reversed(_recent_statuses(conn, env.id, threshold, failed.date_added)))
+        opens = not any(c.status == CheckInStatus.OK for c in window)
+        if opens:
+            values["status"] = int(MonitorStatus.ERROR)
+    me = monitor_environment_table
     query = update(me).where(me.c.id == env.id)
     if last_checkin is not None:
         query = query.where((me.c.last_checkin <= last_checkin) | me.c.last_checkin.is_(None))
     if conn.execute(query.values(**values)).rowcount == 0:
         return False
-    env = get_monitor_environment_by_id(conn, env.id)
-    assert env is not None
-    return _try_incident_threshold(conn, monitor, env, failed, received, produce_occurrence, now)
-
-
-def _try_incident_threshold(
-    conn: Connection,
-    monitor: Monitor,
-    env: MonitorEnvironment,
-    failed: CheckIn,
-    received: datetime,
-    produce_occurrence: ProduceOccurrence,
-    now: datetime | None,
-) -> bool:
-    threshold = failure_issue_threshold(monitor.config)
-    if env.status in (MonitorStatus.OK, MonitorStatus.ACTIVE):
-        if threshold <= 1:
-            window = [failed]
-        else:
-            window = list(reversed(_recent_statuses(conn, env.id, threshold, failed.date_added)))
-            if any(c.status == CheckInStatus.OK for c in window):
-                return False
-        conn.execute(
-            update(monitor_environment_table)
-            .where(monitor_environment_table.c.id == env.id)
-            .values(status=int(MonitorStatus.ERROR))
-        )
-        env = get_monitor_environment_by_id(conn, env.id)  # type: ignore[assignment]
-        incident = _active_incident(conn, env.id)
+    before = env.status
+    env = replace(
+        env,
+        last_checkin=last_checkin,
+        next_checkin=values["next_checkin"],
+        next_checkin_latest=values["next_checkin_latest"],
+        status=MonitorStatus.ERROR if opens else env.status,
+    )
+    if before in (MonitorStatus.OK, MonitorStatus.ACTIVE):
+        if not opens:
+            return False
+        incident = facts.incident if facts is not None else _active_incident(conn, env.id)
         if incident is None:
-            try:
-                with conn.begin_nested():
-                    conn.execute(
-                        incident_table.insert().values(
-                            monitor_id=monitor.id,
-                            monitor_environment_id=env.id,
-                            starting_checkin_id=window[0].id,
-                            starting_timestamp=window[0].date_added,
-                            grouphash=uuid.uuid4().hex,
-                            date_added=received,
-                        )
-                    )
-            except IntegrityError:
-                pass  # opened meanwhile
-            incident = _active_incident(conn, env.id)
-    elif env.status == MonitorStatus.ERROR:
-        window = [failed]
-        incident = _active_incident(conn, env.id)
+            incident = _open_incident(conn, monitor, env, window[0], received)
+    elif before == MonitorStatus.ERROR:
+        incident = facts.incident if facts is not None else _active_incident(conn, env.id)
     else:
         return False
     if incident is not None and not monitor.is_muted and not env.is_muted:
+        last_ok = facts.last_ok if facts is not None else _last_successful(conn, env.id)
         for checkin in window:
             payload = failure_occurrence(
-                conn, monitor, env, incident, checkin, window, received, now
+                conn, monitor, env, incident, checkin, window, received, now, last_ok=last_ok
             )
             produce_occurrence(payload, f"{incident.grouphash}-{monitor.project_id}")
     return True
+
+
+def _open_incident(
+    conn: Connection,
+    monitor: Monitor,
+    env: MonitorEnvironment,
+    starting: CheckIn,
+    received: datetime,
+) -> Row[Any] | None:
+    """Open the environment's incident from `starting`; the one opened meanwhile if
+    another transaction was first."""
+    try:
+        with conn.begin_nested():
+            return conn.execute(
+                incident_table.insert()
+                .values(
+                    monitor_id=monitor.id,
+                    monitor_environment_id=env.id,
+                    starting_checkin_id=starting.id,
+                    starting_timestamp=starting.date_added,
+                    grouphash=uuid.uuid4().hex,
+                    date_added=received,
+                )
+                .returning(*incident_table.c)
+            ).one()
+    except IntegrityError:
+        return _active_incident(conn, env.id)
 
 
 def _last_successful(conn: Connection, env_id: int) -> datetime | None:
@@ -1096,6 +1114,9 @@ def _last_successful(conn: Connection, env_id: int) -> datetime | None:
     return _aware(value)
 
 
+_UNREAD: Final = object()
+
+
 def failure_occurrence(
     conn: Connection,
     monitor: Monitor,
@@ -1105,11 +1126,16 @@ def failure_occurrence(
     window: list[CheckIn],
     received: datetime,
     now: datetime | None = None,
+    *,
+    last_ok: datetime | object | None = _UNREAD,
 ) -> dict[str, Any]:
-    """The monitor-failure occurrence of B8.3 for one check-in of the window."""
+    """The monitor-failure occurrence of B8.3 for one check-in of the window.
+    `last_ok`, when given, is the environment's last OK check-in time (None: never)."""
     moment = datetime.now(UTC) if now is None else now
     event_id = uuid.uuid4().hex
-    last_ok = _last_successful(conn, env.id)
+    if last_ok is _UNREAD:
+        last_ok = _last_successful(conn, env.id)
+    assert last_ok is None or isinstance(last_ok, datetime)
     assignee = (
         f"user:{monitor.owner_user_id}"
         if monitor.owner_user_id is not None
@@ -1129,9 +1155,7 @@ def failure_occurrence(
     }
     if checkin.trace_id is not None:
         contexts["trace"] = {"trace_id": checkin.trace_id.hex, "span_id": None}
-    environment = conn.execute(
-        select(environment_table.c.name).where(environment_table.c.id == env.environment_id)
-    ).scalar_one()
+    environment = env.environment  # the name, read with the environment
     return {
         "payload_type": "occurrence",
         "id": uuid.uuid4().hex,

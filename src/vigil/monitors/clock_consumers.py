@@ -5,9 +5,10 @@
   and `crons.system_incidents.use_decisions` is on, `mark_unknown` tasks — produced to
   `monitors-clock-tasks` keyed by monitor environment, so each environment's tasks stay
   in order.
-- `monitors-clock-tasks`: runs each task in its own transaction; monitor-failure
-  occurrences are written to the outbox (`vigil.streams.outbox`) in that transaction,
-  and the batch is only committed once the outbox is flushed to the log.
+- `monitors-clock-tasks`: runs the tasks up to TASKS_PER_TRANSACTION per transaction,
+  each in a savepoint (as if alone); monitor-failure occurrences are written to the
+  outbox (`vigil.streams.outbox`) in that transaction, and the batch is only committed
+  once the outbox is flushed to the log.
 
 The sources: `ClockTicker.batch_applied` (after each applied batch of `ingest-monitors`,
 from its newest message per partition), `ClockTicker.idle_tick` (wall time, only while
@@ -235,52 +236,149 @@ class ClockTasksConsumer:
         commit) once every occurrence the tasks decided is acknowledged by the log."""
         with self._res.engine.execution_options(readonly=True).connect() as conn:
             queue = get_option(conn, clock_store.DISPATCH_OCCURRENCES, False) is True
+        tasks = [message.payload for message in messages]
         try:
-            for message in messages:
-                self.run_task(message.payload, queue)
+            for start in range(0, len(tasks), TASKS_PER_TRANSACTION):
+                self.run_tasks(tasks[start : start + TASKS_PER_TRANSACTION], queue)
         finally:
             # What committed tasks decided is in the outbox: send it even if a later
-            # task failed (LogError keeps the rows for the next flush).
+            # chunk failed (LogError keeps the rows for the next flush).
             outbox.flush(self._res.engine, self._res.producer, self._res.settings)
 
     def run_task(self, task: ClockTask, queue: bool = False) -> None:
-        """One task in its own transaction. Its occurrences are written to the outbox
-        in that transaction (for `ingest-occurrences`, or with `queue` — option
+        """One task in its own transaction: `run_tasks` of one."""
+        self.run_tasks([task], queue)
+
+    def run_tasks(self, tasks: Sequence[ClockTask], queue: bool = False) -> None:
+        """Tasks in order, in one transaction, each as if alone: a task's writes are in
+        a savepoint, so one that fails (other than by a passing database outage, which
+        is raised and the whole chunk retried) is logged and skipped and leaves nothing
+        behind (B7.3): one environment's broken schedule must not hold up the others.
+        The `mark_missing` tasks' environments, monitors, active incidents and last OK
+        times are read up front for the chunk (`clock_tasks.MissingChunk`).
+
+        A task's occurrences go to the outbox in the transaction (for
+        `ingest-occurrences`, or with `queue` — option
         `crons.dispatch_incident_occurrences_to_consumer` — as
         `monitors-incident-occurrences` messages, held there while the tick's decision
-        is pending, B8.1), so a failure that committed always gets its occurrences. A
-        failure other than a passing database outage is logged and the task skipped
-        (B7.3): one environment's broken schedule must not hold up the others."""
-        ts = datetime.fromtimestamp(task.ts, UTC)
-        produced: list[tuple[dict[str, Any], str]] = []
-
-        def collect(payload: dict[str, Any], key: str) -> None:
-            produced.append((payload, key))
-
-        try:
-            with self._res.engine.begin() as conn:
-                failed_id = _run(conn, task, ts, collect)
-                rows: list[tuple[str, bytes | str | None, bytes]]
-                if queue and produced and failed_id is not None:
-                    payloads = [p for p, _ in produced]
-                    key = str(task.monitor_environment_id)
-                    rows = [
-                        (Topic.MONITORS_INCIDENT_OCCURRENCES, key, encode_incident_occurrence(i))
-                        for i in queued_messages(conn, failed_id, payloads, ts, ts)
-                    ]
-                else:
-                    rows = [(Topic.INGEST_OCCURRENCES, k, encode_json(p)) for p, k in produced]
-                outbox.enqueue_many(conn, rows)
-        except Exception as exc:
-            if is_transient(exc):
-                raise
-            log.exception(
-                "clock task failed",
-                extra={"type": task.type, "monitor_environment_id": task.monitor_environment_id},
-            )
+        is pending, B8.1), so a failure that committed always gets its occurrences."""
+        rows: list[tuple[str, bytes | str | None, bytes]] = []
+        with self._res.engine.begin() as conn:
+            chunk = _prefetch(conn, tasks)
+            for task in tasks:
+                if chunk is not None and not queue and task.type == "mark_missing":
+                    ts = datetime.fromtimestamp(task.ts, UTC)
+                    try:
+                        if chunk.defer(task.monitor_environment_id, ts):
+                            continue
+                    except Exception as exc:
+                        _failed(task, exc)
+                        chunk.forget(task.monitor_environment_id)
+                        continue
+                # What follows may read what the deferred misses write.
+                rows += _flush(conn, chunk, queue)
+                rows += _run_in_savepoint(conn, task, queue, chunk)
+            rows += _flush(conn, chunk, queue)
+            outbox.enqueue_many(conn, rows)
 
     def close(self) -> None:
         self._res.close()
+
+
+# Clock tasks applied per transaction: bounds how long one chunk holds SQLite's write
+# lock (as the ingest-monitors consumer's chunks of check-ins).
+TASKS_PER_TRANSACTION: Final = 200
+
+
+def _prefetch(conn: Connection, tasks: Sequence[ClockTask]) -> clock_tasks.MissingChunk | None:
+    """What the chunk's `mark_missing` tasks need, read (and locked) up front; None (each
+    task reads its own) if that read fails."""
+    missing = [t for t in tasks if t.type == "mark_missing"]
+    if not missing:
+        return None
+    tick = datetime.fromtimestamp(max(t.ts for t in missing), UTC)
+    try:
+        with conn.begin_nested():
+            return clock_tasks.MissingChunk.prefetch(
+                conn, {t.monitor_environment_id for t in missing}, tick
+            )
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        log.exception("clock tasks: reading the chunk up front failed")
+        return None
+
+
+OutboxRows = list[tuple[str, bytes | str | None, bytes]]
+
+
+def _failed(task: ClockTask, exc: Exception) -> None:
+    """A task that failed: raised again if the database is passing through an outage
+    (the chunk is retried), else logged (the task is skipped)."""
+    if is_transient(exc):
+        raise exc
+    log.exception(
+        "clock task failed",
+        extra={"type": task.type, "monitor_environment_id": task.monitor_environment_id},
+    )
+
+
+def _run_in_savepoint(
+    conn: Connection, task: ClockTask, queue: bool, chunk: clock_tasks.MissingChunk | None
+) -> OutboxRows:
+    """One task as if alone: its writes are kept only if all of it succeeded."""
+    try:
+        with conn.begin_nested():
+            return _run_one(conn, task, queue, chunk)
+    except Exception as exc:
+        _failed(task, exc)
+        if chunk is not None:
+            chunk.forget(task.monitor_environment_id)
+        return []
+
+
+def _flush(conn: Connection, chunk: clock_tasks.MissingChunk | None, queue: bool) -> OutboxRows:
+    """Write the chunk's deferred misses; if that fails, run them one by one instead (so
+    only the task that cannot be applied is skipped)."""
+    if chunk is None or not chunk.pending:
+        return []
+    pending = chunk.pending_envs()
+    try:
+        with conn.begin_nested():
+            produced = chunk.flush(conn)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        log.exception("clock tasks: writing the chunk's misses failed; one by one instead")
+        rows: OutboxRows = []
+        for env_id, ts in pending:
+            task = ClockTask("mark_missing", ts.timestamp(), env_id)
+            rows += _run_in_savepoint(conn, task, queue, chunk)
+        return rows
+    return [(Topic.INGEST_OCCURRENCES, k, encode_json(p)) for p, k in produced]
+
+
+def _run_one(
+    conn: Connection, task: ClockTask, queue: bool, chunk: clock_tasks.MissingChunk | None
+) -> OutboxRows:
+    """Run one task; the outbox rows of its occurrences."""
+    ts = datetime.fromtimestamp(task.ts, UTC)
+    produced: list[tuple[dict[str, Any], str]] = []
+
+    def collect(payload: dict[str, Any], key: str) -> None:
+        produced.append((payload, key))
+
+    if chunk is not None and task.type != "mark_missing":
+        chunk.forget(task.monitor_environment_id)  # it may change the environment
+    failed_id = _run(conn, task, ts, collect, chunk)
+    if queue and produced and failed_id is not None:
+        payloads = [p for p, _ in produced]
+        key = str(task.monitor_environment_id)
+        return [
+            (Topic.MONITORS_INCIDENT_OCCURRENCES, key, encode_incident_occurrence(i))
+            for i in queued_messages(conn, failed_id, payloads, ts, ts)
+        ]
+    return [(Topic.INGEST_OCCURRENCES, k, encode_json(p)) for p, k in produced]
 
 
 def _run(
@@ -288,10 +386,13 @@ def _run(
     task: ClockTask,
     ts: datetime,
     produce: Callable[[dict[str, Any], str], None],
+    chunk: clock_tasks.MissingChunk | None = None,
 ) -> int | None:
     """Run the task; the id of the check-in that failed, if one did."""
     if task.type == "mark_missing":
-        return clock_tasks.mark_environment_missing(conn, task.monitor_environment_id, ts, produce)
+        return clock_tasks.mark_environment_missing(
+            conn, task.monitor_environment_id, ts, produce, chunk
+        )
     if task.type == "mark_timeout":
         assert task.checkin_id is not None
         if clock_tasks.mark_checkin_timeout(conn, task.checkin_id, ts, produce):

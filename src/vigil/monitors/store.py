@@ -146,6 +146,15 @@ def get_monitor_by_id(conn: Connection, monitor_id: int) -> Monitor | None:
     return None if row is None else _monitor(row)
 
 
+def get_monitors_by_ids(conn: Connection, monitor_ids: Iterable[int]) -> dict[int, Monitor]:
+    """The monitors with these ids, by id (the ones that exist)."""
+    wanted = sorted(set(monitor_ids))
+    if not wanted:
+        return {}
+    rows = conn.execute(select(monitor_table).where(monitor_table.c.id.in_(wanted)))
+    return {row.id: _monitor(row) for row in rows}
+
+
 def get_organization_monitor(
     conn: Connection, organization_id: int, slug: str, project_ids: Iterable[int] | None = None
 ) -> Monitor | None:
@@ -429,6 +438,23 @@ def lock_monitor_environments(
         .with_for_update(of=monitor_environment_table)
     )
     return [_monitor_environment(r) for r in rows]
+
+
+def lock_monitor_environments_by_ids(
+    conn: Connection, ids: Iterable[int]
+) -> dict[int, MonitorEnvironment]:
+    """The monitor environments with these ids, by id, their rows locked until the
+    transaction ends (as `lock_monitor_environments`, in id order)."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = conn.execute(
+        _monitor_environment_query()
+        .where(monitor_environment_table.c.id.in_(wanted))
+        .order_by(monitor_environment_table.c.id)
+        .with_for_update(of=monitor_environment_table)
+    )
+    return {r.id: _monitor_environment(r) for r in rows}
 
 
 def list_monitor_environments(
