@@ -97,6 +97,9 @@ class LogWriter:
         # `write_async`'s state: whether a write went through (the producer knows the
         # topic), what is unacknowledged, and the waiter thread with its queue.
         self._warm = False
+        # Not `_lock`, which is held while a producer is made (seconds, when the log is
+        # unreachable): the event loop takes this one.
+        self._flight_lock = threading.Lock()
         self._in_flight = 0
         self._in_flight_bytes = 0
         self._waiting: queue.SimpleQueue[_Wait | None] = queue.SimpleQueue()
@@ -124,6 +127,7 @@ class LogWriter:
                 # alone on a fresh install, make sure the topics exist.
                 self._backend.check()
                 self._backend.ensure_topics()
+                self._warm = False  # a new producer has yet to look the topic up
                 self._producer = self._backend.get_producer()
             except LogError as exc:
                 self._failed_at, self._failure = now, str(exc)
@@ -150,7 +154,7 @@ class LogWriter:
         (returns once the log acknowledged every message)."""
         size = sum(len(item.value) + len(item.key or b"") for item in writes)
         producer = self._producer
-        with self._lock:
+        with self._flight_lock:
             on_loop = (
                 producer is not None
                 and self._warm
@@ -201,7 +205,7 @@ class LogWriter:
                     )
                     break
                 metrics.MESSAGES_PRODUCED.labels(self._destination.name).inc()
-            with self._lock:
+            with self._flight_lock:
                 self._in_flight -= wait.count
                 self._in_flight_bytes -= wait.size
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
@@ -210,6 +214,7 @@ class LogWriter:
     def close(self) -> None:
         with self._lock:
             producer, self._producer = self._producer, None
+        with self._flight_lock:
             waiter, self._waiter = self._waiter, None
         if waiter is not None:
             self._waiting.put(None)  # after every write in flight: they are settled first
