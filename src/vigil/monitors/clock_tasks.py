@@ -1,10 +1,12 @@
 """What time passing means for monitors (B7.3-B7.6): which environments and check-ins a
 tick concerns (`dispatch_*`), and the task for each (`mark_*`).
 
-Each task re-checks its condition inside its own transaction, with the row locked, so a
+Each task re-checks its condition inside its transaction, with the row locked, so a
 task delivered twice, or a tick dispatched twice, changes nothing the second time: one
 missed check-in per missed slot, one timeout per run. Monitor-failure occurrences are
 handed to `produce_occurrence` (the caller sends them once the transaction committed).
+`MissingChunk` is what a chunk of `mark_missing` tasks in one transaction reads up
+front, and writes in bulk for the common missed run.
 """
 
 from __future__ import annotations
