@@ -38,8 +38,7 @@ DEAD_LETTERED = Counter(
 CLOCK_TICKS = Counter("vigil_crons_clock_ticks_total", "Crons clock ticks dispatched")
 CLOCK_LAST_TICK = Gauge(
     "vigil_crons_clock_last_tick_seconds",
-    "The crons clock's position: the minute last ticked (epoch seconds); lag is "
-    "time() minus this",
+    "The crons clock's position: the minute last ticked (epoch seconds); lag is time() minus this",
     multiprocess_mode="max",
 )
 CLOCK_TICK_DELAY = Gauge(
@@ -49,8 +48,7 @@ CLOCK_TICK_DELAY = Gauge(
 )
 CLOCK_DECISION = Gauge(
     "vigil_crons_clock_decision",
-    "The system-incident decision of the last tick: 0 normal, 1 abnormal, 2 recovering, "
-    "3 incident",
+    "The system-incident decision of the last tick: 0 normal, 1 abnormal, 2 recovering, 3 incident",
     multiprocess_mode="mostrecent",
 )
 HTTP_REQUESTS = Counter("vigil_http_requests_total", "HTTP requests answered", ["route", "status"])
