@@ -26,7 +26,11 @@ from tests.issues.occurrences import (
     status_change,
 )
 from vigil.db.tables import processed_message
-from vigil.issues.consumer import process_occurrence_group
+from vigil.issues.consumer import (
+    CHUNK_MESSAGES,
+    process_occurrence_group,
+    process_occurrence_groups,
+)
 from vigil.issues.enums import ActivityType, GroupStatus, GroupSubStatus
 from vigil.tenancy import store as tenancy
 from vigil.tenancy.store import Project
@@ -226,3 +230,30 @@ def test_status_change_ids_that_cannot_be_stored_still_dedupe(
     reopen = {**status_change(project.id, "fp", U, GroupSubStatus.ONGOING), "id": resolve["id"]}
     assert process_occurrence_group(engine, [resolve, reopen], clock=at(T0)) == []
     assert groups(engine)[0].status == R
+
+
+def test_groups_share_chunks_and_a_failure_is_reported_in_its_own_group(
+    engine: Engine, project: Project
+) -> None:
+    # Groups applied one after the other share chunk transactions; a bad message rolls
+    # its chunk back, which is then redone one message at a time: only it fails, the
+    # rest (before and after it, in its group and in others) is applied once.
+    broken = occurrence(project.id, "fp-b")
+    del broken["issue_title"]
+    many = [occurrence(project.id, f"fp-{n}") for n in range(CHUNK_MESSAGES + 5)]
+    batch = [
+        [occurrence(project.id, "fp-a"), occurrence(project.id, "fp-a")],
+        [occurrence(project.id, "fp-b"), broken, occurrence(project.id, "fp-b")],
+        [many[0]],
+        many[1:],
+    ]
+    failures = process_occurrence_groups(engine, batch, clock=at(T0))
+    assert [[f.index for f in group_failures] for group_failures in failures] == [
+        [],
+        [1],
+        [],
+        [],
+    ]
+    assert failures[1][0].reason == "InvalidEventPayloadError: Missing required field: issue_title"
+    assert sorted(g.times_seen for g in groups(engine)) == [1] * len(many) + [2, 2]
+    assert len(occurrences(engine)) == 4 + len(many)
