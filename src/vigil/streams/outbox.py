@@ -34,7 +34,7 @@ from sqlalchemy import Connection, Engine, Row, delete, func, select
 from vigil import metrics
 from vigil.config import Settings
 from vigil.db.tables import outbox
-from vigil.streams.backend import LogBackend, LogError, get_backend
+from vigil.streams.backend import LogBackend, LogError, MessageTooLarge, get_backend
 from vigil.streams.runner import ACK_TIMEOUT_S
 
 log = logging.getLogger(__name__)
@@ -87,8 +87,9 @@ def flush(
     """Produce every pending message (with `enqueued_before`, only those enqueued before
     it) in id order, each acknowledged before its row is deleted; returns how many were
     produced. Raises LogError, after deleting the rows acknowledged before it, when
-    the log refuses a message or does not acknowledge it in `timeout_s`; that row and
-    the ones after it stay."""
+    the log refuses a message or does not acknowledge it in `timeout_s` (the
+    MessageTooLarge itself for a message over the size limit); that row and the ones
+    after it stay."""
     produced = 0
     last_id = 0
     while True:
@@ -109,6 +110,10 @@ def flush(
                 "outbox message not written; kept for the next flush",
                 extra={"topic": error[0], "error": str(error[1]), "pending_from": error[2]},
             )
+            if isinstance(error[1], MessageTooLarge):
+                # Refused the same way at every try: not an outage a consumer should wait
+                # out (its batch is then dead-lettered, the row stays for a larger limit).
+                raise error[1]
             raise LogError(
                 f"message to {error[0]!r} was not acknowledged (kept in the outbox): {error[1]}"
             ) from error[1]
