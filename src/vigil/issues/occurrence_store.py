@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select
 
 from vigil.db.tables import issue_occurrence
 from vigil.issues.group_types import GroupTypeRegistry, registry
@@ -23,7 +23,6 @@ _BY_KEY = (
 )
 _EXISTS = select(issue_occurrence.c.id).where(*_BY_KEY)
 _INSERT = insert(issue_occurrence)
-_SET_GROUP = update(issue_occurrence).where(*_BY_KEY)
 
 
 def occurrence_exists(conn: Connection, occurrence_id: str, project_id: int) -> bool:
@@ -35,8 +34,7 @@ def occurrence_exists(conn: Connection, occurrence_id: str, project_id: int) -> 
 def store_occurrence(
     conn: Connection, occurrence: IssueOccurrence, now: datetime, *, group_id: int | None = None
 ) -> None:
-    """Store a new occurrence, in `group_id` (None: no group, or none yet; see
-    `set_occurrence_group`)."""
+    """Store a new occurrence, in `group_id` (None: it went to no group)."""
     conn.execute(
         _INSERT,
         dict(
@@ -60,13 +58,6 @@ def store_occurrence(
             date_added=now,
         ),
     )
-
-
-def set_occurrence_group(
-    conn: Connection, occurrence_id: str, project_id: int, group_id: int
-) -> None:
-    """Record the group the occurrence went to."""
-    conn.execute(_SET_GROUP, {"p_id": occurrence_id, "p_project": project_id, "group_id": group_id})
 
 
 def get_occurrence(
