@@ -292,13 +292,20 @@ TASKS_PER_TRANSACTION: Final = 200
 
 def _prefetch(conn: Connection, tasks: Sequence[ClockTask]) -> clock_tasks.MissingChunk | None:
     """What the chunk's `mark_missing` tasks need, read (and locked) up front; None (each
-    task reads its own) if that read fails."""
+    task reads its own) if there are none or that read fails."""
     missing = [t for t in tasks if t.type == "mark_missing"]
-    if not missing:
-        return None
-    tick = datetime.fromtimestamp(max(t.ts for t in missing), UTC)
     try:
         with conn.begin_nested():
+            # The chunk's check-ins (timeouts, unknowns) are locked before its
+            # environments: the order the ingest-monitors consumer locks in, so the two
+            # never wait on each other (PostgreSQL; SQLite's write transaction already
+            # excludes other writers).
+            clock_tasks.lock_checkins(
+                conn, [t.checkin_id for t in tasks if t.checkin_id is not None]
+            )
+            if not missing:
+                return None
+            tick = datetime.fromtimestamp(max(t.ts for t in missing), UTC)
             return clock_tasks.MissingChunk.prefetch(
                 conn, {t.monitor_environment_id for t in missing}, tick
             )

@@ -157,6 +157,17 @@ def dispatch_mark_unknown(conn: Connection, tick: datetime) -> list[ClockTask]:
 # --- the tasks -------------------------------------------------------------------------
 
 
+def lock_checkins(conn: Connection, checkin_ids: Collection[int]) -> None:
+    """Lock these check-ins' rows until the transaction ends, in id order."""
+    if checkin_ids:
+        conn.execute(
+            select(checkin_table.c.id)
+            .where(checkin_table.c.id.in_(sorted(set(checkin_ids))))
+            .order_by(checkin_table.c.id)
+            .with_for_update()
+        ).all()
+
+
 @dataclass
 class MissingChunk:
     """What a chunk of `mark_missing` tasks run in one transaction read up front (a few
