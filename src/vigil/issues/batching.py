@@ -12,6 +12,8 @@ from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, S
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from vigil.db.ids import in_range
+
 T = TypeVar("T")
 
 PRUNE_STATUS_CHANGES_FEATURE = "organizations:occurence-consumer-prune-status-changes"
@@ -31,17 +33,19 @@ BatchKey = tuple[str, int | None]
 def batch_key(payload: object) -> BatchKey:
     """The key a decoded message is processed under: its first fingerprint part as the
     producer sent it (not hashed; "" when there is none) and its project id (None when
-    missing). Never raises: a malformed message still gets a key and fails later, in
-    its own group's turn."""
+    missing or not a possible row id). Never raises: a malformed message still gets a
+    key and fails later, in its own group's turn."""
     if not isinstance(payload, Mapping):
         return ("", None)
     fingerprint = payload.get("fingerprint")
     first = fingerprint[0] if isinstance(fingerprint, list) and fingerprint else ""
-    project_id = payload.get("project_id")
-    return (
-        first if isinstance(first, str) else "",
-        project_id if isinstance(project_id, int) and not isinstance(project_id, bool) else None,
-    )
+    raw_project = payload.get("project_id")
+    # A project id beyond 64 bits names no project, and must not reach the database
+    # (SQLite raises OverflowError for it, which would fail the whole batch's ordering).
+    project_id = raw_project if isinstance(raw_project, int) else None
+    if isinstance(raw_project, bool) or (project_id is not None and not in_range(project_id)):
+        project_id = None
+    return (first if isinstance(first, str) else "", project_id)
 
 
 def split_batch(items: Iterable[T], key: Callable[[T], Hashable]) -> list[list[T]]:
