@@ -96,7 +96,7 @@ def run_forever(
 ) -> None:
     """Run every job now and then at its interval, until SIGTERM/SIGINT or `stop`.
     A failing job is logged and tried again at its next turn. With `settings`, the
-    crons clock's jobs run too."""
+    crons clock's jobs and the outbox flush run too."""
     extra, close = settings_jobs(settings, engine) if settings is not None else ((), _nothing)
     try:
         _run_forever(engine, JOBS + extra, stop)
