@@ -359,10 +359,11 @@ def _seen_since(request: Request, now: datetime) -> tuple[datetime | None, datet
         matched = _PERIOD.match(period)
         if matched is None:
             raise FieldErrors({"statsPeriod": [f"Invalid statsPeriod {period!r}"]})
-        seconds = int(matched.group(1)) * _PERIOD_UNITS[matched.group(2)]
         try:
+            seconds = int(matched.group(1)) * _PERIOD_UNITS[matched.group(2)]
             return now - timedelta(seconds=seconds), None
-        except OverflowError:  # reaches before the year 1
+        # Reaches before the year 1, or has more digits than int() converts (ValueError).
+        except (OverflowError, ValueError):
             raise FieldErrors({"statsPeriod": [f"Invalid statsPeriod {period!r}"]}) from None
     return _time(request, "start"), _time(request, "end")
 
