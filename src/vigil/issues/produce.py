@@ -109,8 +109,8 @@ def produce_payload(
     timeout: float = ACK_TIMEOUT_S,
 ) -> None:
     """Write an already-built wire payload (either kind) with its key, for producers that
-    build payloads themselves (the crons failure occurrences, the HTTP endpoint).
-    MessageTooLarge / LogError from the log."""
+    build payloads themselves (see `payload_producer`). MessageTooLarge / LogError from
+    the log."""
     produce(
         target,
         settings,
