@@ -212,3 +212,9 @@ async def find_key(keys: KeyCache, public_key: str) -> ProjectKey | None:
     if hit is not None:
         return hit[0]
     return await run_in_threadpool(keys.get, public_key)
+
+
+async def authenticate(keys: KeyCache, presented: PresentedKey, project_id: int) -> None:
+    """Admit the presented key for `project_id` (`find_key`, then `check_key`), or raise
+    IngestAuthError (401/403) with the reason."""
+    check_key(await find_key(keys, normalize_key(presented.public_key)), project_id)

@@ -34,10 +34,8 @@ from vigil.api.services import services
 from vigil.ingest.auth import (
     IngestAuthError,
     PresentedKey,
-    check_key,
+    authenticate,
     client_name,
-    find_key,
-    normalize_key,
     presented_key,
 )
 from vigil.ingest.check_in_item import (
@@ -83,8 +81,7 @@ async def cron_endpoint(request: Request) -> Response:
         )
         if presented is None:
             raise IngestAuthError(401, MISSING_KEY)
-        public_key = normalize_key(presented.public_key)
-        check_key(await find_key(svc.keys, public_key), project_id)
+        await authenticate(svc.keys, presented, project_id)
     except IngestAuthError as exc:
         raise HTTPException(exc.status, exc.detail) from None
 

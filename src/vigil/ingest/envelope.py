@@ -30,17 +30,15 @@ from starlette.routing import BaseRoute
 
 from vigil import metrics
 from vigil.api.http import error_response, read_body, route
-from vigil.api.services import Services, services
+from vigil.api.services import services
 from vigil.db.tables import monitor, monitor_environment
 from vigil.ingest.auth import (
     MISSING,
     IngestAuthError,
     PresentedKey,
-    check_key,
+    authenticate,
     client_name,
-    find_key,
     key_from_dsn,
-    normalize_key,
     presented_key,
 )
 from vigil.ingest.content_encoding import (
@@ -71,14 +69,14 @@ async def envelope_endpoint(request: Request) -> Response:
             query_client=request.query_params.get("sentry_client"),
         )
         if presented is not None:
-            await _authenticate(svc, presented, project_id)
+            await authenticate(svc.keys, presented, project_id)
         envelope = _parse(body, request.headers.get("content-encoding"), limit)
         if presented is None:
             dsn_key = key_from_dsn(envelope.dsn) if envelope.dsn else None
             if dsn_key is None:
                 raise IngestAuthError(401, MISSING)
             presented = PresentedKey(dsn_key, "envelope")
-            await _authenticate(svc, presented, project_id)
+            await authenticate(svc.keys, presented, project_id)
     except IngestAuthError as exc:
         raise HTTPException(exc.status, exc.detail) from None
 
@@ -146,11 +144,6 @@ def count_monitor_environments(engine: Engine, project_id: int) -> int:
     # Read-only: on SQLite a deferred transaction, not the write lock the consumer needs.
     with engine.execution_options(readonly=True).connect() as conn:
         return int(conn.execute(query).scalar_one())
-
-
-async def _authenticate(svc: Services, presented: PresentedKey, project_id: int) -> None:
-    public_key = normalize_key(presented.public_key)
-    check_key(await find_key(svc.keys, public_key), project_id)
 
 
 def _parse(body: bytes, content_encoding: str | None, limit: int) -> Envelope:
