@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -61,6 +62,10 @@ def main() -> None:
         "--burst", action="store_true", help="poll the count of misses only (many monitors)"
     )
     parser.add_argument(
+        "--database-url", help="an empty PostgreSQL database (default: SQLite in a fresh home)"
+    )
+    parser.add_argument("--kafka", help="Kafka bootstrap servers (default: the embedded log)")
+    parser.add_argument(
         "--clock-only",
         action="store_true",
         help="instead of `vigil serve`: web, periodic and only the consumers the clock needs "
@@ -69,6 +74,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
         settings = Settings(home=Path(home))
+        if args.database_url:
+            settings = replace(settings, database_url=args.database_url)
         engine = make_engine(settings)
         migrate(engine)
         with engine.begin() as conn:
@@ -86,6 +93,10 @@ def main() -> None:
         bind = f"127.0.0.1:{free_port()}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
         env.update(VIGIL_HOME=home, VIGIL_BIND=bind, VIGIL_LOG_LEVEL="WARNING")
+        if args.database_url:
+            env["VIGIL_DATABASE_URL"] = args.database_url
+        if args.kafka:
+            env["VIGIL_KAFKA_BOOTSTRAP_SERVERS"] = args.kafka
         commands = [["serve"]] if not args.clock_only else [["web"], ["periodic"]]
         if args.clock_only:
             commands += [["consumer", name] for name in CLOCK_CONSUMERS]
