@@ -285,7 +285,7 @@ class MissingChunk:
         facts = self.facts.pop(env_id)
         del self.due[env_id]
         self.taken.add(env_id)
-        self.pending.append(_PendingMiss(env_id, ts, moved, monitor, facts, expected, opens))
+        self.pending.append(_PendingMiss(env_id, ts, moved, monitor, facts, expected))
         return True
 
     def _schedule(
@@ -426,7 +426,6 @@ class _PendingMiss:
     monitor: Monitor
     facts: FailureFacts
     expected: datetime
-    opens: bool
 
 
 def _aware(value: datetime | None) -> datetime | None:
