@@ -324,7 +324,7 @@ class OccurrenceConsumer:
             POSTGRES_WORKERS if settings.resolved_database_url.startswith("postgresql") else 1
         )
         self._clock = clock
-        self._base_processing = self._processing = processing
+        self._base_processing = processing
         self._lock = threading.Lock()
         self._engine: Engine | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -356,7 +356,7 @@ class OccurrenceConsumer:
     def apply(self, messages: Sequence[Message[dict[str, Any]]]) -> list[Rejected]:
         """Apply a batch; returns the messages to dead-letter, by position."""
         engine = self.engine
-        self._processing = self._batch_processing(engine)
+        processing = self._batch_processing(engine)
         payloads = [message.payload for message in messages]
         if not self.batched:
             rejected = []
@@ -366,14 +366,14 @@ class OccurrenceConsumer:
                     index,
                     payload,
                     now=self._clock(),
-                    processing=self._processing,
+                    processing=processing,
                     dedupe=False,
                 )
                 if failure is not None:
                     rejected.append(Rejected(failure.index, failure.reason))
             return rejected
         groups = split_batch(list(enumerate(payloads)), lambda item: batch_key(item[1]))
-        results = self._run_groups(engine, groups)
+        results = self._run_groups(engine, groups, processing)
         rejected = [
             Rejected(group[failure.index][0], failure.reason)
             for group, failures in zip(groups, results, strict=True)
@@ -393,14 +393,17 @@ class OccurrenceConsumer:
                 self._last_cleanup = now
 
     def _run_groups(
-        self, engine: Engine, groups: list[list[tuple[int, dict[str, Any]]]]
+        self,
+        engine: Engine,
+        groups: list[list[tuple[int, dict[str, Any]]]],
+        processing: OccurrenceProcessing,
     ) -> list[list[Failure]]:
         if self.workers <= 1 or len(groups) <= 1:
             return process_occurrence_groups(
                 engine,
                 [[payload for _, payload in group] for group in groups],
                 clock=self._clock,
-                processing=self._processing,
+                processing=processing,
             )
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="vigil-occurrences")
@@ -411,7 +414,7 @@ class OccurrenceConsumer:
                 engine,
                 [[payload for _, payload in groups[number]] for number in share],
                 clock=self._clock,
-                processing=self._processing,
+                processing=processing,
             )
 
         futures = [self._pool.submit(run_share, share) for share in shares]
