@@ -20,12 +20,14 @@ from typing import Any
 
 from arroyo.backends.abstract import Producer
 from arroyo.backends.kafka import KafkaPayload
+from sqlalchemy import Connection
 
 from vigil.config import Settings
 from vigil.issues.enums import PayloadType
 from vigil.issues.messages import OccurrenceMessage, build_message
 from vigil.issues.occurrence import IssueOccurrence
 from vigil.issues.status_change_message import StatusChangeMessage
+from vigil.streams import outbox
 from vigil.streams.backend import LogBackend
 from vigil.streams.codecs import encode_json
 from vigil.streams.runner import ACK_TIMEOUT_S, produce
@@ -119,6 +121,23 @@ def produce_payload(
         key,
         timeout=timeout,
     )
+
+
+OutboxRow = tuple[str, bytes | str | None, bytes]
+
+
+def outbox_row(payload: Mapping[str, Any], key: bytes | str | None) -> OutboxRow:
+    """The outbox row (topic, key, value) of an already-built wire payload, for
+    `vigil.streams.outbox.enqueue_many`."""
+    return (Topic.INGEST_OCCURRENCES, key, encode_json(dict(payload)))
+
+
+def enqueue_payload(conn: Connection, payload: Mapping[str, Any], key: bytes | str | None) -> None:
+    """The transactional form of `produce_payload`: the message goes to the outbox in
+    the caller's transaction (`vigil.streams.outbox`), so it exists exactly when what
+    decided it committed; the caller's flush produces it. How crons hands the issue
+    platform its monitor-failure occurrences and resolving status changes."""
+    outbox.enqueue_many(conn, [outbox_row(payload, key)])
 
 
 def payload_producer(

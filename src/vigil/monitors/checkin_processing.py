@@ -32,6 +32,7 @@ from vigil.db.engine import is_transient
 from vigil.db.tables import monitor_checkin as checkin_table
 from vigil.db.tables import monitor_environment as monitor_environment_table
 from vigil.db.tables import monitor_incident as incident_table
+from vigil.issues.produce import enqueue_payload
 from vigil.monitors import processing_error_store
 from vigil.monitors.enums import CheckInStatus, MonitorStatus, ObjectStatus
 from vigil.monitors.environment_name import environment_name
@@ -67,9 +68,6 @@ from vigil.monitors.store import (
     lock_monitor_environments,
     no_owners,
 )
-from vigil.streams import outbox
-from vigil.streams.codecs import encode_json
-from vigil.streams.topics import Topic
 from vigil.tenancy.store import (
     Organization,
     Project,
@@ -545,9 +543,9 @@ def _apply_one(
 
 
 def enqueue_occurrence(conn: Connection, payload: dict[str, Any], key: str) -> None:
-    """Write an occurrence or status change for `ingest-occurrences` to the outbox, in
+    """Hand an occurrence or status change to the issue platform through its outbox, in
     the caller's transaction."""
-    outbox.enqueue(conn, Topic.INGEST_OCCURRENCES, key, encode_json(payload))
+    enqueue_payload(conn, payload, key)
 
 
 def _error(kind: ProcessingErrorType, **extra: Any) -> ProcessingError:

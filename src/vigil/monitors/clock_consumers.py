@@ -32,6 +32,7 @@ from sqlalchemy import Connection, Engine
 from vigil import metrics
 from vigil.config import Settings
 from vigil.db.engine import is_transient
+from vigil.issues.produce import outbox_row
 from vigil.monitors import clock_store, clock_tasks
 from vigil.monitors.clock import as_datetime, idle_positions, minute_of
 from vigil.monitors.clock_incident_occurrences import queued_messages
@@ -49,7 +50,6 @@ from vigil.streams.codecs import (
     encode_clock_task,
     encode_clock_tick,
     encode_incident_occurrence,
-    encode_json,
     encode_monitor_message,
 )
 from vigil.streams.runner import ConsumerDefinition
@@ -362,7 +362,7 @@ def _flush(conn: Connection, chunk: clock_tasks.MissingChunk | None, queue: bool
             task = ClockTask("mark_missing", ts.timestamp(), env_id)
             rows += _run_in_savepoint(conn, task, queue, chunk)
         return rows
-    return [(Topic.INGEST_OCCURRENCES, k, encode_json(p)) for p, k in produced]
+    return [outbox_row(p, k) for p, k in produced]
 
 
 def _run_one(
@@ -385,7 +385,7 @@ def _run_one(
             (Topic.MONITORS_INCIDENT_OCCURRENCES, key, encode_incident_occurrence(i))
             for i in queued_messages(conn, failed_id, payloads, ts, ts)
         ]
-    return [(Topic.INGEST_OCCURRENCES, k, encode_json(p)) for p, k in produced]
+    return [outbox_row(p, k) for p, k in produced]
 
 
 def _run(

@@ -28,6 +28,7 @@ from sqlalchemy import Connection, and_, desc, select, update
 from vigil.config import Settings
 from vigil.db.tables import monitor_checkin as checkin_table
 from vigil.db.tables import monitor_incident as incident_table
+from vigil.issues.produce import enqueue_payload
 from vigil.monitors import clock_store
 from vigil.monitors.checkin_processing import CheckIn, failure_occurrence, get_checkin
 from vigil.monitors.clock import minute_of
@@ -37,7 +38,7 @@ from vigil.monitors.store import get_monitor_by_id, get_monitor_environment_by_i
 from vigil.monitors.system_incidents import Decision
 from vigil.streams import outbox
 from vigil.streams.backend import LogBackend
-from vigil.streams.codecs import IncidentOccurrence, decode_incident_occurrence, encode_json
+from vigil.streams.codecs import IncidentOccurrence, decode_incident_occurrence
 from vigil.streams.runner import ConsumerDefinition
 from vigil.streams.topics import Topic
 
@@ -160,7 +161,7 @@ class IncidentOccurrencesConsumer:
                 with self._res.engine.begin() as conn:
 
                     def send(payload: dict[str, Any], key: str) -> None:
-                        outbox.enqueue(conn, Topic.INGEST_OCCURRENCES, key, encode_json(payload))
+                        enqueue_payload(conn, payload, key)
 
                     process(conn, item, send, use_decisions)
         finally:
