@@ -160,7 +160,9 @@ def prepare(
                     f"issue type {group_type.slug} ({group_type.type_id}) is not released: "
                     f"the organization needs the feature {ingest_feature(group_type)}",
                 )
-    except (InvalidEventPayloadError, ValueError) as exc:
+    # OverflowError: a number too large for a float (detection_time, the event's
+    # timestamp), which the consumer would reject too.
+    except (InvalidEventPayloadError, ValueError, OverflowError) as exc:
         raise PayloadError(field_of(str(exc)), str(exc)) from None
     except EventPayloadValidationError as exc:
         raise PayloadError("event", f"event is not a valid event: {exc}") from None
