@@ -371,6 +371,8 @@ class OccurrenceConsumer:
                 )
                 if failure is not None:
                     rejected.append(Rejected(failure.index, failure.reason))
+            # Single mode uses the gates too: their expired rows go the same way.
+            self._forget_expired(engine)
             return rejected
         groups = split_batch(list(enumerate(payloads)), lambda item: batch_key(item[1]))
         results = self._run_groups(engine, groups, processing)
