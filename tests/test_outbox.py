@@ -21,7 +21,7 @@ from sqlalchemy import Engine, select
 from vigil.config import Settings
 from vigil.db.tables import outbox as outbox_table
 from vigil.streams import outbox
-from vigil.streams.backend import LogBackend, LogError, MessageTooLarge, get_backend
+from vigil.streams.backend import LogBackend, LogError, get_backend
 from vigil.streams.topics import Topic
 
 TOPIC = Topic.INGEST_OCCURRENCES
@@ -101,27 +101,31 @@ def test_flush_produces_each_row_once_in_order_and_deletes_it(
     assert read_all(stack, log_backend, producer) == [b"first", b"second", b"third", b"fourth"]
 
 
-def test_a_message_the_log_refuses_stays_with_everything_after_it(
+def test_a_message_over_the_size_limit_is_parked_and_the_rest_go_on(
     stack: Settings, engine: Engine, log_backend: LogBackend, producer: Producer[KafkaPayload]
 ) -> None:
     big = b"x" * 2000
     enqueue(engine, b"small", big, b"after")
     # A real producer of this log whose limit the big message exceeds: refused before
-    # anything is sent, as an over-limit occurrence would be.
+    # anything is sent, the same at every try, as an over-limit occurrence would be.
     strict = get_backend(replace(stack, max_message_bytes=1000))
     refusing = strict.get_producer()
     try:
-        # the size refusal itself: no outage to wait out, the same at every try
-        with pytest.raises(MessageTooLarge, match="exceeds the limit"):
-            outbox.flush(engine, refusing, stack)
+        assert outbox.flush(engine, refusing, stack) == 2  # one refused never stops the rest
+        assert outbox.flush(engine, refusing, stack) == 0  # parked: the writer skips it
     finally:
         refusing.close().result(timeout=WAIT_S)
         strict.close()
-    assert rows(engine) == [big, b"after"]  # "small" was acknowledged, so deleted
+    assert rows(engine) == [big]
+    with engine.connect() as conn:
+        (reason,) = conn.scalars(select(outbox_table.c.refused)).all()
+    assert reason is not None and "exceeds the limit of 1000 bytes" in reason
 
-    assert outbox.flush(engine, producer, stack) == 2
+    # `vigil periodic` tries parked rows again (the limit may have been raised)
+    assert outbox.flush(engine, producer, stack) == 0
+    assert outbox.flush(engine, producer, stack, include_refused=True) == 1
     assert rows(engine) == []
-    assert read_all(stack, log_backend, producer) == [b"small", big, b"after"]
+    assert read_all(stack, log_backend, producer) == [b"small", b"after", big]
 
 
 def test_a_closed_producer_keeps_every_row(

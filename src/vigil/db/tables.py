@@ -765,5 +765,7 @@ outbox = Table(
     Column("key", LargeBinary, nullable=True),
     Column("value", LargeBinary, nullable=False),
     Column("date_added", DateTime(timezone=True), nullable=False),
+    # why the log refused it for good (over the size limit): parked, not blocking
+    Column("refused", Text, nullable=True),
     sqlite_autoincrement=True,
 )

@@ -4,9 +4,14 @@ even if producing them fails after that transaction committed.
 - `enqueue(conn, topic, key, value)` writes the message to the `outbox` table in the
   caller's transaction: it exists exactly when the decision that made it committed.
 - `flush(engine, producer, settings)` produces the pending rows in id order, waits for
-  the log's acknowledgements and deletes the acknowledged rows. When the log refuses a
-  message, flushing stops there (what follows it stays behind it, so order per key is
-  kept), the rows stay for the next flush, and `LogError` is raised.
+  the log's acknowledgements and deletes the acknowledged rows. When the log does not
+  take a message (unreachable, not acknowledged), flushing stops there (what follows it
+  stays behind it, so order per key is kept), the rows stay for the next flush, and
+  `LogError` is raised. A message the log refuses for good (over the size limit) is
+  *parked* instead: kept with the reason in `refused`, logged and counted as a dead
+  letter, and the flush goes on, so one such message never stops its writer. Parked
+  rows are tried again by `vigil periodic` (`include_refused`), e.g. after the limit
+  was raised.
 
 Delivery is at least once: a flusher that dies between the acknowledgement and the
 delete, or two flushers reading the same rows, produce a message twice. Consumers of
@@ -29,7 +34,7 @@ from arroyo.backends.abstract import Producer, ProducerFuture
 from arroyo.backends.kafka import KafkaPayload
 from arroyo.types import BrokerValue
 from arroyo.types import Topic as LogTopic
-from sqlalchemy import Connection, Engine, Row, delete, func, select
+from sqlalchemy import Connection, Engine, Row, delete, func, select, update
 
 from vigil import metrics
 from vigil.config import Settings
@@ -82,20 +87,23 @@ def flush(
     settings: Settings,
     *,
     enqueued_before: datetime | None = None,
+    include_refused: bool = False,
     timeout_s: float = ACK_TIMEOUT_S,
 ) -> int:
     """Produce every pending message (with `enqueued_before`, only those enqueued before
-    it) in id order, each acknowledged before its row is deleted; returns how many were
-    produced. Raises LogError, after deleting the rows acknowledged before it, when
-    the log refuses a message or does not acknowledge it in `timeout_s` (the
-    MessageTooLarge itself for a message over the size limit); that row and the ones
-    after it stay."""
+    it; parked ones only with `include_refused`) in id order, each acknowledged before
+    its row is deleted; returns how many were produced. A message over the size limit
+    is parked (see the module docstring) and the flush goes on. Raises LogError, after
+    deleting the rows acknowledged before it, when the log does not take a message or
+    does not acknowledge it in `timeout_s`; that row and the ones after it stay."""
     produced = 0
     last_id = 0
     while True:
         query = select(outbox).where(outbox.c.id > last_id).order_by(outbox.c.id).limit(FLUSH_BATCH)
         if enqueued_before is not None:
             query = query.where(outbox.c.date_added < enqueued_before)
+        if not include_refused:
+            query = query.where(outbox.c.refused.is_(None))
         with engine.connect().execution_options(readonly=True) as conn:
             rows = conn.execute(query).all()
         if not rows:
@@ -106,20 +114,34 @@ def flush(
                 conn.execute(delete(outbox).where(outbox.c.id.in_(done)))
             produced += len(done)
         if error is not None:
+            topic, exc, row_id = error
+            if isinstance(exc, MessageTooLarge):
+                _park(engine, row_id, topic, exc)
+                last_id = row_id
+                continue
+        if error is not None:
             log.error(
                 "outbox message not written; kept for the next flush",
                 extra={"topic": error[0], "error": str(error[1]), "pending_from": error[2]},
             )
-            if isinstance(error[1], MessageTooLarge):
-                # Refused the same way at every try: not an outage a consumer should wait
-                # out (its batch is then dead-lettered, the row stays for a larger limit).
-                raise error[1]
             raise LogError(
                 f"message to {error[0]!r} was not acknowledged (kept in the outbox): {error[1]}"
             ) from error[1]
         if len(rows) < FLUSH_BATCH:
             return produced
         last_id = rows[-1].id
+
+
+def _park(engine: Engine, row_id: int, topic: str, error: MessageTooLarge) -> None:
+    """Keep a message the log refuses for good aside, with the reason, so the rows after
+    it go on; an operator sees it in the log, the dead-letter count and the table."""
+    with engine.begin() as conn:
+        conn.execute(update(outbox).where(outbox.c.id == row_id).values(refused=str(error)))
+    metrics.DEAD_LETTERED.labels("outbox").inc()
+    log.error(
+        "outbox message refused by the log; parked in the outbox (vigil periodic retries it)",
+        extra={"topic": topic, "error": str(error), "outbox_id": row_id},
+    )
 
 
 def _produce_rows(
@@ -163,7 +185,8 @@ PERIODIC_MIN_AGE: Final = timedelta(seconds=30)
 
 class PeriodicFlush:
     """The `vigil periodic` job: flushes what a crashed or stuck writer left behind (rows
-    enqueued before `now - PERIODIC_MIN_AGE`). Its producer is made on first use;
+    enqueued before `now - PERIODIC_MIN_AGE`), parked rows included (the size limit
+    may have been raised since). Its producer is made on first use;
     `close()` releases it."""
 
     def __init__(self, settings: Settings, backend: LogBackend | None = None) -> None:
@@ -177,7 +200,13 @@ class PeriodicFlush:
             if self._backend is None:
                 self._backend = get_backend(self._settings)
             self._producer = self._backend.get_producer()
-        return flush(engine, self._producer, self._settings, enqueued_before=now - PERIODIC_MIN_AGE)
+        return flush(
+            engine,
+            self._producer,
+            self._settings,
+            enqueued_before=now - PERIODIC_MIN_AGE,
+            include_refused=True,
+        )
 
     def close(self) -> None:
         if self._producer is not None:

@@ -27,6 +27,8 @@ def upgrade() -> None:
         sa.Column("key", sa.LargeBinary, nullable=True),
         sa.Column("value", sa.LargeBinary, nullable=False),
         sa.Column("date_added", sa.DateTime(timezone=True), nullable=False),
+        # why the log refused it for good (over the size limit): parked, not blocking
+        sa.Column("refused", sa.Text, nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_outbox"),
         # ids must never be reused: see vigil.streams.outbox
         sqlite_autoincrement=True,
