@@ -26,6 +26,7 @@ from tests.support.consumers import WAIT_S, checkins, running, wait_until
 from tests.support.log_reader import read_messages
 from tests.support.tenants import Tenant, make_tenant
 from vigil.config import Settings
+from vigil.db.tables import monitor_clock_partition as clock_partitions
 from vigil.db.tables import monitor_incident as incident_table
 from vigil.db.tables import outbox as outbox_table
 from vigil.monitors import processing_error_store
@@ -134,6 +135,27 @@ def test_checkins_in_one_batch_keep_their_order_per_key(
     assert dead.value == b"\xc1 not msgpack"
     reason = dict(dead.headers)["reason"].decode()
     assert "not msgpack" in reason
+
+
+def test_a_clock_failure_after_the_batch_is_logged_and_its_checkins_stay_applied(
+    stack: Settings, engine: Engine, log: Log, log_backend: LogBackend
+) -> None:
+    # The clock's storage is gone (a real failure of the tick after the batch applied).
+    clock_partitions.drop(engine)
+    try:
+        first = log.checkin(monitor_config=HOURLY)
+        second = log.checkin(monitor_slug="other", monitor_config=HOURLY)
+        dead_before = dead_lettered()
+        with running(stack) as alive:
+            wait_until(lambda: len(checkins(engine)) == 2, "two check-ins", alive)
+            wait_until(lambda: all_lag(stack, log_backend) == 0, "the batch committed", alive)
+        found = checkins(engine)
+        assert {found[uuid.UUID(first)].status, found[uuid.UUID(second)].status} == {
+            CheckInStatus.OK
+        }
+        assert dead_lettered() == dead_before  # applied once, never dead-lettered
+    finally:
+        clock_partitions.create(engine)
 
 
 def test_reference_examples_are_applied_and_a_pulse_ignored(

@@ -302,9 +302,15 @@ class CheckinConsumer:
         """Called after each applied batch with {partition: newest log timestamp} and
         the batch's messages per minute: records the volume (B9) and moves the crons
         clock (B7.2), dispatching the minutes that tick."""
-        if self._ticker is None:
-            self._ticker = ClockTicker(self.settings, engine=self.engine)
-        self._ticker.batch_applied(latest, volume)
+        # As B4.2 says, a failure here is logged and ignored: the batch's check-ins are
+        # applied and must not be applied (or dead-lettered) again for it, and the
+        # next batch, or the idle clock, moves the positions on.
+        try:
+            if self._ticker is None:
+                self._ticker = ClockTicker(self.settings, engine=self.engine)
+            self._ticker.batch_applied(latest, volume)
+        except Exception:
+            log.exception("Failed to trigger monitor tasks")
 
     def _process_parallel(
         self, engine: Engine, items: Sequence[CheckinItem], processing: CheckinProcessing
