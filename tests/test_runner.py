@@ -410,6 +410,27 @@ def test_unacknowledged_produce_after_commit_is_retried_whole_and_nothing_is_dea
     assert sample("vigil_dead_lettered_total") == dead_before
 
 
+def test_apply_asking_to_retry_later_gets_the_whole_batch_again_and_nothing_dead_lettered(
+    stack: Settings, log_backend: LogBackend, producer: Producer[KafkaPayload], sink_db: Engine
+) -> None:
+    for i in range(5):
+        produce(producer, stack, TOPIC, message(f"m{i}", "k", i), key="k")
+    dead_before = sample("vigil_dead_lettered_total")
+    settings = replace(stack, batch_time_ms=1000)  # the five messages make one batch
+
+    with consumer_thread(sink_consumer.definition(sink_db, retry_later=2), settings) as alive:
+        wait_until(lambda: total_lag(stack, log_backend) == 0, "the commit", alive)
+
+    with sink_db.connect() as conn:
+        applied = conn.scalars(select(sink.c.id).order_by(sink.c.n)).all()
+        calls = conn.execute(
+            select(sink_calls.c.size, sink_calls.c.already_applied, sink_calls.c.single)
+        ).all()
+    assert applied == ["m0", "m1", "m2", "m3", "m4"]
+    assert [tuple(c) for c in calls] == [(5, 0, False)]  # applied once, as a whole
+    assert sample("vigil_dead_lettered_total") == dead_before
+
+
 def test_locked_database_is_waited_out_and_nothing_is_dead_lettered(
     stack: Settings,
     backend_name: str,

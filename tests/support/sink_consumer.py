@@ -43,7 +43,7 @@ from vigil.config import Settings, load_settings
 from vigil.db.engine import make_engine
 from vigil.streams.backend import LogError
 from vigil.streams.codecs import CodecError
-from vigil.streams.runner import ConsumerDefinition, run_consumer
+from vigil.streams.runner import ConsumerDefinition, RetryLater, run_consumer
 from vigil.streams.topics import Topic
 
 NAME = "test-sink"
@@ -85,15 +85,25 @@ def decode(payload: KafkaPayload) -> dict[str, Any]:
 
 
 def definition(
-    engine: Engine, delay_s: float = 0.0, announce: bool = False, log_failures: int = 0
+    engine: Engine,
+    delay_s: float = 0.0,
+    announce: bool = False,
+    log_failures: int = 0,
+    retry_later: int = 0,
 ) -> ConsumerDefinition[dict[str, Any]]:
     """The sink. `log_failures`: the first that many `apply` calls, once their
     transaction committed, raise the LogError a producer raises when the log does not
-    acknowledge a message (as a consumer writing to the log after its commit sees)."""
+    acknowledge a message (as a consumer writing to the log after its commit sees).
+    `retry_later`: the first that many calls ask, before writing anything, to be
+    retried later (as a consumer waiting for another's decision does)."""
     pid = os.getpid()
     failures_left = [log_failures]
+    waits_left = [retry_later]
 
     def apply(batch: Sequence[Message[dict[str, Any]]]) -> None:
+        if waits_left[0] > 0:
+            waits_left[0] -= 1
+            raise RetryLater("waiting for a decision")
         values = [m.payload for m in batch]
         if announce:
             print(f"applying {pid} {len(values)}", flush=True)

@@ -17,7 +17,6 @@ tick that found the failure is known:
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -39,14 +38,12 @@ from vigil.monitors.system_incidents import Decision
 from vigil.streams import outbox
 from vigil.streams.backend import LogBackend
 from vigil.streams.codecs import IncidentOccurrence, decode_incident_occurrence
-from vigil.streams.runner import ConsumerDefinition
+from vigil.streams.runner import ConsumerDefinition, RetryLater
 from vigil.streams.topics import Topic
 
 log = logging.getLogger(__name__)
 
 NAME: Final = "monitors-incident-occurrences"
-# How often a held occurrence looks at its tick's decision again.
-PENDING_POLL_S: Final = 1.0
 
 
 def failure_window(conn: Connection, failed: CheckIn, size: int) -> list[CheckIn]:
@@ -152,36 +149,33 @@ class IncidentOccurrencesConsumer:
 
     def apply(self, messages: Sequence[Message[IncidentOccurrence]]) -> None:
         """Send (through the outbox, in the transaction that built it) each message's
-        occurrence once its tick's decision allows; returns once the log acknowledged
-        them."""
+        occurrence; returns once the log acknowledged them. While the decision of any
+        message's tick is pending (and decisions are used), nothing of the batch is
+        applied and `RetryLater` makes the runner try the batch again (back-pressure,
+        B8.2 step 1), so a retry never sends an occurrence twice."""
+        use_decisions = self._hold_while_pending([m.payload for m in messages])
         try:
             for message in messages:
-                item = message.payload
-                use_decisions = self._wait_while_pending(item)
                 with self._res.engine.begin() as conn:
 
                     def send(payload: dict[str, Any], key: str) -> None:
                         enqueue_payload(conn, payload, key)
 
-                    process(conn, item, send, use_decisions)
+                    process(conn, message.payload, send, use_decisions)
         finally:
             outbox.flush(self._res.engine, self._res.producer, self._res.settings)
 
-    def _wait_while_pending(self, item: IncidentOccurrence) -> bool:
-        """Back-pressure (B8.2 step 1): hold the message while the decision of its tick
-        is pending and decisions are used. Returns `use_decisions`."""
-        tick = minute_of(item.clock_tick_ts)
-        waited = 0.0
-        while True:
-            with self._res.engine.execution_options(readonly=True).connect() as conn:
-                options = clock_store.read_options(conn)
-                decision = clock_store.decision_at(conn, tick)
-            if not (options.use_decisions and decision.is_pending):
-                return options.use_decisions
-            if waited % 60 == 0:
-                log.info("incident occurrence held: decision pending", extra={"tick": tick})
-            time.sleep(PENDING_POLL_S)
-            waited += PENDING_POLL_S
+    def _hold_while_pending(self, items: Sequence[IncidentOccurrence]) -> bool:
+        """`use_decisions`; RetryLater if a tick of `items` has a pending decision."""
+        with self._res.engine.execution_options(readonly=True).connect() as conn:
+            options = clock_store.read_options(conn)
+            if not options.use_decisions:
+                return False
+            for tick in sorted({minute_of(item.clock_tick_ts) for item in items}):
+                if clock_store.decision_at(conn, tick).is_pending:
+                    log.info("incident occurrences held: decision pending", extra={"tick": tick})
+                    raise RetryLater(f"the decision of tick {tick} is pending")
+        return True
 
     def close(self) -> None:
         self._res.close()

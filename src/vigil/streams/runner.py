@@ -112,6 +112,12 @@ class Rejected:
     reason: str
 
 
+class RetryLater(Exception):
+    """Raised by `apply` that cannot apply its batch yet and has written nothing of it
+    (e.g. it waits for a decision another consumer makes): the runner retries the batch
+    with back-off, stop-aware, as it waits out an outage; nothing is dead-lettered."""
+
+
 class StopRequested(Exception):
     """Stop was requested while a batch waited out a database outage: the batch is
     abandoned uncommitted (it will be delivered again)."""
@@ -188,6 +194,8 @@ def _is_outage(exc: BaseException) -> bool:
     to (e.g. a flush of the outbox). Dead-lettering would not help — the dead-letter
     topic is on the same log — and would re-apply messages whose writes committed.
     A message over the size limit is no outage: it is refused the same way every time."""
+    if isinstance(exc, RetryLater):
+        return True
     if isinstance(exc, LogError):
         return not isinstance(exc, MessageTooLarge)
     return is_transient(exc)
@@ -389,7 +397,8 @@ class _ApplyBatch(Generic[T]):
                 attempt += 1
                 self._errors.inc()
                 log.warning(
-                    "database or log unavailable; retrying",
+                    "batch not applied yet (database or log unavailable, or asked to wait); "
+                    "retrying",
                     extra={
                         "consumer": self._definition.name,
                         "messages": len(messages),
