@@ -245,10 +245,6 @@ class ClockTasksConsumer:
             # chunk failed (LogError keeps the rows for the next flush).
             outbox.flush(self._res.engine, self._res.producer, self._res.settings)
 
-    def run_task(self, task: ClockTask, queue: bool = False) -> None:
-        """One task in its own transaction: `run_tasks` of one."""
-        self.run_tasks([task], queue)
-
     def run_tasks(self, tasks: Sequence[ClockTask], queue: bool = False) -> None:
         """Tasks in order, in one transaction, each as if alone: a task's writes are in
         a savepoint, so one that fails (other than by a passing database outage, which
