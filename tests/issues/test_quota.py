@@ -59,6 +59,19 @@ def test_units() -> None:
         (True, {"limit": 0}, DEFAULT_OCCURRENCE_RATE_LIMIT),
         (True, {"limit": "5"}, DEFAULT_OCCURRENCE_RATE_LIMIT),
         (True, [1, 2], DEFAULT_OCCURRENCE_RATE_LIMIT),
+        (True, {"window_seconds": 10**30}, DEFAULT_OCCURRENCE_RATE_LIMIT),
+        (
+            True,
+            {"window_seconds": 60, "granularity_seconds": 10**30},
+            DEFAULT_OCCURRENCE_RATE_LIMIT,
+        ),
+        (True, {"window_seconds": 60, "granularity_seconds": 120}, DEFAULT_OCCURRENCE_RATE_LIMIT),
+        (True, {"limit": 2**63}, DEFAULT_OCCURRENCE_RATE_LIMIT),
+        (
+            True,
+            {"window_seconds": 30 * 24 * 3600, "granularity_seconds": 3600},
+            Quota(2592000, 3600, 1000),
+        ),
     ],
 )
 def test_occurrence_rate_limit_from_options(

@@ -32,12 +32,15 @@ RATE_LIMIT_ENABLED_OPTION = "issues.occurrence-consumer.rate-limit.enabled"
 RATE_LIMIT_QUOTA_OPTION = "issues.occurrence-consumer.rate-limit.quota"
 DEFAULT_OCCURRENCE_RATE_LIMIT = Quota(window_seconds=3600, granularity_seconds=60, limit=1000)
 """The per-fingerprint occurrence rate limit when the quota option is not set."""
+MAX_WINDOW_SECONDS = 30 * 24 * 3600
+MAX_LIMIT = 2**31 - 1
 
 
 def occurrence_rate_limit(enabled: object, quota: object) -> Quota | None:
     """The per-fingerprint occurrence rate limit the two server options ask for: None
     (no limit) unless `enabled` is true; the quota from a {window_seconds,
-    granularity_seconds, limit} object of positive integers, else the default."""
+    granularity_seconds, limit} object of positive integers (a window of at most 30
+    days, a granularity no longer than it), else the default."""
     if enabled is not True:
         return None
     if not isinstance(quota, Mapping):
@@ -47,5 +50,11 @@ def occurrence_rate_limit(enabled: object, quota: object) -> Quota | None:
         for name in ("window_seconds", "granularity_seconds", "limit")
     }
     if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values.values()):
+        return DEFAULT_OCCURRENCE_RATE_LIMIT
+    # A window longer than the counters are kept, or one that overflows the database's
+    # integers, would make every occurrence fail: such a setting is ignored, as others.
+    if values["window_seconds"] > MAX_WINDOW_SECONDS or values["limit"] > MAX_LIMIT:
+        return DEFAULT_OCCURRENCE_RATE_LIMIT
+    if values["granularity_seconds"] > values["window_seconds"]:
         return DEFAULT_OCCURRENCE_RATE_LIMIT
     return Quota(**values)
