@@ -32,6 +32,7 @@ from vigil.db.engine import is_transient
 from vigil.db.tables import monitor_checkin as checkin_table
 from vigil.db.tables import monitor_environment as monitor_environment_table
 from vigil.db.tables import monitor_incident as incident_table
+from vigil.db.timestamps import aware_utc
 from vigil.issues.produce import enqueue_payload
 from vigil.monitors import processing_error_store
 from vigil.monitors.enums import CheckInStatus, MonitorStatus, ObjectStatus
@@ -166,15 +167,9 @@ class CheckIn:
     trace_id: uuid.UUID | None
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
 def _checkin(row: Row[Any]) -> CheckIn:
-    date_added = _aware(row.date_added)
-    date_updated = _aware(row.date_updated)
+    date_added = aware_utc(row.date_added)
+    date_updated = aware_utc(row.date_updated)
     assert date_added is not None and date_updated is not None
     return CheckIn(
         id=row.id,
@@ -186,7 +181,7 @@ def _checkin(row: Row[Any]) -> CheckIn:
         duration=row.duration,
         date_added=date_added,
         date_updated=date_updated,
-        timeout_at=_aware(row.timeout_at),
+        timeout_at=aware_utc(row.timeout_at),
         trace_id=row.trace_id,
     )
 
@@ -1109,7 +1104,7 @@ def _last_successful(conn: Connection, env_id: int) -> datetime | None:
         .order_by(desc(checkin_table.c.date_added))
         .limit(1)
     ).scalar_one_or_none()
-    return _aware(value)
+    return aware_utc(value)
 
 
 _UNREAD: Final = object()

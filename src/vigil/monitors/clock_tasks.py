@@ -15,7 +15,7 @@ import logging
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 import orjson
@@ -25,6 +25,7 @@ from vigil.db.tables import monitor as monitor_table
 from vigil.db.tables import monitor_checkin as checkin_table
 from vigil.db.tables import monitor_environment as me_table
 from vigil.db.tables import monitor_incident as incident_table
+from vigil.db.timestamps import aware_utc
 from vigil.monitors.checkin_processing import (
     CheckIn,
     FailureFacts,
@@ -234,7 +235,9 @@ class MissingChunk:
             )
         }
         for env_id in ids:
-            chunk.facts[env_id] = FailureFacts(incidents.get(env_id), _aware(last_ok.get(env_id)))
+            chunk.facts[env_id] = FailureFacts(
+                incidents.get(env_id), aware_utc(last_ok.get(env_id))
+            )
         return chunk
 
     def take(self, env_id: int) -> tuple[MonitorEnvironment, Monitor, FailureFacts] | None:
@@ -426,12 +429,6 @@ class _PendingMiss:
     monitor: Monitor
     facts: FailureFacts
     expected: datetime
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 def mark_environment_missing(

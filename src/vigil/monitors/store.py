@@ -25,6 +25,7 @@ from vigil.db.engine import serialize
 from vigil.db.tables import environment as environment_table
 from vigil.db.tables import monitor as monitor_table
 from vigil.db.tables import monitor_environment as monitor_environment_table
+from vigil.db.timestamps import aware_utc
 from vigil.monitors.enums import MonitorStatus, MonitorType, ObjectStatus
 from vigil.monitors.environment_name import environment_name, is_valid_environment_name
 from vigil.monitors.models import Monitor, MonitorEnvironment, MonitorWithEnvironments
@@ -87,18 +88,11 @@ def _now(now: datetime | None) -> datetime:
     return datetime.now(UTC) if now is None else now.astimezone(UTC)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything vigil stores is UTC.
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
 # --- monitors --------------------------------------------------------------------------
 
 
 def _monitor(row: Row[Any]) -> Monitor:
-    date_added = _aware(row.date_added)
+    date_added = aware_utc(row.date_added)
     assert date_added is not None
     return Monitor(
         id=row.id,
@@ -381,7 +375,7 @@ def _monitor_environment_query() -> Select[Any]:
 
 
 def _monitor_environment(row: Row[Any]) -> MonitorEnvironment:
-    date_added = _aware(row.date_added)
+    date_added = aware_utc(row.date_added)
     assert date_added is not None
     return MonitorEnvironment(
         id=row.id,
@@ -390,9 +384,9 @@ def _monitor_environment(row: Row[Any]) -> MonitorEnvironment:
         environment=row.environment_name,
         status=MonitorStatus(row.status),
         is_muted=row.is_muted,
-        next_checkin=_aware(row.next_checkin),
-        next_checkin_latest=_aware(row.next_checkin_latest),
-        last_checkin=_aware(row.last_checkin),
+        next_checkin=aware_utc(row.next_checkin),
+        next_checkin_latest=aware_utc(row.next_checkin_latest),
+        last_checkin=aware_utc(row.last_checkin),
         date_added=date_added,
     )
 
