@@ -469,6 +469,49 @@ def test_check_in_message_over_the_limit_gets_413(small_server: str, tenant: Ten
     assert "exceeds the limit of" in response.json()["detail"]
 
 
+def test_an_envelope_with_a_check_in_over_the_limit_is_refused_whole(
+    stack: Settings, tenant: Tenant, log_backend: LogBackend
+) -> None:
+    # A small valid check-in, then one whose message is over the limit: the answer is
+    # 413 and nothing of the envelope is on the log (sentry-sdk does not resend after a
+    # 413, so writing the first would be a partial acceptance the client never learns of).
+    quota = MonitorQuota(lambda _project_id: 0, clock=lambda: 1000.0)  # 50 per window
+    app = create_app(replace(stack, max_message_bytes=LIMIT))
+    app.state.monitor_quota = quota
+    before, small, after = check_in("job"), check_in("job"), check_in("job")
+    # Without a check_in_id (the normalisation adds one): the message outgrows the
+    # body, so the body fits and the second item's message does not.
+    unpadded = len(
+        orjson.dumps({"monitor_slug": "job", "status": "ok", "monitor_config": {"timezone": ""}})
+    )
+    timezone = "x" * (LIMIT - 150 - unpadded)
+    big = orjson.dumps(
+        {"monitor_slug": "job", "status": "ok", "monitor_config": {"timezone": timezone}}
+    )
+    body = envelope(("check_in", small), ("check_in", big), lengths=False)
+    assert len(body) <= LIMIT
+    with live_server(app) as server:
+        # A first check-in warms the writer up (what follows would be produced on the
+        # event loop, as most envelopes are).
+        assert post(server, tenant, envelope(("check_in", before))).status_code == 200
+        refused = post(server, tenant, body)
+        assert refused.status_code == 413
+        detail = refused.json()["detail"]
+        assert detail.startswith("envelope item 2 (check-in of monitor 'job'): message of ")
+        assert f"exceeds the limit of {LIMIT} bytes" in detail
+        assert detail.endswith("; nothing of the envelope was accepted")
+        assert post(server, tenant, envelope(("check_in", after))).status_code == 200
+
+    # One monitor, one routing key, one partition: its first two messages are the check-ins
+    # answered 200, in order; the small one of the refused envelope is not between them.
+    messages = read_messages(stack, log_backend, MONITORS, 2)
+    ids = [orjson.loads(decoded(m).payload)["check_in_id"] for m in messages]
+    assert ids == [orjson.loads(before)["check_in_id"], orjson.loads(after)["check_in_id"]]
+    # The refused envelope took nothing of the project's quota: 2 counted, 48 still free.
+    assert quota.admit(tenant.project.id, 48) is None
+    assert quota.admit(tenant.project.id, 1) is not None
+
+
 def test_trailing_slash_is_optional(server: str, tenant: Tenant) -> None:
     response = httpx.post(
         f"{server}/api/{tenant.project.id}/envelope",

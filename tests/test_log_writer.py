@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.log_reader import read_messages
 from vigil.config import Settings
-from vigil.ingest.log_writer import KeyedValue, LogWriter
+from vigil.ingest.log_writer import KeyedValue, LogWriter, WriteTooLarge
 from vigil.streams.backend import LogBackend, MessageTooLarge, get_backend
 from vigil.streams.topics import Topic
 
@@ -72,3 +72,30 @@ def test_a_message_over_the_limit_is_refused_before_anything_of_it_is_written(
     asyncio.run(scenario())
     found = read_messages(settings, backend, Topic.INGEST_MONITORS, 2)
     assert [p.value for p in found] == [b"first", b"after"]
+
+
+def test_a_write_with_one_message_over_the_limit_is_refused_whole(
+    settings: Settings, backend: LogBackend, writer: LogWriter
+) -> None:
+    # The producers refuse message by message; the writer checks every message first, so
+    # the small one before the large one is not written either, on either path.
+    too_large = [KeyedValue(b"k", b"small"), KeyedValue(b"k", b"x" * LIMIT)]
+
+    async def scenario() -> None:
+        await writer.write_async([KeyedValue(b"k", b"first")])  # now produced on the loop
+        with pytest.raises(WriteTooLarge) as on_loop:
+            await writer.write_async(too_large)
+        assert (on_loop.value.index, on_loop.value.size, on_loop.value.limit) == (
+            1,
+            LIMIT + 1,
+            LIMIT,
+        )
+        await writer.write_async([KeyedValue(b"k", b"after")])
+
+    asyncio.run(scenario())
+    with pytest.raises(WriteTooLarge) as in_thread:
+        writer.write(too_large)
+    assert in_thread.value.index == 1
+    writer.write([KeyedValue(b"k", b"last")])
+    found = read_messages(settings, backend, Topic.INGEST_MONITORS, 3)
+    assert [p.value for p in found] == [b"first", b"after", b"last"]

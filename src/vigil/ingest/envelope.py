@@ -7,9 +7,11 @@ Answers (see `spec/clients.md` for how clients react):
   check-in is acknowledged by the log. Items that are not check-ins, and check-ins that
   cannot be one, are accepted and dropped, with a metric and a log line, as Relay does;
 - 400 for a body that is not an envelope (or not valid data of its Content-Encoding),
-  401 / 403 for missing, unknown, disabled or foreign DSN keys, 413 for a body or a
-  message over `max_message_bytes` (compressed or decompressed), 415 for an unknown
-  Content-Encoding;
+  401 / 403 for missing, unknown, disabled or foreign DSN keys, 413 for a body over
+  `max_message_bytes` (compressed or decompressed) or an envelope any of whose check-ins
+  makes a message over it (the reason names the item; nothing of the envelope is written
+  nor counted in the quota: every message's size is checked before the first is
+  written), 415 for an unknown Content-Encoding;
 - 429 with `X-Sentry-Rate-Limits: <secs>:monitor:project` only when the project floods
   (over its check-in quota, `monitor_quota`), so the SDK holds back check-ins and nothing
   else; never a bare 429, which would make the SDK drop everything for a minute;
@@ -48,7 +50,8 @@ from vigil.ingest.content_encoding import (
     decode_body,
 )
 from vigil.ingest.envelope_format import Envelope, EnvelopeError, parse_envelope
-from vigil.ingest.items import UNSUPPORTED_TYPE, DroppedItem, plan_envelope
+from vigil.ingest.items import UNSUPPORTED_TYPE, DroppedItem, MonitorWrite, plan_envelope
+from vigil.ingest.log_writer import WriteTooLarge
 from vigil.ingest.monitor_quota import RATE_LIMITS_HEADER, MonitorQuota, rate_limits_value
 from vigil.streams.backend import LogError, MessageTooLarge
 
@@ -89,6 +92,13 @@ async def envelope_endpoint(request: Request) -> Response:
     for dropped in plan.dropped:
         _record_dropped(dropped, project_id)
     if plan.writes:
+        # All or nothing: sentry-sdk does not resend after a 413, so an envelope refused
+        # once its first check-ins are on the log would be half-accepted unbeknownst to
+        # the client. Before the quota too, which a refused envelope must not use up.
+        try:
+            svc.monitor_log.check_sizes(plan.writes)
+        except WriteTooLarge as exc:
+            raise HTTPException(413, _too_large(plan.writes[exc.index], exc)) from None
         quota = monitor_quota(request)
         # No worker thread on the common path: the quota is settled on the event loop
         # when the project's limit is remembered, else its lookup takes a thread; the log
@@ -155,6 +165,13 @@ def _parse(body: bytes, content_encoding: str | None, limit: int) -> Envelope:
         raise HTTPException(415, str(exc)) from None
     except (CorruptBody, EnvelopeError) as exc:
         raise HTTPException(400, f"invalid envelope: {exc}") from None
+
+
+def _too_large(write: MonitorWrite, exc: WriteTooLarge) -> str:
+    return (
+        f"envelope item {write.item} (check-in of monitor {write.slug!r}): {exc}; "
+        "nothing of the envelope was accepted"
+    )
 
 
 def _record_dropped(dropped: DroppedItem, project_id: int) -> None:

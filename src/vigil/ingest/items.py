@@ -8,7 +8,7 @@ counted and logged by the caller.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vigil.ingest.check_in_item import EdgeCheckIn, InvalidCheckIn, read_check_in
 from vigil.ingest.envelope_format import Envelope
@@ -55,11 +55,14 @@ UNSUPPORTED_TYPE = "unsupported_type"
 
 @dataclass(frozen=True)
 class MonitorWrite:
-    """One `ingest-monitors` message: routing key and encoded value."""
+    """One `ingest-monitors` message: routing key and encoded value, with what names
+    its check-in in an answer: the monitor slug and, for an envelope's, the 1-based
+    position of its item in the envelope."""
 
     key: bytes
     value: bytes
     slug: str
+    item: int | None = None
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ def plan_envelope(
     """
     writes: list[MonitorWrite] = []
     dropped: list[DroppedItem] = []
-    for item in envelope.items:
+    for position, item in enumerate(envelope.items, start=1):
         label = item_type_label(item.type)
         if item.type != CHECK_IN:
             dropped.append(
@@ -106,9 +109,8 @@ def plan_envelope(
         except InvalidCheckIn as exc:
             dropped.append(DroppedItem(label, exc.reason.value, str(exc)))
             continue
-        writes.append(
-            monitor_write(check_in, project_id=project_id, sdk=sdk, received_at=received_at)
-        )
+        write = monitor_write(check_in, project_id=project_id, sdk=sdk, received_at=received_at)
+        writes.append(replace(write, item=position))
     return Plan(tuple(writes), tuple(dropped))
 
 

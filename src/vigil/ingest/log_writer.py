@@ -2,9 +2,11 @@
 (`ingest-monitors` for check-ins, `ingest-occurrences` for the occurrences endpoint).
 
 `write` returns only once the log acknowledged every message, so an answer of 2xx means
-what was accepted is durable. It raises `MessageTooLarge` for a message over the limit
-(before anything of it is written) and `LogError` when the log cannot take it, which the
-endpoint answers with 413 and 503.
+what was accepted is durable. It raises `WriteTooLarge` (a `MessageTooLarge`) when any
+message of the write is over the limit, before any of them is produced, so a write is
+never refused after part of it was written; and `LogError` when the log cannot take it.
+The endpoints answer these with 413 and 503. `check_sizes` is that size check on its
+own, for an endpoint that refuses before doing anything else (counting a quota).
 
 One producer serves the process. It is made at start (after creating any missing topic)
 when the log is reachable, else on first use; after a failure to make one, requests fail
@@ -38,7 +40,7 @@ from starlette.concurrency import run_in_threadpool
 
 from vigil import metrics
 from vigil.config import Settings
-from vigil.streams.backend import LogBackend, LogError
+from vigil.streams.backend import LogBackend, LogError, MessageTooLarge, payload_size
 from vigil.streams.runner import produce
 from vigil.streams.topics import Topic
 
@@ -72,6 +74,15 @@ class LogWrite(Protocol):
 class KeyedValue:
     key: bytes | None
     value: bytes
+
+
+class WriteTooLarge(MessageTooLarge):
+    """A message of a write over the log's limit; nothing of the write was produced.
+    `index` is the message's place in the write, for the caller to name it."""
+
+    def __init__(self, topic: str, size: int, limit: int, index: int) -> None:
+        super().__init__(topic, size, limit)
+        self.index = index
 
 
 class LogWriter:
@@ -135,8 +146,22 @@ class LogWriter:
             self._failed_at = None
             return self._producer
 
+    def check_sizes(self, writes: Sequence[LogWrite]) -> None:
+        """Raise `WriteTooLarge` for the first message over the limit the log's producers
+        enforce (`max_message_bytes`, counted as they count it), writing nothing.
+
+        The producers refuse one message at a time, after the ones before it were
+        produced; checking every message first keeps a refused write wholly unwritten."""
+        limit = self._settings.max_message_bytes
+        for index, item in enumerate(writes):
+            size = payload_size(KafkaPayload(item.key, item.value, []))
+            if size > limit:
+                raise WriteTooLarge(self._destination.name, size, limit, index)
+
     def write(self, writes: Sequence[LogWrite]) -> None:
-        """Write the messages in order and wait for the log's acknowledgement of each."""
+        """Write the messages in order and wait for the log's acknowledgement of each;
+        `WriteTooLarge`, with nothing written, if one of them is over the limit."""
+        self.check_sizes(writes)
         producer = self._get_producer()
         for item in writes:
             produce(
@@ -152,6 +177,7 @@ class LogWriter:
     async def write_async(self, writes: Sequence[LogWrite]) -> None:
         """`write`, awaited on the event loop: the same order, errors and guarantee
         (returns once the log acknowledged every message)."""
+        self.check_sizes(writes)
         size = sum(len(item.value) + len(item.key or b"") for item in writes)
         producer = self._producer
         with self._flight_lock:
@@ -173,7 +199,8 @@ class LogWriter:
         acks: _Acks = []
         try:
             for item in writes:
-                # MessageTooLarge (nothing of this message sent) or LogError, as `write`.
+                # LogError, as `write` (sizes were checked: the producer's own
+                # MessageTooLarge cannot come after part of the write was produced).
                 payload = KafkaPayload(item.key, item.value, [])
                 acks.append(producer.produce(self._destination, payload))
         except BaseException:

@@ -32,6 +32,13 @@ class MessageTooLarge(LogError):
         self.limit = limit
 
 
+def payload_size(payload: KafkaPayload) -> int:
+    """What `max_message_bytes` limits: key, value, and header names and values (the
+    same count as the embedded log's, so a message fits both logs or neither)."""
+    size = len(payload.value) + (len(payload.key) if payload.key else 0)
+    return size + sum(len(name.encode("utf-8")) + len(value) for name, value in payload.headers)
+
+
 class LogBackend(Protocol):
     def ensure_topics(self, consumer_names: Sequence[str] = ()) -> None:
         """Create missing topics (and the dead-letter topics of these consumers)."""

@@ -29,7 +29,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from vigil.config import Settings
 from vigil.streams import topics
-from vigil.streams.backend import LogError, MessageTooLarge
+from vigil.streams.backend import LogError, MessageTooLarge, payload_size
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +41,6 @@ ADMIN_TIMEOUT_S = 15.0
 
 # Room on top of `max_message_bytes` for the record framing the broker counts too.
 _FRAMING_HEADROOM = 64 * 1024
-
-
-def payload_size(payload: KafkaPayload) -> int:
-    """What `max_message_bytes` limits: key, value, and header names and values (the
-    same count as the embedded log's, so a message fits both logs or neither)."""
-    size = len(payload.value) + (len(payload.key) if payload.key else 0)
-    return size + sum(len(name.encode("utf-8")) + len(value) for name, value in payload.headers)
 
 
 class LimitedProducer(Producer[KafkaPayload]):
