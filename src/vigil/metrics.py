@@ -69,6 +69,12 @@ ISSUE_MESSAGES = Counter(
     "invalid_*: see vigil.issues.consumer)",
     ["outcome"],
 )
+ISSUE_CHUNKS_REDONE = Counter(
+    "vigil_issue_chunks_redone_total",
+    "ingest-occurrences chunks rolled back and applied again one message per transaction "
+    "(a message of the chunk could not be applied, or a concurrent consumer wrote a row "
+    "first)",
+)
 
 
 def render(extra: list[Collector] | None = None) -> tuple[bytes, str]:

@@ -62,6 +62,7 @@ from vigil.issues.quota import (
     occurrence_rate_limit,
 )
 from vigil.issues.status_change_processing import process_status_change_message
+from vigil.issues.writes import ChunkWrites, IssueWrites
 from vigil.options import get_option
 from vigil.streams.codecs import decode_occurrence_message
 from vigil.streams.runner import ConsumerDefinition, Rejected
@@ -100,15 +101,22 @@ def _process_message(
     *,
     now: datetime,
     processing: OccurrenceProcessing = DEFAULT_PROCESSING,
+    writes: IssueWrites | None = None,
 ) -> ProcessedMessage | None:
     """Apply one decoded message in the caller's transaction (spec A3): a status change
     (A5), an occurrence (A3.1-A3.4), or, for any other payload_type, nothing (counted).
     None when nothing resulted. A malformed payload raises InvalidEventPayloadError;
     UnknownProjectError, EventLookupError, EventPayloadValidationError and
-    UnsupportedStatusError propagate, as do database errors."""
+    UnsupportedStatusError propagate, as do database errors. `writes`: how occurrences
+    read and write rows (default: at once)."""
     kind = payload.get("payload_type", PayloadType.OCCURRENCE)
     try:
         if kind == PayloadType.STATUS_CHANGE:
+            if isinstance(writes, ChunkWrites):
+                # Status changes read and write groups and hashes themselves: what the
+                # chunk holds is written first, and groups are read again after.
+                writes.flush()
+                writes.forget_groups()
             grp = process_status_change_message(
                 conn, payload, now=now, load=processing.load_project
             )
@@ -116,7 +124,9 @@ def _process_message(
                 return None
             return (None, GroupInfo(grp, is_new=False, is_regression=False))
         if kind == PayloadType.OCCURRENCE:
-            result = process_occurrence_message(conn, payload, now=now, processing=processing)
+            result = process_occurrence_message(
+                conn, payload, now=now, processing=processing, writes=writes
+            )
             if result is None:
                 return None
             return (result.occurrence, result.group_info)
@@ -161,7 +171,9 @@ def apply_one(
     """Apply one message in its own transaction. With `dedupe`, a message id applied for
     its project within the window is skipped, and this one's id is recorded."""
     with engine.begin() as conn:
-        return _apply_in(conn, payload, now=now, processing=processing, dedupe=dedupe)
+        return _apply_in(
+            conn, payload, now=now, processing=processing, dedupe=dedupe, writes=IssueWrites(conn)
+        )
 
 
 def _apply_in(
@@ -171,15 +183,16 @@ def _apply_in(
     now: datetime,
     processing: OccurrenceProcessing,
     dedupe: bool,
+    writes: IssueWrites,
 ) -> ProcessedMessage | None:
     # One message in the caller's transaction, deduplicated by id (see apply_one).
     target = _dedupe_target(payload) if dedupe else None
-    if target is not None and dedupe_store.was_processed(conn, *target, now):
+    if target is not None and writes.was_processed(*target, now):
         metrics.ISSUE_MESSAGES.labels("duplicate").inc()
         return None
-    result = _process_message(conn, payload, now=now, processing=processing)
+    result = _process_message(conn, payload, now=now, processing=processing, writes=writes)
     if target is not None:
-        dedupe_store.mark_processed(conn, *target, now)
+        writes.mark_processed(*target, now)
     return result
 
 
@@ -282,21 +295,34 @@ def _apply_chunk(
     processing: OccurrenceProcessing,
 ) -> list[Failure]:
     """Apply consecutive messages of a group in one transaction (each deduplicated by id,
-    as `apply_one` does): the per-message transaction was most of a message's cost. If
-    any message fails for a reason other than a passing outage, nothing of the chunk is
-    kept and its messages are applied again one per transaction, so that only the bad
-    one is rejected and the rest are applied exactly as they would have been alone."""
+    as `apply_one` does), reading and writing their rows set-wise (`ChunkWrites`): the
+    per-message transaction, then the per-row statement, was most of a message's cost.
+    If any message fails for a reason other than a passing outage, or a held write fails
+    when it is made, nothing of the chunk is kept and its messages are applied again one
+    per transaction, so that only the bad one is rejected and the rest are applied
+    exactly as they would have been alone."""
     try:
         with engine.begin() as conn:
-            for _, payload in chunk:
-                try:
-                    _apply_in(conn, payload, now=clock(), processing=processing, dedupe=True)
-                except Exception as exc:
-                    if is_transient(exc):
-                        raise
-                    raise _ChunkFailed from exc
+            writes = ChunkWrites(conn)
+            try:
+                writes.read_ahead(payload for _, payload in chunk)
+                for _, payload in chunk:
+                    _apply_in(
+                        conn,
+                        payload,
+                        now=clock(),
+                        processing=processing,
+                        dedupe=True,
+                        writes=writes,
+                    )
+                writes.flush()
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                raise _ChunkFailed from exc
         return []
     except _ChunkFailed:
+        metrics.ISSUE_CHUNKS_REDONE.inc()
         failures = []
         for index, payload in chunk:
             failure = _apply_guarded(

@@ -16,7 +16,8 @@ WINDOW = timedelta(seconds=DEDUPE_TTL_SECONDS)
 MAX_ID_CHARS = 200
 
 
-def _stored_id(message_id: str) -> str:
+def stored_id(message_id: str) -> str:
+    """The key a message id is recorded under."""
     # A status change's id is any string the producer chose; a long one (or one with a
     # NUL, which PostgreSQL text cannot hold) is kept as its digest, so that it fits the
     # column and still dedupes.
@@ -37,14 +38,14 @@ def was_processed(conn: Connection, project_id: int, message_id: str, now: datet
     """Whether the message id was applied for the project within the window."""
     found = conn.execute(
         _WAS_PROCESSED,
-        {"p_project": project_id, "p_message": _stored_id(message_id), "p_after": now - WINDOW},
+        {"p_project": project_id, "p_message": stored_id(message_id), "p_after": now - WINDOW},
     ).first()
     return found is not None
 
 
 def mark_processed(conn: Connection, project_id: int, message_id: str, now: datetime) -> None:
     """Remember that the message id was applied at `now` (in the applying transaction)."""
-    key = _stored_id(message_id)
+    key = stored_id(message_id)
     values = {"project_id": project_id, "message_id": key, "processed_at": now}
     if not insert_if_absent(conn, processed_message, values):
         conn.execute(

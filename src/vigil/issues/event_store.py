@@ -91,7 +91,8 @@ def event_of(project_id: int, data: Mapping[str, Any], now: datetime) -> StoredE
     )
 
 
-def _stored(row: Row[Any]) -> StoredEvent:
+def stored_event(row: Row[Any]) -> StoredEvent:
+    """An event row as a StoredEvent."""
     return StoredEvent(
         project_id=row.project_id,
         event_id=row.event_id,
@@ -116,7 +117,7 @@ _LINK = update(event).where(*_BY_KEY, event.c.group_id.is_(None))
 def get_event(conn: Connection, project_id: int, event_id: str) -> StoredEvent | None:
     """The stored event (project, event_id), or None."""
     row = conn.execute(_GET, {"p_project": project_id, "p_event": event_id}).first()
-    return None if row is None else _stored(row)
+    return None if row is None else stored_event(row)
 
 
 def save_event(
@@ -136,28 +137,31 @@ def save_event(
     new = event_of(project_id, data, now)
     if len(new.event_id) != 32:
         raise InvalidEventPayloadError(f"event_id is not a 32-digit hex UUID: {new.event_id!r}")
-    stored = insert_if_absent(
-        conn,
-        event,
-        {
-            "project_id": project_id,
-            "event_id": new.event_id,
-            "occurrence_id": occurrence_id,
-            "type": new.type,
-            "timestamp": new.timestamp,
-            "received": new.received,
-            "platform": new.platform,
-            "environment": new.environment,
-            "release": new.release,
-            "tags": new.tags,
-            "data": new.data,
-        },
-    )
+    stored = insert_if_absent(conn, event, event_row(new, occurrence_id))
     if not stored:  # a concurrent transaction stored it first
         winner = get_event(conn, project_id, new.event_id)
         assert winner is not None
         return winner
     return new
+
+
+def event_row(new: StoredEvent, occurrence_id: str | None) -> dict[str, Any]:
+    """The row that stores `new` (saved for the occurrence `occurrence_id`; in no group
+    yet)."""
+    return {
+        "project_id": new.project_id,
+        "event_id": new.event_id,
+        "occurrence_id": occurrence_id,
+        "group_id": None,
+        "type": new.type,
+        "timestamp": new.timestamp,
+        "received": new.received,
+        "platform": new.platform,
+        "environment": new.environment,
+        "release": new.release,
+        "tags": new.tags,
+        "data": new.data,
+    }
 
 
 def link_event_to_group(conn: Connection, project_id: int, event_id: str, group_id: int) -> None:

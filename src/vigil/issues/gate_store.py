@@ -62,16 +62,21 @@ _BUCKETS = select(quota_bucket.c.bucket, quota_bucket.c.count).where(
 def take_quota(conn: Connection, key: str, quota: Quota, now: datetime, units: int = 1) -> bool:
     """Whether `units` fit in the quota `key` at `now`; if they do, they are used up.
     Buckets that left the window are deleted on the way."""
+    buckets = read_quota(conn, key, quota, now)
     timestamp = now.timestamp()
-    current = quota_rules.bucket_of(timestamp, quota)
-    oldest = current - quota.window_seconds
-    conn.execute(_DROP_OLD_BUCKETS, {"p_key": key, "p_oldest": oldest})
-    rows = conn.execute(_BUCKETS, {"p_key": key})
-    buckets = {int(bucket): int(count) for bucket, count in rows}
     if not quota_rules.is_granted(buckets, timestamp, quota, units):
         return False
+    current = quota_rules.bucket_of(timestamp, quota)
     increment(conn, quota_bucket, {"key": key, "bucket": current}, "count", units)
     return True
+
+
+def read_quota(conn: Connection, key: str, quota: Quota, now: datetime) -> dict[int, int]:
+    """The quota `key`'s buckets (start → units), deleting those that left the window."""
+    oldest = quota_rules.bucket_of(now.timestamp(), quota) - quota.window_seconds
+    conn.execute(_DROP_OLD_BUCKETS, {"p_key": key, "p_oldest": oldest})
+    rows = conn.execute(_BUCKETS, {"p_key": key})
+    return {int(bucket): int(count) for bucket, count in rows}
 
 
 QUOTA_BUCKET_RETENTION = timedelta(days=1)

@@ -52,7 +52,8 @@ class Group:
     data: dict[str, Any]
 
 
-def _group(row: Row[Any]) -> Group:
+def group_of(row: Row[Any]) -> Group:
+    """A group row as a Group."""
     values = row._asdict()
     for name in ("first_seen", "last_seen", "active_at", "resolved_at"):
         if values[name] is not None:
@@ -80,7 +81,7 @@ def get_group(conn: Connection, group_id: int, *, for_update: bool = False) -> G
     """The group with that id, or None. `for_update` locks the row (PostgreSQL) until the
     transaction ends, so that read-decide-write sequences do not interleave."""
     row = conn.execute(_LOCK if for_update else _GET, {"p_id": group_id}).first()
-    return None if row is None else _group(row)
+    return None if row is None else group_of(row)
 
 
 @dataclass(frozen=True)
@@ -117,15 +118,10 @@ def create_group(
     if the hash exists without a group."""
     try:
         with conn.begin_nested():
-            short_id = _next_short_id(conn, project_id)
-            row = conn.execute(
-                _INSERT_GROUP,
-                {"project_id": project_id, "short_id": short_id, "date_added": now, **values},
-            ).one()
-            group_id = row.id
+            grp = insert_group(conn, project_id, values, now)
             conn.execute(
                 _INSERT_HASH,
-                {"project_id": project_id, "hash": hashed, "group_id": group_id, "date_added": now},
+                {"project_id": project_id, "hash": hashed, "group_id": grp.id, "date_added": now},
             )
     except IntegrityError:
         found = find_hash(conn, project_id, hashed)
@@ -134,8 +130,20 @@ def create_group(
         existing = get_group(conn, found.group_id)
         assert existing is not None
         return existing, False
-    # The row as stored, defaults included, without reading it again.
-    return _group(row), True
+    return grp, True
+
+
+def insert_group(
+    conn: Connection, project_id: int, values: Mapping[str, Any], now: datetime
+) -> Group:
+    """Insert a group with the project's next short id (no hash: the caller adds it);
+    the row as stored, defaults included, without reading it again."""
+    short_id = _next_short_id(conn, project_id)
+    row = conn.execute(
+        _INSERT_GROUP,
+        {"project_id": project_id, "short_id": short_id, "date_added": now, **values},
+    ).one()
+    return group_of(row)
 
 
 def update_group(conn: Connection, group_id: int, **values: Any) -> None:

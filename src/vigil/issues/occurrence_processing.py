@@ -15,11 +15,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, update
+from sqlalchemy import Connection, update
 
 from vigil import metrics
 from vigil.db.tables import group as group_table
-from vigil.issues import event_store, gate_store, group_store
+from vigil.issues import event_store, group_store
 from vigil.issues.enums import (
     ActivityType,
     GroupHistoryStatus,
@@ -30,14 +30,13 @@ from vigil.issues.enums import (
 from vigil.issues.environment_store import (
     NO_ENVIRONMENT,
     count_new_group,
-    ensure_group_environment,
-    get_or_create_environment,
     get_or_create_release,
     record_group_release,
 )
 from vigil.issues.errors import InvalidEventPayloadError
 from vigil.issues.event_data import EventSchema
 from vigil.issues.event_store import StoredEvent
+from vigil.issues.gate_store import pass_noise_gate
 from vigil.issues.group_store import Group
 from vigil.issues.group_types import GroupTypeRegistry, Quota, may_ingest, registry
 from vigil.issues.grouping import (
@@ -58,12 +57,9 @@ from vigil.issues.occurrence import (
     check_occurrence_event,
     normalise_occurrence,
 )
-from vigil.issues.occurrence_store import (
-    MAX_LEVEL_CHARS,
-    occurrence_exists,
-    store_occurrence,
-)
+from vigil.issues.occurrence_store import MAX_LEVEL_CHARS
 from vigil.issues.projects import ProjectContext, ProjectLoader, load_project
+from vigil.issues.writes import IssueWrites
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +124,13 @@ def process_occurrence_message(
     *,
     now: datetime,
     processing: OccurrenceProcessing = DEFAULT_PROCESSING,
+    writes: IssueWrites | None = None,
 ) -> OccurrenceResult | None:
     """Process one occurrence message (spec A3.1-A3.4). None when it is dropped (type
     not released for the organization, rate limited). InvalidEventPayloadError for a
-    malformed one, UnknownProjectError, EventLookupError, EventPayloadValidationError."""
+    malformed one, UnknownProjectError, EventLookupError, EventPayloadValidationError.
+    `writes`: how rows are read and written (default: at once, in `conn`)."""
+    w = IssueWrites(conn) if writes is None else writes
     project_id = payload.get("project_id") if isinstance(payload, Mapping) else None
     if not isinstance(project_id, int) or isinstance(project_id, bool):
         raise InvalidEventPayloadError("project_id must be an integer")
@@ -159,18 +158,20 @@ def process_occurrence_message(
         return None
     if processing.rate_limit is not None:
         key = occurrence_rate_limit_key(project_id, occurrence.fingerprint[0])
-        if not gate_store.take_quota(conn, key, processing.rate_limit, now):
+        if not w.take_quota(key, processing.rate_limit, now):
             metrics.ISSUE_MESSAGES.labels("dropped_rate_limited").inc()
             return None
-    if occurrence_exists(conn, occurrence.id, project_id):
+    if w.occurrence_exists(occurrence.id, project_id):
         metrics.ISSUE_MESSAGES.labels("duplicate").inc()
         return OccurrenceResult(occurrence, None, duplicate=True)
     event_data = normalised.event_data
     if event_data is None:
-        return lookup_event_and_process_issue_occurrence(conn, ctx, occurrence, now=now)
+        return lookup_event_and_process_issue_occurrence(conn, ctx, occurrence, now=now, writes=w)
     if normalised.is_buffered_spans:
-        return create_event_and_issue_occurrence(conn, ctx, occurrence, event_data, now=now)
-    return process_event_and_issue_occurrence(conn, ctx, occurrence, event_data, now=now)
+        return create_event_and_issue_occurrence(
+            conn, ctx, occurrence, event_data, now=now, writes=w
+        )
+    return process_event_and_issue_occurrence(conn, ctx, occurrence, event_data, now=now, writes=w)
 
 
 def _check_nesting(payload: Mapping[str, Any]) -> None:
@@ -212,18 +213,16 @@ def process_event_and_issue_occurrence(
     event_data: Mapping[str, Any],
     *,
     now: datetime,
+    writes: IssueWrites | None = None,
 ) -> OccurrenceResult:
     """The embedded event is saved as a generic event, then the occurrence (A3.3 row
     1). ValueError if the occurrence and the event name different events."""
+    w = IssueWrites(conn) if writes is None else writes
     check_event_ids(occurrence, event_data)
-    saved = event_store.save_event(
-        conn, ctx.project_id, event_data, now, occurrence_id=occurrence.id
-    )
-    result = save_issue_occurrence(conn, ctx, occurrence, saved, now=now)
+    saved = w.save_event(ctx.project_id, event_data, now, occurrence.id)
+    result = save_issue_occurrence(conn, ctx, occurrence, saved, now=now, writes=w)
     if result.group_info is not None:
-        event_store.link_event_to_group(
-            conn, ctx.project_id, saved.event_id, result.group_info.group.id
-        )
+        w.link_event_to_group(ctx.project_id, saved.event_id, result.group_info.group.id)
     return result
 
 
@@ -234,6 +233,7 @@ def create_event_and_issue_occurrence(
     event_data: Mapping[str, Any],
     *,
     now: datetime,
+    writes: IssueWrites | None = None,
 ) -> OccurrenceResult:
     """Buffered-span producers (A3.3 row 2): a lightweight event with event_id,
     project_id, timestamp, release, environment, platform and tags is built and not
@@ -248,20 +248,26 @@ def create_event_and_issue_occurrence(
     light["metadata"] = event_data.get("metadata")
     built = event_store.event_of(ctx.project_id, light, now)
     lightweight = replace(built, stored=False)
-    return save_issue_occurrence(conn, ctx, occurrence, lightweight, now=now)
+    return save_issue_occurrence(conn, ctx, occurrence, lightweight, now=now, writes=writes)
 
 
 def lookup_event_and_process_issue_occurrence(
-    conn: Connection, ctx: ProjectContext, occurrence: IssueOccurrence, *, now: datetime
+    conn: Connection,
+    ctx: ProjectContext,
+    occurrence: IssueOccurrence,
+    *,
+    now: datetime,
+    writes: IssueWrites | None = None,
 ) -> OccurrenceResult:
     """No embedded event (A3.3 row 3): the event must already be stored for the project
     (it keeps its own type); EventLookupError otherwise."""
-    found = event_store.get_event(conn, ctx.project_id, occurrence.event_id)
+    w = IssueWrites(conn) if writes is None else writes
+    found = w.get_event(ctx.project_id, occurrence.event_id)
     if found is None:
         raise EventLookupError(
             f"Failed to lookup event({occurrence.event_id}) for project_id({ctx.project_id})"
         )
-    return save_issue_occurrence(conn, ctx, occurrence, found, now=now)
+    return save_issue_occurrence(conn, ctx, occurrence, found, now=now, writes=w)
 
 
 def save_issue_occurrence(
@@ -271,28 +277,30 @@ def save_issue_occurrence(
     ev: StoredEvent,
     *,
     now: datetime,
+    writes: IssueWrites | None = None,
 ) -> OccurrenceResult:
     """Store the occurrence (retrievable by id and project) and group it (A3.4): the
     release the event names, `save_issue_from_occurrence`, then, when a group results,
     its environment, group environment, release counters and group release. The
     occurrence is stored even when no group results."""
+    w = IssueWrites(conn) if writes is None else writes
     check_occurrence_event(occurrence, ev.event_id)
     release_id = None
     if ev.release:
         release_id = get_or_create_release(
             conn, ctx.organization_id, ctx.project_id, ev.release, now
         )
-    info = save_issue_from_occurrence(conn, ctx, occurrence, ev, release_id, now=now)
+    info = save_issue_from_occurrence(conn, ctx, occurrence, ev, release_id, now=now, writes=w)
     # Stored once its group is known (one write instead of an insert and an update; the
     # transaction makes the order invisible).
-    store_occurrence(conn, occurrence, now, group_id=None if info is None else info.group.id)
+    w.store_occurrence(occurrence, now, None if info is None else info.group.id)
     if info is None:
         return OccurrenceResult(occurrence, None)
     grp = info.group
     env_name = ev.environment or NO_ENVIRONMENT
-    env_id = get_or_create_environment(conn, ctx.project_id, env_name, now)
-    new_env = ensure_group_environment(
-        conn, grp.id, env_id, release_id, ev.timestamp, new_group=info.is_new
+    env_id = w.environment_id(ctx.project_id, env_name, now)
+    new_env = w.ensure_group_environment(
+        grp.id, env_id, release_id, ev.timestamp, new_group=info.is_new
     )
     if release_id is not None:
         if info.is_new:
@@ -310,25 +318,27 @@ def save_issue_from_occurrence(
     release_id: int | None,
     *,
     now: datetime,
+    writes: IssueWrites | None = None,
 ) -> GroupInfo | None:
     """Find or create the occurrence's group by its first fingerprint hash (A4): a new
     hash passes the noise gate and the type's creation quota and creates the group
     (unresolved, new, in the inbox, assigned if the occurrence has an assignee); a hash
     with a group of the same category updates it and may regress it; a hash without a
     group, or a category mismatch, gives None."""
+    w = IssueWrites(conn) if writes is None else writes
     facts = event_facts(ev.data, default_type=ev.type)
     facts = replace(facts, datetime=ev.timestamp, event_type=ev.type)
     kwargs = issue_kwargs(occurrence, facts, ev.release)
     hashed = occurrence.fingerprint[0]
-    found = group_store.find_hash(conn, ctx.project_id, hashed)
+    found = w.find_hash(ctx.project_id, hashed)
     if not found.exists:
-        created = _create_group(conn, ctx, occurrence, kwargs, release_id, now=now)
+        created = _create_group(conn, ctx, occurrence, kwargs, release_id, now=now, writes=w)
         if created is None or created.is_new:
             return created
         found = group_store.HashLookup(True, created.group.id)
     if found.group_id is None:
         return None
-    grp = group_store.get_group(conn, found.group_id, for_update=True)
+    grp = w.get_group_for_update(found.group_id)
     if grp is None:
         return None
     expected = occurrence.type.category
@@ -357,25 +367,10 @@ def save_issue_from_occurrence(
     title = columns["data"].get("title")
     if isinstance(title, str) and title != grp.title:
         columns["title"] = title
-    conn.execute(_UPDATE_GROUP, {"p_id": grp.id, "p_times_seen": change.times_seen, **columns})
-    is_regression = _regress(conn, grp, ev, now=now)
-    if is_regression:
-        updated = group_store.get_group(conn, grp.id)
-        assert updated is not None
-    else:
-        # The row is locked (PostgreSQL) or the database is (SQLite) since it was read:
-        # what the update made of it is known without reading it again.
-        updated = replace(grp, times_seen=grp.times_seen + change.times_seen, **columns)
-    return GroupInfo(updated, is_new=False, is_regression=is_regression)
-
-
-# Built once (building a statement costs more than running it on SQLite); the changed
-# columns are given with the parameters.
-_UPDATE_GROUP = (
-    update(group_table)
-    .where(group_table.c.id == bindparam("p_id"))
-    .values(times_seen=group_table.c.times_seen + bindparam("p_times_seen"))
-)
+    updated = w.update_group(grp, change.times_seen, columns)
+    if _regress(conn, grp, ev, now=now, writes=w):
+        return GroupInfo(w.reload_group(grp.id), is_new=False, is_regression=True)
+    return GroupInfo(updated, is_new=False, is_regression=False)
 
 
 def _category(type_id: int) -> object:
@@ -393,15 +388,16 @@ def _create_group(
     release_id: int | None,
     *,
     now: datetime,
+    writes: IssueWrites,
 ) -> GroupInfo | None:
     hashed = occurrence.fingerprint[0]
     group_type = occurrence.type
-    noise = gate_store.pass_noise_gate(conn, ctx.project_id, hashed, group_type.noise_config, now)
+    noise = pass_noise_gate(conn, ctx.project_id, hashed, group_type.noise_config, now)
     if not noise.create:
         metrics.ISSUE_MESSAGES.labels("dropped_noise_reduction").inc()
         return None
     quota_key = creation_quota_key(ctx.project_id, group_type.slug)
-    if not gate_store.take_quota(conn, quota_key, group_type.creation_quota, now):
+    if not writes.take_quota(quota_key, group_type.creation_quota, now):
         metrics.ISSUE_MESSAGES.labels("dropped_creation_quota").inc()
         return None
     values = {
@@ -424,11 +420,11 @@ def _create_group(
         "assignee": occurrence.assignee,
         "data": kwargs.data,
     }
-    grp, is_new = group_store.create_group(conn, ctx.project_id, hashed, values, now)
+    grp, is_new = writes.create_group(ctx.project_id, hashed, values, now)
     if not is_new:
         # A concurrent consumer created it first: the caller updates it instead.
         return GroupInfo(grp, is_new=False, is_regression=False)
-    group_store.put_in_inbox(conn, grp.id, InboxReason.NEW, now)
+    writes.put_new_group_in_inbox(grp.id, now)
     if occurrence.assignee:
         group_store.add_activity(
             conn, grp, ActivityType.ASSIGNED, {"assignee": occurrence.assignee}, now
@@ -436,7 +432,9 @@ def _create_group(
     return GroupInfo(grp, is_new=True, is_regression=False)
 
 
-def _regress(conn: Connection, grp: Group, ev: StoredEvent, *, now: datetime) -> bool:
+def _regress(
+    conn: Connection, grp: Group, ev: StoredEvent, *, now: datetime, writes: IssueWrites
+) -> bool:
     """Reopen a resolved group for a newer event (never an ignored one): a conditional
     update, so that a concurrent resolution or regression is not overwritten."""
     if not should_regress(
@@ -448,6 +446,7 @@ def _regress(conn: Connection, grp: Group, ev: StoredEvent, *, now: datetime) ->
     ):
         return False
     change = regression(ev.event_id, ev.timestamp, ev.release)
+    writes.before_group_write(grp.id)
     result = conn.execute(
         update(group_table)
         .where(

@@ -35,28 +35,32 @@ def store_occurrence(
     conn: Connection, occurrence: IssueOccurrence, now: datetime, *, group_id: int | None = None
 ) -> None:
     """Store a new occurrence, in `group_id` (None: it went to no group)."""
-    conn.execute(
-        _INSERT,
-        dict(
-            id=occurrence.id,
-            project_id=occurrence.project_id,
-            group_id=group_id,
-            event_id=occurrence.event_id,
-            fingerprint=list(occurrence.fingerprint),
-            type=occurrence.type.type_id,
-            issue_title=occurrence.issue_title,
-            subtitle=occurrence.subtitle,
-            resource_id=occurrence.resource_id,
-            evidence_data=occurrence.evidence_data,
-            evidence_display=[row.to_dict() for row in occurrence.evidence_display],
-            detection_time=occurrence.detection_time,
-            level=occurrence.level,
-            culprit=occurrence.culprit,
-            priority=occurrence.initial_issue_priority,
-            assignee=occurrence.assignee,
-            data=occurrence.to_dict(),
-            date_added=now,
-        ),
+    conn.execute(_INSERT, occurrence_row(occurrence, now, group_id=group_id))
+
+
+def occurrence_row(
+    occurrence: IssueOccurrence, now: datetime, *, group_id: int | None
+) -> dict[str, Any]:
+    """The row that stores the occurrence."""
+    return dict(
+        id=occurrence.id,
+        project_id=occurrence.project_id,
+        group_id=group_id,
+        event_id=occurrence.event_id,
+        fingerprint=list(occurrence.fingerprint),
+        type=occurrence.type.type_id,
+        issue_title=occurrence.issue_title,
+        subtitle=occurrence.subtitle,
+        resource_id=occurrence.resource_id,
+        evidence_data=occurrence.evidence_data,
+        evidence_display=[row.to_dict() for row in occurrence.evidence_display],
+        detection_time=occurrence.detection_time,
+        level=occurrence.level,
+        culprit=occurrence.culprit,
+        priority=occurrence.initial_issue_priority,
+        assignee=occurrence.assignee,
+        data=occurrence.to_dict(),
+        date_added=now,
     )
 
 
