@@ -244,10 +244,11 @@ def process_occurrence_groups(
     `process_occurrence_group` does; a chunk may hold the end of one group and the start
     of the next (with many small groups, most of the cost was one transaction each).
     The failures of each group, by position in that group."""
+    features: dict[int, frozenset[str]] = {}
     ordered = [
         (number, index, payload)
         for number, items in enumerate(groups)
-        for index, payload in _group_order(engine, items, processing)
+        for index, payload in _group_order(engine, items, processing, features)
     ]
     failures: list[list[Failure]] = [[] for _ in groups]
     for start in range(0, len(ordered), CHUNK_MESSAGES):
@@ -260,22 +261,27 @@ def process_occurrence_groups(
 
 
 def _group_order(
-    engine: Engine, items: Sequence[Mapping[str, Any]], processing: OccurrenceProcessing
+    engine: Engine,
+    items: Sequence[Mapping[str, Any]],
+    processing: OccurrenceProcessing,
+    features: dict[int, frozenset[str]],
 ) -> list[tuple[int, Mapping[str, Any]]]:
     # A group's messages as they are to be applied, with their positions (status changes
-    # pruned with the organization's feature).
+    # pruned with the organization's feature). `features`: the projects' features read
+    # so far in this batch.
     if not items:
         return []
     indexed = list(enumerate(items))
-    features: frozenset[str] = frozenset()
     project_id = batch_key(items[0])[1]
-    if project_id is not None:
+    if project_id is not None and project_id not in features:
         try:
             with engine.connect() as conn:
-                features = processing.load_project(conn, project_id).features
+                features[project_id] = processing.load_project(conn, project_id).features
         except UnknownProjectError:
-            pass  # each message is dead-lettered with the reason on its own turn
-    if prunes_status_changes(features):
+            # each message is dead-lettered with the reason on its own turn
+            features[project_id] = frozenset()
+    known = frozenset() if project_id is None else features[project_id]
+    if prunes_status_changes(known):
         pruned = prune_status_changes(indexed, lambda item: is_status_change_payload(item[1]))
         if pruned.dropped:
             metrics.ISSUE_MESSAGES.labels("pruned_status_change").inc(pruned.dropped)

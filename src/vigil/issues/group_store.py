@@ -73,7 +73,7 @@ _FIND_HASH = select(grouphash.c.group_id).where(
 _COUNTER = select(project_counter.c.value).where(
     project_counter.c.project_id == bindparam("p_project")
 )
-_INSERT_GROUP = insert(group).returning(*group.c)
+_INSERT_GROUP = insert(group).returning(group.c.id)
 _INSERT_HASH = insert(grouphash)
 
 
@@ -101,9 +101,16 @@ def find_hash(conn: Connection, project_id: int, hashed: str) -> HashLookup:
     return HashLookup(True, row.group_id)
 
 
-def _next_short_id(conn: Connection, project_id: int) -> int:
-    increment(conn, project_counter, {"project_id": project_id}, "value")
+def reserve_short_ids(conn: Connection, project_id: int, count: int = 1) -> int:
+    """Take the project's next `count` short ids; returns the last of them (the counter
+    row is then held by this transaction until it ends)."""
+    increment(conn, project_counter, {"project_id": project_id}, "value", count)
     return int(conn.execute(_COUNTER, {"p_project": project_id}).scalar_one())
+
+
+def return_short_ids(conn: Connection, project_id: int, count: int) -> None:
+    """Give back the last `count` short ids this transaction reserved and did not use."""
+    increment(conn, project_counter, {"project_id": project_id}, "value", -count)
 
 
 def create_group(
@@ -134,16 +141,23 @@ def create_group(
 
 
 def insert_group(
-    conn: Connection, project_id: int, values: Mapping[str, Any], now: datetime
+    conn: Connection,
+    project_id: int,
+    values: Mapping[str, Any],
+    now: datetime,
+    *,
+    short_id: int | None = None,
 ) -> Group:
-    """Insert a group with the project's next short id (no hash: the caller adds it);
-    the row as stored, defaults included, without reading it again."""
-    short_id = _next_short_id(conn, project_id)
-    row = conn.execute(
-        _INSERT_GROUP,
-        {"project_id": project_id, "short_id": short_id, "date_added": now, **values},
-    ).one()
-    return group_of(row)
+    """Insert a group with `short_id`, by default the project's next one (no hash: the
+    caller adds it), and every other column in `values`; the group as stored, made from
+    them (reading all columns back cost as much as the insert)."""
+    if short_id is None:
+        short_id = reserve_short_ids(conn, project_id)
+    row = {"project_id": project_id, "short_id": short_id, "date_added": now, **values}
+    group_id = conn.execute(_INSERT_GROUP, row).scalar_one()
+    row["id"] = group_id
+    del row["date_added"]
+    return Group(**row)
 
 
 def update_group(conn: Connection, group_id: int, **values: Any) -> None:

@@ -10,7 +10,7 @@ applied again (a replayed batch makes no second event, occurrence or times_seen)
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -175,16 +175,25 @@ def process_occurrence_message(
 
 
 def _check_nesting(payload: Mapping[str, Any]) -> None:
-    # Iterative, so that a hostile payload cannot exhaust the stack here either.
-    pending: list[tuple[object, int]] = [(payload, 1)]
+    # Iterative, so that a hostile payload cannot exhaust the stack here either; only
+    # containers are visited (most values are not, and this runs for every message).
+    pending: list[tuple[Iterable[object], int]] = [(payload.values(), 1)]
     while pending:
-        value, depth = pending.pop()
-        if depth > MAX_NESTING:
-            raise InvalidEventPayloadError(f"payload nests deeper than {MAX_NESTING} levels")
-        if isinstance(value, Mapping):
-            pending.extend((item, depth + 1) for item in value.values())
-        elif isinstance(value, list):
-            pending.extend((item, depth + 1) for item in value)
+        children, depth = pending.pop()
+        for value in children:
+            if isinstance(value, dict):
+                children_of: Iterable[object] = value.values()
+            elif isinstance(value, list):
+                children_of = value
+            elif isinstance(value, str | int | float | None):
+                continue
+            elif isinstance(value, Mapping):
+                children_of = value.values()
+            else:
+                continue
+            if depth + 1 > MAX_NESTING:
+                raise InvalidEventPayloadError(f"payload nests deeper than {MAX_NESTING} levels")
+            pending.append((children_of, depth + 1))
 
 
 def _check_storable(occurrence: IssueOccurrence) -> None:

@@ -17,13 +17,14 @@ which the consumer then redoes one message per transaction with `IssueWrites`.""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, tuple_, update
+from sqlalchemy import Connection, Select, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from vigil.db.tables import (
@@ -56,7 +57,61 @@ _UPDATE_GROUP = (
 )
 
 
-_PROCESSED_KEY = tuple_(processed_message.c.project_id, processed_message.c.message_id)
+# What the read-ahead selects: (the key's column compared for equality, or None; the
+# column compared with a list; the columns selected). One equality and a list of plain
+# values, so that each database uses the unique index (SQLite did not for a list of
+# row values, and scanned the table).
+_READS: dict[str, tuple[Any, Any, tuple[Any, ...]]] = {
+    "processed": (
+        processed_message.c.project_id,
+        processed_message.c.message_id,
+        (processed_message.c.message_id, processed_message.c.processed_at),
+    ),
+    "occurrences": (
+        issue_occurrence.c.project_id,
+        issue_occurrence.c.id,
+        (issue_occurrence.c.id,),
+    ),
+    "events": (event.c.project_id, event.c.event_id, tuple(event.c)),
+    "hashes": (grouphash.c.project_id, grouphash.c.hash, (grouphash.c.hash, grouphash.c.group_id)),
+    "groups": (None, group.c.id, tuple(group.c)),
+}
+_MOST_KEYS = 128
+
+
+@functools.cache
+def _select_by_keys(name: str, size: int) -> Select[Any]:
+    # One statement per table and power-of-two key count, built and compiled once: an
+    # expanding IN is rendered anew at every execution, which cost more than the query.
+    fixed, listed, selected = _READS[name]
+    query = select(*selected).where(listed.in_([bindparam(f"k{i}") for i in range(size)]))
+    if fixed is not None:
+        query = query.where(fixed == bindparam("fixed"))
+    if name == "groups":
+        # Locked, in id order, as each would be when read on its own.
+        query = query.order_by(group.c.id).with_for_update()
+    return query
+
+
+def _select_keys(conn: Connection, name: str, values: list[Any], fixed: object = None) -> list[Any]:
+    """The rows of `_READS[name]` whose listed column is one of `values` (and whose
+    equality column is `fixed`)."""
+    found: list[Any] = []
+    for start in range(0, len(values), _MOST_KEYS):
+        part = values[start : start + _MOST_KEYS]
+        size = 1 << (len(part) - 1).bit_length()
+        part += [part[-1]] * (size - len(part))  # padded with a value already asked for
+        params = {f"k{i}": value for i, value in enumerate(part)}
+        params["fixed"] = fixed
+        found.extend(conn.execute(_select_by_keys(name, size), params))
+    return found
+
+
+def _by_project(keys: Iterable[tuple[int, str]]) -> dict[int, list[str]]:
+    grouped: dict[int, list[str]] = {}
+    for project_id, value in keys:
+        grouped.setdefault(project_id, []).append(value)
+    return grouped
 
 
 class IssueWrites:
@@ -174,6 +229,8 @@ class ChunkWrites(IssueWrites):
         self._environments: dict[tuple[int, str], int] = {}
         self._group_environments: set[tuple[int, int]] = set()
         self._quotas: dict[str, dict[int, int]] = {}
+        self._absent_hashes: dict[int, int] = {}
+        self._short_ids: dict[int, list[int]] = {}
         # Writes held until flush.
         self._marks: dict[tuple[int, str], datetime] = {}
         self._new_events: dict[tuple[int, str], dict[str, Any]] = {}
@@ -222,60 +279,52 @@ class ChunkWrites(IssueWrites):
         keys = [key for key in dict.fromkeys(keys) if key not in self._processed]
         if not keys:
             return
-        rows = self.conn.execute(
-            select(
-                processed_message.c.project_id,
-                processed_message.c.message_id,
-                processed_message.c.processed_at,
-            ).where(_PROCESSED_KEY.in_(keys))
-        )
         self._processed.update(dict.fromkeys(keys))
-        for project_id, message_id, processed_at in rows:
-            self._processed[(project_id, message_id)] = aware(processed_at)
+        for project_id, message_ids in _by_project(keys).items():
+            for message_id, processed_at in _select_keys(
+                self.conn, "processed", message_ids, project_id
+            ):
+                self._processed[(project_id, message_id)] = aware(processed_at)
 
     def _read_occurrences(self, keys: list[tuple[str, int]]) -> None:
         keys = [key for key in dict.fromkeys(keys) if key not in self._occurrences]
         if not keys:
             return
-        rows = self.conn.execute(
-            select(issue_occurrence.c.id, issue_occurrence.c.project_id).where(
-                tuple_(issue_occurrence.c.id, issue_occurrence.c.project_id).in_(keys)
-            )
-        )
         self._occurrences.update(dict.fromkeys(keys, False))
-        for occurrence_id, project_id in rows:
-            self._occurrences[(occurrence_id, project_id)] = True
+        by_project = _by_project((project_id, occurrence_id) for occurrence_id, project_id in keys)
+        for project_id, occurrence_ids in by_project.items():
+            for (occurrence_id,) in _select_keys(
+                self.conn, "occurrences", occurrence_ids, project_id
+            ):
+                self._occurrences[(occurrence_id, project_id)] = True
 
     def _read_events(self, keys: list[tuple[int, str]]) -> None:
         keys = [key for key in dict.fromkeys(keys) if key not in self._events]
         if not keys:
             return
-        rows = self.conn.execute(
-            select(event).where(tuple_(event.c.project_id, event.c.event_id).in_(keys))
-        )
         self._events.update(dict.fromkeys(keys))
-        for row in rows:
-            self._events[(row.project_id, row.event_id)] = event_store.stored_event(row)
+        for project_id, event_ids in _by_project(keys).items():
+            for row in _select_keys(self.conn, "events", event_ids, project_id):
+                self._events[(row.project_id, row.event_id)] = event_store.stored_event(row)
 
     def _read_hashes(self, keys: list[tuple[int, str]]) -> None:
         keys = [key for key in dict.fromkeys(keys) if key not in self._hashes]
         if not keys:
             return
-        rows = self.conn.execute(
-            select(grouphash.c.project_id, grouphash.c.hash, grouphash.c.group_id).where(
-                tuple_(grouphash.c.project_id, grouphash.c.hash).in_(keys)
-            )
-        )
         self._hashes.update(dict.fromkeys(keys, HashLookup(False, None)))
         group_ids = []
-        for project_id, hashed, group_id in rows:
-            self._hashes[(project_id, hashed)] = HashLookup(True, group_id)
-            if group_id is not None and group_id not in self._groups:
-                group_ids.append(group_id)
+        for project_id, hashes in _by_project(keys).items():
+            found = 0
+            for hashed, group_id in _select_keys(self.conn, "hashes", hashes, project_id):
+                found += 1
+                self._hashes[(project_id, hashed)] = HashLookup(True, group_id)
+                if group_id is not None and group_id not in self._groups:
+                    group_ids.append(group_id)
+            # As many new groups as this may be created: their short ids are reserved
+            # at once when the first is (see _next_short_id).
+            self._absent_hashes[project_id] = len(hashes) - found
         if group_ids:
-            # Locked, in id order, as each would be when read on its own.
-            query = select(group).where(group.c.id.in_(sorted(group_ids))).order_by(group.c.id)
-            for row in self.conn.execute(query.with_for_update()):
+            for row in _select_keys(self.conn, "groups", sorted(group_ids)):
                 self._groups[row.id] = group_store.group_of(row)
 
     # --- dedupe records ---------------------------------------------------------------
@@ -383,13 +432,26 @@ class ChunkWrites(IssueWrites):
         # No savepoint: a concurrent creator of the same hash makes the held hash insert
         # fail at flush, and the chunk is redone one message at a time, where the race
         # is settled (see group_store.create_group).
-        grp = group_store.insert_group(self.conn, project_id, values, now)
+        grp = group_store.insert_group(
+            self.conn, project_id, values, now, short_id=self._next_short_id(project_id)
+        )
         self._new_hashes.append(
             {"project_id": project_id, "hash": hashed, "group_id": grp.id, "date_added": now}
         )
         self._hashes[(project_id, hashed)] = HashLookup(True, grp.id)
         self._groups[grp.id] = grp
         return grp, True
+
+    def _next_short_id(self, project_id: int) -> int:
+        # Reserved in a block (one statement for the chunk instead of two per group);
+        # what is left is given back at flush, so short ids keep no gaps.
+        reserved = self._short_ids.setdefault(project_id, [])
+        if not reserved:
+            count = max(1, self._absent_hashes.get(project_id, 0))
+            last = group_store.reserve_short_ids(self.conn, project_id, count)
+            reserved.extend(range(last - count + 1, last + 1))
+        self._absent_hashes[project_id] = self._absent_hashes.get(project_id, 0) - 1
+        return reserved.pop(0)
 
     def put_new_group_in_inbox(self, group_id: int, now: datetime) -> None:
         self._new_inbox.append(
@@ -464,6 +526,10 @@ class ChunkWrites(IssueWrites):
             conn.execute(insert(group_inbox), self._new_inbox)
         if self._new_group_environments:
             conn.execute(insert(group_environment), self._new_group_environments)
+        for project_id, reserved in self._short_ids.items():
+            if reserved:
+                group_store.return_short_ids(conn, project_id, len(reserved))
+        self._short_ids.clear()
         for (key, bucket), units in self._quota_units.items():
             increment(conn, quota_bucket, {"key": key, "bucket": bucket}, "count", units)
         if self._marks:
