@@ -102,7 +102,8 @@ def _select_keys(conn: Connection, name: str, values: list[Any], fixed: object =
         size = 1 << (len(part) - 1).bit_length()
         part += [part[-1]] * (size - len(part))  # padded with a value already asked for
         params = {f"k{i}": value for i, value in enumerate(part)}
-        params["fixed"] = fixed
+        if fixed is not None:
+            params["fixed"] = fixed
         found.extend(conn.execute(_select_by_keys(name, size), params))
     return found
 
