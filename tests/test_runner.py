@@ -497,3 +497,28 @@ def test_is_transient_tells_a_database_outage_from_bad_data(
     error: Exception, transient: bool
 ) -> None:
     assert is_transient(error) is transient
+
+
+def test_a_consumer_may_take_larger_batches_than_the_setting(
+    stack: Settings,
+    log_backend: LogBackend,
+    producer: Producer[KafkaPayload],
+    sink_db: Engine,
+) -> None:
+    # The clock-tasks consumer's case: its min_batch_size wins over a smaller
+    # VIGIL_BATCH_SIZE, and no batch is larger than it.
+    for i in range(60):
+        produce(producer, stack, TOPIC, message(f"m{i}", f"k{i % 4}", i // 4), key=f"k{i % 4}")
+    settings = replace(stack, batch_size=10, batch_time_ms=5000)
+    sizes: list[int] = []
+    inner = sink_consumer.definition(sink_db)
+
+    def apply(batch: Any) -> Any:
+        sizes.append(len(batch))
+        return inner.apply(batch)
+
+    larger = replace(inner, apply=apply, min_batch_size=25)
+    with consumer_thread(larger, settings) as alive:
+        wait_until(lambda: applied_count(sink_db) == 60, "every message applied", alive)
+    assert sum(sizes) == 60
+    assert max(sizes) == 25  # more than the setting's 10, never more than asked

@@ -229,6 +229,7 @@ class ClockTasksConsumer:
             decode=lambda raw: decode_clock_task(raw.value),
             apply=self.apply,
             max_batch_time_ms=CLOCK_BATCH_TIME_MS,
+            min_batch_size=TASKS_PER_BATCH,
         )
 
     def apply(self, messages: Sequence[Message[ClockTask]]) -> None:
@@ -284,6 +285,12 @@ class ClockTasksConsumer:
 # Clock tasks applied per transaction: bounds how long one chunk holds SQLite's write
 # lock (as the ingest-monitors consumer's chunks of check-ins).
 TASKS_PER_TRANSACTION: Final = 200
+# Clock tasks per batch at least (more with a larger VIGIL_BATCH_SIZE): a burst of misses
+# then flushes its occurrences, and commits its offsets, a few times instead of once
+# per 500 tasks, and the occurrences reach ingest-occurrences (which competes for the
+# cores and SQLite's write lock) in a few larger lumps. 10,000 misses at once were
+# visible in 4.3-4.4 s under `vigil serve` instead of 5.4-6.1 s (BENCHMARKS.md).
+TASKS_PER_BATCH: Final = 2000
 
 
 def _prefetch(conn: Connection, tasks: Sequence[ClockTask]) -> clock_tasks.MissingChunk | None:

@@ -94,6 +94,10 @@ class ConsumerDefinition(Generic[T]):
     - `max_batch_time_ms`: how long a batch may wait to fill, when this consumer needs
       less than `VIGIL_BATCH_TIME_MS` (the crons clock's consumers: a tick must not wait
       a second for company that will not come); None for the setting.
+    - `min_batch_size`: the fewest messages a batch may hold before it is applied (when
+      they are there to take), when this consumer needs more than `VIGIL_BATCH_SIZE`
+      (the clock-tasks consumer: a burst of misses is applied in fewer, larger batches,
+      each flushing its occurrences once); None for the setting.
     """
 
     name: str
@@ -101,6 +105,7 @@ class ConsumerDefinition(Generic[T]):
     decode: Callable[[KafkaPayload], T]
     apply: Callable[[Sequence[Message[T]]], Sequence[Rejected] | None]
     max_batch_time_ms: int | None = None
+    min_batch_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -469,6 +474,12 @@ class _PromptPoll(Consumer[KafkaPayload]):
         return self._inner.member_id
 
 
+def _batch_size(definition: ConsumerDefinition[Any], settings: Settings) -> int:
+    if definition.min_batch_size is None:
+        return settings.batch_size
+    return max(definition.min_batch_size, settings.batch_size)
+
+
 def _batch_time_ms(definition: ConsumerDefinition[Any], settings: Settings) -> int:
     if definition.max_batch_time_ms is None:
         return settings.batch_time_ms
@@ -496,7 +507,7 @@ class _StrategyFactory(ProcessingStrategyFactory[KafkaPayload], Generic[T]):
             CommitOffsets(commit),
         )
         batch: BatchStep[_Item[T]] = BatchStep(
-            max_batch_size=self._settings.batch_size,
+            max_batch_size=_batch_size(self._definition, self._settings),
             max_batch_time=_batch_time_ms(self._definition, self._settings) / 1000,
             next_step=apply,
         )
@@ -579,7 +590,7 @@ def run_consumer(
             "consumer started",
             extra={
                 **fields,
-                "batch_size": settings.batch_size,
+                "batch_size": _batch_size(definition, settings),
                 "batch_time_ms": _batch_time_ms(definition, settings),
             },
         )
