@@ -289,7 +289,7 @@ TASKS_PER_TRANSACTION: Final = 200
 # then flushes its occurrences, and commits its offsets, a few times instead of once
 # per 500 tasks, and the occurrences reach ingest-occurrences (which competes for the
 # cores and SQLite's write lock) in a few larger lumps. 10,000 misses at once were
-# visible in 4.3-4.4 s under `vigil serve` instead of 5.4-6.1 s (BENCHMARKS.md).
+# visible in 4.1-4.9 s under `vigil serve` instead of 5.4-6.1 s (BENCHMARKS.md).
 TASKS_PER_BATCH: Final = 2000
 
 
