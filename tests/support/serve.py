@@ -4,7 +4,10 @@ until healthy, its banner (DSN, API token) readable, killed when the block ends,
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -51,7 +54,8 @@ def _pump(stream: object, sink: list[str]) -> None:
 
 @contextmanager
 def serve(settings: Settings) -> Iterator[Running]:
-    """`vigil serve` with these settings, healthy, until the block ends (then killed)."""
+    """`vigil serve` with these settings, healthy, until the block ends (then killed,
+    with every process it started)."""
     env = subprocess_env(settings)
     process = subprocess.Popen(
         [sys.executable, "-m", "vigil", "serve"],
@@ -59,6 +63,7 @@ def serve(settings: Settings) -> Iterator[Running]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group: killed whole below
     )
     output: list[str] = []
     threading.Thread(target=_pump, args=(process.stdout, output), daemon=True).start()
@@ -67,9 +72,12 @@ def serve(settings: Settings) -> Iterator[Running]:
         wait_healthy(running)
         yield running
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        # The whole group at once: children that outlived a killed supervisor (they
+        # stop when told, after their batch) went on using the database while the next
+        # fixture emptied it, and PostgreSQL saw a deadlock.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def wait_healthy(running: Running) -> None:
