@@ -129,6 +129,17 @@ def total_lag(settings: Settings, backend: LogBackend) -> int:
     return sum(backend.lag(settings.topic(NAME), settings.topic(TOPIC)).values())
 
 
+def applied_and_calls(sink_db: Engine) -> tuple[list[str], list[tuple[int, int, bool]]]:
+    """The sink's ids in order of first application, and each apply call's (size,
+    messages already applied, single-message retry)."""
+    with sink_db.connect() as conn:
+        applied = list(conn.scalars(select(sink.c.id).order_by(sink.c.n)))
+        calls = conn.execute(
+            select(sink_calls.c.size, sink_calls.c.already_applied, sink_calls.c.single)
+        )
+        return applied, [(c.size, c.already_applied, c.single) for c in calls]
+
+
 def sample(metric: str) -> float:
     return REGISTRY.get_sample_value(metric, {"consumer": NAME}) or 0.0
 
@@ -398,14 +409,10 @@ def test_unacknowledged_produce_after_commit_is_retried_whole_and_nothing_is_dea
     with consumer_thread(definition, settings) as alive:
         wait_until(lambda: total_lag(stack, log_backend) == 0, "the commit", alive)
 
-    with sink_db.connect() as conn:
-        applied = conn.scalars(select(sink.c.id).order_by(sink.c.n)).all()
-        calls = conn.execute(
-            select(sink_calls.c.size, sink_calls.c.already_applied, sink_calls.c.single)
-        ).all()
+    applied, calls = applied_and_calls(sink_db)
     assert applied == ["m0", "m1", "m2", "m3", "m4"]
     # the whole batch again each time (never one message at a time), idempotently
-    assert [tuple(c) for c in calls] == [(5, 0, False), (5, 5, False), (5, 5, False)]
+    assert calls == [(5, 0, False), (5, 5, False), (5, 5, False)]
     assert sample("vigil_consumer_errors_total") == errors_before + 2
     assert sample("vigil_dead_lettered_total") == dead_before
 
@@ -421,13 +428,9 @@ def test_apply_asking_to_retry_later_gets_the_whole_batch_again_and_nothing_dead
     with consumer_thread(sink_consumer.definition(sink_db, retry_later=2), settings) as alive:
         wait_until(lambda: total_lag(stack, log_backend) == 0, "the commit", alive)
 
-    with sink_db.connect() as conn:
-        applied = conn.scalars(select(sink.c.id).order_by(sink.c.n)).all()
-        calls = conn.execute(
-            select(sink_calls.c.size, sink_calls.c.already_applied, sink_calls.c.single)
-        ).all()
+    applied, calls = applied_and_calls(sink_db)
     assert applied == ["m0", "m1", "m2", "m3", "m4"]
-    assert [tuple(c) for c in calls] == [(5, 0, False)]  # applied once, as a whole
+    assert calls == [(5, 0, False)]  # applied once, as a whole
     assert sample("vigil_dead_lettered_total") == dead_before
 
 

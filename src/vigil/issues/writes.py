@@ -552,8 +552,10 @@ class ChunkWrites(IssueWrites):
         self._marks.clear()
 
 
+@functools.cache
 def _upsert_processed(dialect: str) -> Any:
-    # A dedupe record is new, or an expired one of the same id is renewed.
+    # A dedupe record is new, or an expired one of the same id is renewed. Built once
+    # per dialect.
     build = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = build(processed_message)
     return statement.on_conflict_do_update(
