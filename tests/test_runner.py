@@ -4,7 +4,6 @@ reason, and a clean exit on SIGTERM."""
 
 from __future__ import annotations
 
-import importlib.util
 import queue
 import signal
 import sqlite3
@@ -12,9 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
@@ -23,29 +20,27 @@ import orjson
 import pytest
 from arroyo.backends.abstract import Producer
 from arroyo.backends.kafka import KafkaPayload
-from arroyo.types import Topic
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine, make_url, select, text
 from sqlalchemy import exc as sa_exc
 
 from tests.conftest import subprocess_env
 from tests.support import sink_consumer
+from tests.support.consumers import consumer_thread, wait_until
+from tests.support.log_reader import headers_of, read_topic
 from tests.support.sink_consumer import NAME, TOPIC, applied_count, sink, sink_calls
 from vigil.config import Settings
 from vigil.db.engine import make_engine
 from vigil.streams.backend import LogBackend, get_backend
-from vigil.streams.runner import is_transient, produce, run_consumer
+from vigil.streams.runner import is_transient, produce
 from vigil.streams.topics import dlq_topic
 
 ROOT = Path(__file__).resolve().parent.parent
-EMBEDDED_LOG = importlib.util.find_spec("vigil.streams.embedded.backend") is not None
 WAIT_S = 120.0
 
 
 @pytest.fixture
-def log_backend(stack: Settings, backend_name: str) -> Iterator[LogBackend]:
-    if backend_name == "embedded" and not EMBEDDED_LOG:
-        pytest.skip("the embedded log is not written yet")
+def log_backend(stack: Settings) -> Iterator[LogBackend]:
     backend = get_backend(stack)
     backend.ensure_topics([NAME])
     yield backend
@@ -69,60 +64,8 @@ def sink_db(engine: Engine) -> Iterator[Engine]:
 # --- helpers ---------------------------------------------------------------------------
 
 
-def wait_until(condition: Callable[[], bool], what: str, alive: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if not alive():
-            raise AssertionError(f"the consumer stopped before {what}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def message(id_: str, key: str, seq: int, **extra: Any) -> bytes:
     return orjson.dumps({"id": id_, "key": key, "seq": seq, **extra})
-
-
-def headers_of(payload: KafkaPayload) -> dict[str, str]:
-    return {k: v.decode() for k, v in payload.headers}
-
-
-def read_topic(
-    settings: Settings, backend: LogBackend, logical: str, expect: int
-) -> list[KafkaPayload]:
-    """The first `expect` messages of a topic, without joining a group on Kafka."""
-    name = settings.topic(logical)
-    found: list[KafkaPayload] = []
-    deadline = time.monotonic() + WAIT_S
-    if settings.uses_kafka:
-        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
-        from confluent_kafka import Consumer as ConfluentConsumer
-
-        reader = ConfluentConsumer(
-            {"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "reader"}
-        )
-        count = backend.partition_count(name)
-        reader.assign([TopicPartition(name, i, OFFSET_BEGINNING) for i in range(count)])
-        try:
-            while len(found) < expect and time.monotonic() < deadline:
-                msg = reader.poll(0.2)
-                if msg is not None and msg.error() is None:
-                    headers = list(msg.headers() or [])
-                    found.append(KafkaPayload(msg.key(), msg.value() or b"", headers))
-        finally:
-            reader.close()
-    else:
-        consumer = backend.get_consumer(f"reader-{uuid.uuid4().hex}")
-        consumer.subscribe([Topic(name)])
-        try:
-            while len(found) < expect and time.monotonic() < deadline:
-                value = consumer.poll(0.2)
-                if value is not None:
-                    found.append(value.payload)
-        finally:
-            consumer.close()
-    assert len(found) == expect, f"{name}: found {len(found)} of {expect} messages"
-    return found
 
 
 def total_lag(settings: Settings, backend: LogBackend) -> int:
@@ -142,30 +85,6 @@ def applied_and_calls(sink_db: Engine) -> tuple[list[str], list[tuple[int, int, 
 
 def sample(metric: str) -> float:
     return REGISTRY.get_sample_value(metric, {"consumer": NAME}) or 0.0
-
-
-@contextmanager
-def consumer_thread(definition: Any, settings: Settings) -> Iterator[Callable[[], bool]]:
-    """Run the consumer in this process until the block ends; yields `alive()`."""
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            run_consumer(definition, settings, stop=stop)
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="test-consumer")
-    thread.start()
-    try:
-        yield thread.is_alive
-    finally:
-        stop.set()
-        thread.join(WAIT_S)
-    assert not thread.is_alive(), "the consumer did not stop"
-    if errors:
-        raise errors[0]
 
 
 class ConsumerProcess:

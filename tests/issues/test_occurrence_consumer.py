@@ -28,7 +28,8 @@ from tests.issues.occurrences import (
     occurrences,
     status_change,
 )
-from tests.test_runner import EMBEDDED_LOG, consumer_thread, headers_of, read_topic, wait_until
+from tests.support.consumers import consumer_thread, wait_until
+from tests.support.log_reader import headers_of, read_topic
 from vigil.config import Settings
 from vigil.db.tables import (
     group,
@@ -56,9 +57,7 @@ WAIT_S = 120.0
 
 
 @pytest.fixture
-def log_backend(stack: Settings, backend_name: str) -> Iterator[LogBackend]:
-    if backend_name == "embedded" and not EMBEDDED_LOG:
-        pytest.skip("the embedded log is not written yet")
+def log_backend(stack: Settings) -> Iterator[LogBackend]:
     backend = get_backend(stack)
     backend.ensure_topics([NAME])
     yield backend

@@ -1,5 +1,5 @@
-"""The `ingest-monitors` consumer run for real in a thread of the test process, and
-waiting for what it writes."""
+"""Consumers run for real in a thread of the test process (any definition, or the
+`ingest-monitors` one), and waiting for what they write."""
 
 from __future__ import annotations
 
@@ -22,29 +22,42 @@ WAIT_S = 120.0
 
 
 @contextmanager
-def running(settings: Settings, workers: int = 1) -> Iterator[Callable[[], bool]]:
-    """The consumer in a thread of this process until the block ends; yields `alive()`."""
-    consumer = CheckinConsumer(replace(settings, checkin_workers=workers))
+def consumer_thread(
+    definition: Any, settings: Settings, name: str = "test-consumer"
+) -> Iterator[Callable[[], bool]]:
+    """`run_consumer(definition)` in a thread of this process until the block ends;
+    yields `alive()`. Fails if the consumer does not stop, or raises what it raised."""
     stop = threading.Event()
     errors: list[BaseException] = []
 
     def target() -> None:
         try:
-            run_consumer(consumer.definition(), settings, stop=stop)
+            run_consumer(definition, settings, stop=stop)
         except BaseException as exc:
             errors.append(exc)
 
-    thread = threading.Thread(target=target, name="test-ingest-monitors")
+    thread = threading.Thread(target=target, name=name)
     thread.start()
     try:
         yield thread.is_alive
     finally:
         stop.set()
         thread.join(WAIT_S)
-        consumer.close()
     assert not thread.is_alive(), "the consumer did not stop"
     if errors:
         raise errors[0]
+
+
+@contextmanager
+def running(settings: Settings, workers: int = 1) -> Iterator[Callable[[], bool]]:
+    """The `ingest-monitors` consumer in a thread of this process until the block ends;
+    yields `alive()`."""
+    consumer = CheckinConsumer(replace(settings, checkin_workers=workers))
+    try:
+        with consumer_thread(consumer.definition(), settings, "test-ingest-monitors") as alive:
+            yield alive
+    finally:
+        consumer.close()
 
 
 def wait_until(condition: Callable[[], bool], what: str, alive: Callable[[], bool]) -> None:
