@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from vigil.db.tables import activity, group, group_history, group_inbox, grouphash, project_counter
@@ -74,6 +74,10 @@ _COUNTER = select(project_counter.c.value).where(
     project_counter.c.project_id == bindparam("p_project")
 )
 _INSERT_GROUP = insert(group).returning(group.c.id)
+_TOP_GROUP_ID = select(func.max(group.c.id))
+_NEXT_GROUP_IDS = text(
+    "SELECT nextval(pg_get_serial_sequence('\"group\"', 'id')) FROM generate_series(1, :n)"
+)
 _INSERT_HASH = insert(grouphash)
 
 
@@ -158,6 +162,28 @@ def insert_group(
     row["id"] = group_id
     del row["date_added"]
     return Group(**row)
+
+
+def reserve_group_ids(conn: Connection, count: int, *, above: int = 0) -> list[int]:
+    """Ids for `count` groups this transaction is about to insert, all greater than
+    `above` (the last id it reserved). PostgreSQL takes them from the id sequence (an id
+    left unused is skipped, as a rolled-back insert's would be); SQLite gives the ones
+    after the largest in use, which nobody else can take while this transaction holds
+    the database's write lock."""
+    if conn.dialect.name == "postgresql":
+        return [int(i) for i in conn.execute(_NEXT_GROUP_IDS, {"n": count}).scalars()]
+    top = max(int(conn.execute(_TOP_GROUP_ID).scalar() or 0), above)
+    return list(range(top + 1, top + 1 + count))
+
+
+def new_group_row(
+    project_id: int, group_id: int, short_id: int, values: Mapping[str, Any], now: datetime
+) -> tuple[dict[str, Any], Group]:
+    """A group row to insert with every column given, and the group it will be."""
+    row = {"id": group_id, "project_id": project_id, "short_id": short_id, **values}
+    grp = Group(**row)
+    row["date_added"] = now
+    return row, grp
 
 
 def update_group(conn: Connection, group_id: int, **values: Any) -> None:

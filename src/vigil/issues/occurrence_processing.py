@@ -312,6 +312,7 @@ def save_issue_occurrence(
         grp.id, env_id, release_id, ev.timestamp, new_group=info.is_new
     )
     if release_id is not None:
+        w.before_group_write(grp.id)  # the group release refers to it
         if info.is_new:
             count_new_group(conn, ctx.project_id, release_id, env_id, ev.timestamp)
         record_group_release(conn, ctx.project_id, grp.id, release_id, env_name, ev.timestamp)
@@ -435,6 +436,7 @@ def _create_group(
         return GroupInfo(grp, is_new=False, is_regression=False)
     writes.put_new_group_in_inbox(grp.id, now)
     if occurrence.assignee:
+        writes.before_group_write(grp.id)  # the activity refers to it
         group_store.add_activity(
             conn, grp, ActivityType.ASSIGNED, {"assignee": occurrence.assignee}, now
         )

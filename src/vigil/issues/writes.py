@@ -169,7 +169,8 @@ class IssueWrites:
         return found
 
     def before_group_write(self, group_id: int) -> None:
-        """A statement other than `update_group` is about to write the group."""
+        """A statement other than `update_group` is about to write the group, or a row
+        that refers to it: what is held of it must be in the database."""
 
     def create_group(
         self, project_id: int, hashed: str, values: Mapping[str, Any], now: datetime
@@ -232,12 +233,15 @@ class ChunkWrites(IssueWrites):
         self._quotas: dict[str, dict[int, int]] = {}
         self._absent_hashes: dict[int, int] = {}
         self._short_ids: dict[int, list[int]] = {}
+        self._group_ids: list[int] = []
+        self._last_group_id = 0
         # Writes held until flush.
         self._marks: dict[tuple[int, str], datetime] = {}
         self._new_events: dict[tuple[int, str], dict[str, Any]] = {}
         self._new_occurrences: list[dict[str, Any]] = []
         self._new_hashes: list[dict[str, Any]] = []
         self._group_updates: dict[int, tuple[int, dict[str, Any]]] = {}
+        self._new_groups: dict[int, dict[str, Any]] = {}
         self._new_inbox: list[dict[str, Any]] = []
         self._new_group_environments: list[dict[str, Any]] = []
         self._quota_units: dict[tuple[str, int], int] = {}
@@ -377,6 +381,7 @@ class ChunkWrites(IssueWrites):
     def link_event_to_group(self, project_id: int, event_id: str, group_id: int) -> None:
         held = self._new_events.get((project_id, event_id))
         if held is None:
+            self.before_group_write(group_id)
             super().link_event_to_group(project_id, event_id, group_id)
         elif held["group_id"] is None:
             held["group_id"] = group_id
@@ -397,14 +402,21 @@ class ChunkWrites(IssueWrites):
         return found
 
     def update_group(self, grp: Group, times_seen: int, columns: Mapping[str, Any]) -> Group:
-        held_times, held_columns = self._group_updates.get(grp.id, (0, {}))
         # The columns are the group's new values, not changes: the latest ones win.
-        self._group_updates[grp.id] = (held_times + times_seen, {**held_columns, **columns})
+        new = self._new_groups.get(grp.id)
+        if new is not None:
+            new["times_seen"] += times_seen
+            new.update(columns)
+        else:
+            held_times, held_columns = self._group_updates.get(grp.id, (0, {}))
+            self._group_updates[grp.id] = (held_times + times_seen, {**held_columns, **columns})
         updated = replace(grp, times_seen=grp.times_seen + times_seen, **columns)
         self._groups[grp.id] = updated
         return updated
 
     def before_group_write(self, group_id: int) -> None:
+        if group_id in self._new_groups:
+            self._insert_new_groups()
         self._flush_group(group_id)
 
     def reload_group(self, group_id: int) -> Group:
@@ -432,16 +444,34 @@ class ChunkWrites(IssueWrites):
     ) -> tuple[Group, bool]:
         # No savepoint: a concurrent creator of the same hash makes the held hash insert
         # fail at flush, and the chunk is redone one message at a time, where the race
-        # is settled (see group_store.create_group).
-        grp = group_store.insert_group(
-            self.conn, project_id, values, now, short_id=self._next_short_id(project_id)
+        # is settled (see group_store.create_group). The group's id is reserved and its
+        # row held: one insert per new group was most of a new fingerprint's cost.
+        group_id = self._next_group_id(project_id)
+        row, grp = group_store.new_group_row(
+            project_id, group_id, self._next_short_id(project_id), values, now
         )
+        self._new_groups[group_id] = row
         self._new_hashes.append(
             {"project_id": project_id, "hash": hashed, "group_id": grp.id, "date_added": now}
         )
         self._hashes[(project_id, hashed)] = HashLookup(True, grp.id)
         self._groups[grp.id] = grp
         return grp, True
+
+    def _next_group_id(self, project_id: int) -> int:
+        # Reserved in a block, as many as the chunk may create (see _next_short_id).
+        if not self._group_ids:
+            count = max(1, self._absent_hashes.get(project_id, 0))
+            self._group_ids = group_store.reserve_group_ids(
+                self.conn, count, above=self._last_group_id
+            )
+        self._last_group_id = self._group_ids.pop(0)
+        return self._last_group_id
+
+    def _insert_new_groups(self) -> None:
+        if self._new_groups:
+            self.conn.execute(insert(group), list(self._new_groups.values()))
+            self._new_groups.clear()
 
     def _next_short_id(self, project_id: int) -> int:
         # Reserved in a block (one statement for the chunk instead of two per group);
@@ -497,7 +527,8 @@ class ChunkWrites(IssueWrites):
         if key in self._group_environments:
             return False
         self._group_environments.add(key)
-        if not new_group:
+        # A group this chunk created has only the environments it holds.
+        if not new_group and group_id not in self._new_groups:
             return super().ensure_group_environment(
                 group_id, environment_id, release_id, seen, new_group=False
             )
@@ -515,6 +546,7 @@ class ChunkWrites(IssueWrites):
     def flush(self) -> None:
         """Make the held writes, a statement per table (one per touched group)."""
         conn = self.conn
+        self._insert_new_groups()
         if self._new_hashes:
             conn.execute(insert(grouphash), self._new_hashes)
         for group_id in list(self._group_updates):
