@@ -51,7 +51,11 @@ from vigil.issues.writes import ChunkWrites
 from vigil.tenancy.store import Project
 
 NOW = T0 + timedelta(hours=1)
-PROCESSING = replace(DEFAULT_PROCESSING, rate_limit=Quota(3600, 60, 10))
+PROCESSING = replace(
+    DEFAULT_PROCESSING,
+    rate_limit=Quota(3600, 60, 10),
+    resolve_assignee=lambda _conn, _org, actor: "user:7" if actor == "alice" else None,
+)
 
 
 def _ids(n: int) -> list[str]:
@@ -100,6 +104,8 @@ def scenario(project_id: int) -> list[dict[str, Any]]:
     messages += [occ("fp-noisy", T0 + timedelta(seconds=i), type=N_PLUS_ONE) for i in range(5)]
     messages += [occ("fp-limited", T0 + timedelta(seconds=i)) for i in range(12)]
     messages += [occ(f"fp-{i}", T0) for i in range(20)]
+    # A new group with an assignee: its activity row refers to the group created here.
+    messages.append(occ("fp-assigned", T0, assignee="alice"))
     for payload in messages:
         if payload.get("event") and not payload["event"].get("event_id"):
             payload["event"]["event_id"] = payload["event_id"]
@@ -236,7 +242,7 @@ def test_a_chunk_leaves_the_rows_one_message_at_a_time_leaves(
     got, expected = snapshot(engine, chunked.id), snapshot(engine, alone.id)
     assert got == expected
     # The scenario did reach what it is about (not two empty snapshots).
-    assert len(expected["groups"]) == 24  # fp-a, fp-b, fp-noisy, fp-limited, fp-0..19
+    assert len(expected["groups"]) == 25  # fp-a, fp-b, fp-noisy, fp-limited, fp-0..19, fp-assigned
     # No event of its own: the status change, the re-sent message, the looked-up and the
     # shared event, two rate limited.
     assert sum(expected["events"].values()) == len(messages) - 6
@@ -245,6 +251,7 @@ def test_a_chunk_leaves_the_rows_one_message_at_a_time_leaves(
     assert Counter(type for _, type, _ in expected["activity"]) == {
         repr(int(ActivityType.SET_RESOLVED)): 1,
         repr(int(ActivityType.SET_REGRESSION)): 1,
+        repr(int(ActivityType.ASSIGNED)): 1,
     }
 
 
