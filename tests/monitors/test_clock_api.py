@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from tests.monitors.test_process_checkin import Sender, env_row
+from tests.support.checkins import Sender, env_row
 from tests.support.live_server import live_server
 from tests.support.tenants import Tenant, make_tenant
 from vigil.api.app import create_app

@@ -19,7 +19,7 @@ from arroyo.types import Message, Value
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 
-from tests.monitors.test_process_checkin import T0, Sender, aware, checkins, env_row
+from tests.support.checkins import T0, Sender, aware, checkins, env_row
 from tests.support.log_reader import read_messages
 from vigil import metrics
 from vigil.config import Settings

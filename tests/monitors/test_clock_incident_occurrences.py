@@ -12,7 +12,7 @@ import pytest
 from arroyo.types import Message, Value
 from sqlalchemy import Engine, update
 
-from tests.monitors.test_process_checkin import Sender, checkins, env_row
+from tests.support.checkins import Sender, checkins, env_row
 from tests.support.log_reader import read_messages
 from vigil.config import Settings
 from vigil.db.tables import monitor_clock_minute as minute_table

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from sqlalchemy import Engine, select, update
 
-from tests.monitors.test_process_checkin import T0, Sender
+from tests.support.checkins import T0, Sender
 from vigil.config import Settings
 from vigil.db.tables import monitor as monitor_table
 from vigil.db.tables import monitor_checkin as checkin_table

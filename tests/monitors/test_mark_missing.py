@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select, update
 
-from tests.monitors.test_process_checkin import (
+from tests.support.checkins import (
     T0,
     Sender,
     aware,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from tests.monitors.test_process_checkin import T0, Sender, aware, checkins, env_row, incidents
+from tests.support.checkins import T0, Sender, aware, checkins, env_row, incidents
 from vigil.db.tables import monitor_environment as me_table
 from vigil.monitors.checkin_processing import CheckinProcessing
 from vigil.monitors.clock_tasks import (

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, select, update
 from sqlalchemy.exc import OperationalError
 
+from tests.support.checkins import T0, Sender, aware, checkins, env_row, incidents
 from vigil.db.engine import is_transient
 from vigil.db.tables import monitor as monitor_table
 from vigil.db.tables import monitor_checkin as checkin_table
@@ -32,7 +33,6 @@ from vigil.monitors.store import get_monitor
 from vigil.tenancy import store as tenancy
 from vigil.tenancy.store import Project
 
-T0 = datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC)
 DAILY = {"schedule_type": "crontab", "schedule": "0 * * * *"}
 NIL = "00000000-0000-0000-0000-000000000000"
 
@@ -54,44 +54,9 @@ def processing(produced: list[tuple[dict[str, Any], str]]) -> CheckinProcessing:
     return CheckinProcessing(produce_occurrence=lambda p, k: produced.append((p, k)))
 
 
-class Sender:
-    def __init__(self, engine: Engine, project: Project, processing: CheckinProcessing) -> None:
-        self.engine, self.project, self.processing = engine, project, processing
-
-    def __call__(self, at: datetime = T0, **payload: Any) -> str:
-        payload.setdefault("monitor_slug", "nightly")
-        payload.setdefault("check_in_id", uuid.uuid4().hex)
-        payload.setdefault("status", "ok")
-        message = {
-            "message_type": "check_in",
-            "payload": orjson.dumps(payload),
-            "start_time": at.timestamp(),
-            "project_id": self.project.id,
-            "sdk": "sentry.python/2.0",
-            "retention_days": 90,
-        }
-        process_checkin(self.engine, CheckinItem(at, 0, message, payload), self.processing)
-        return str(payload["check_in_id"])
-
-
 @pytest.fixture
 def send(engine: Engine, project: Project, processing: CheckinProcessing) -> Iterator[Sender]:
     yield Sender(engine, project, processing)
-
-
-def checkins(engine: Engine) -> list[Any]:
-    with engine.connect() as conn:
-        return list(conn.execute(select(checkin_table).order_by(checkin_table.c.id)))
-
-
-def env_row(engine: Engine) -> Any:
-    with engine.connect() as conn:
-        return conn.execute(select(me_table)).one()
-
-
-def incidents(engine: Engine) -> list[Any]:
-    with engine.connect() as conn:
-        return list(conn.execute(select(incident_table).order_by(incident_table.c.id)))
 
 
 def errors(engine: Engine, project: Project) -> list[list[dict[str, Any]]]:
@@ -104,10 +69,6 @@ def errors(engine: Engine, project: Project) -> list[list[dict[str, Any]]]:
             records = []
         records += processing_error_store.list_for_project(conn, project.id, T0)
     return [[e.to_dict() for e in r.errors] for r in records]
-
-
-def aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 # --- main paths -----------------------------------------------------------------------
