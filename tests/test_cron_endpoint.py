@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import pytest
 from arroyo.backends.kafka import KafkaPayload
 from sqlalchemy import Engine
 
+from tests.support.cron_requests import cron_url, curl
 from tests.support.live_server import live_server
 from tests.support.log_reader import read_messages
 from tests.support.services import free_port
@@ -34,7 +34,6 @@ from vigil.streams.codecs import CheckInMessage, decode_monitor_message
 from vigil.streams.topics import Topic
 
 MONITORS = Topic.INGEST_MONITORS.value
-CURL = "/usr/bin/curl"
 
 
 @pytest.fixture
@@ -58,34 +57,8 @@ def log_backend(stack: Settings) -> Iterator[LogBackend]:
 # --- helpers ---------------------------------------------------------------------------
 
 
-def cron_url(server: str, tenant: Tenant, slug: str, *, key: bool = True) -> str:
-    base = f"{server}/api/{tenant.project.id}/cron/{slug}/"
-    return f"{base}{tenant.key.public_key}/" if key else base
-
-
 def basic(tenant: Tenant) -> str:
     return "Basic " + base64.b64encode(f"{tenant.key.public_key}:".encode()).decode()
-
-
-def curl(*args: str) -> tuple[int, bytes]:
-    """Runs the real curl; (status code, body)."""
-    done = subprocess.run(
-        [
-            CURL,
-            "--silent",
-            "--show-error",
-            "--max-time",
-            "60",
-            "--write-out",
-            "\n%{http_code}",
-            *args,
-        ],
-        capture_output=True,
-        check=True,
-        timeout=90,
-    )
-    body, _, code = done.stdout.rpartition(b"\n")
-    return int(code), body
 
 
 def decoded(payload: KafkaPayload) -> CheckInMessage:

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.support.consumers import checkins, running, wait_until
+from tests.support.cron_requests import cron_url, curl
 from tests.support.live_server import live_server
 from tests.support.tenants import Tenant, make_tenant
-from tests.test_cron_endpoint import cron_url, curl
 from vigil.api.app import create_app
 from vigil.config import Settings
 from vigil.monitors import processing_error_store
