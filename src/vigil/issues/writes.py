@@ -24,9 +24,10 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, insert, select, update
+from sqlalchemy import Connection, Select, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from vigil.db.bulk import insert_rows
 from vigil.db.tables import (
     event,
     group,
@@ -470,7 +471,7 @@ class ChunkWrites(IssueWrites):
 
     def _insert_new_groups(self) -> None:
         if self._new_groups:
-            self.conn.execute(insert(group), list(self._new_groups.values()))
+            insert_rows(self.conn, group, list(self._new_groups.values()))
             self._new_groups.clear()
 
     def _next_short_id(self, project_id: int) -> int:
@@ -547,18 +548,13 @@ class ChunkWrites(IssueWrites):
         """Make the held writes, a statement per table (one per touched group)."""
         conn = self.conn
         self._insert_new_groups()
-        if self._new_hashes:
-            conn.execute(insert(grouphash), self._new_hashes)
+        insert_rows(conn, grouphash, self._new_hashes)
         for group_id in list(self._group_updates):
             self._flush_group(group_id)
-        if self._new_events:
-            conn.execute(insert(event), list(self._new_events.values()))
-        if self._new_occurrences:
-            conn.execute(insert(issue_occurrence), self._new_occurrences)
-        if self._new_inbox:
-            conn.execute(insert(group_inbox), self._new_inbox)
-        if self._new_group_environments:
-            conn.execute(insert(group_environment), self._new_group_environments)
+        insert_rows(conn, event, list(self._new_events.values()))
+        insert_rows(conn, issue_occurrence, self._new_occurrences)
+        insert_rows(conn, group_inbox, self._new_inbox)
+        insert_rows(conn, group_environment, self._new_group_environments)
         for project_id, reserved in self._short_ids.items():
             if reserved:
                 group_store.return_short_ids(conn, project_id, len(reserved))
@@ -570,7 +566,9 @@ class ChunkWrites(IssueWrites):
                 {"project_id": project_id, "message_id": message_id, "processed_at": at}
                 for (project_id, message_id), at in self._marks.items()
             ]
-            conn.execute(_upsert_processed(conn.dialect.name), rows)
+            insert_rows(
+                conn, processed_message, rows, statement=_upsert_processed(conn.dialect.name)
+            )
             self._processed.update(self._marks)
         for held in (
             self._new_hashes,

@@ -1,0 +1,89 @@
+"""Many rows into one table with one statement, without SQLAlchemy's per-row work.
+
+`conn.execute(insert(table), rows)` compiles nothing new, but still builds every row's
+parameters through the compiled statement's machinery: for the consumers' bulk inserts
+(events, occurrences, dedupe records, a few hundred rows a chunk) that cost more than
+SQLite's own work. Here the statement and each column's bind processor are looked up once
+per (dialect, table, columns), and the rows go to the driver's executemany as they are.
+The values stored are the same: the processors are the column types' own, except SQLite's
+date-times, written by `datetime.isoformat` in the same text SQLAlchemy writes."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Insert, Table, insert
+from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
+from sqlalchemy.engine import Dialect
+
+Processor = Callable[[Any], Any]
+
+
+def sqlite_datetime(value: datetime | None) -> str | None:
+    """A date-time as SQLAlchemy's SQLite DATETIME stores it by default
+    ("2026-03-01 12:00:00.000000"; an offset is dropped, as SQLAlchemy drops it)."""
+    if value is None:
+        return None
+    return value.isoformat(" ", "microseconds")[:26]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    sql: str
+    keys: tuple[str, ...]  # the rows' keys, in the order the statement binds them
+    processors: tuple[Processor | None, ...]
+    positional: bool
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(dialect: Dialect, statement: Insert, columns: tuple[str, ...]) -> _Plan:
+    table = statement.table
+    assert isinstance(table, Table)
+    compiled = statement.compile(dialect=dialect, column_keys=list(columns))
+    keys = tuple(compiled.positiontup or ()) if compiled.positional else tuple(compiled.params)
+    if set(keys) != set(columns):
+        # A column default computed in Python would need SQLAlchemy's execution.
+        raise ValueError(f"rows for {table.name} must give exactly the columns bound: {keys}")
+    processors: list[Processor | None] = []
+    for key in keys:
+        impl = table.c[key].type.dialect_impl(dialect)
+        if dialect.name == "sqlite" and isinstance(impl, SQLITE_DATETIME) and _default_format(impl):
+            processors.append(sqlite_datetime)
+        else:
+            processors.append(impl.bind_processor(dialect))
+    return _Plan(compiled.string, keys, tuple(processors), bool(compiled.positional))
+
+
+@functools.cache
+def _plain(table: Table) -> Insert:
+    return insert(table)
+
+
+def _default_format(impl: SQLITE_DATETIME) -> bool:
+    return bool(impl._storage_format == SQLITE_DATETIME._storage_format)
+
+
+def insert_rows(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    statement: Insert | None = None,
+) -> None:
+    """Insert `rows` (each with the same keys, the table's column names) in one
+    executemany; `statement`: an INSERT of that table to use instead of the plain one
+    (an upsert, say), made once and kept (plans are cached by statement)."""
+    if not rows:
+        return
+    plan = _plan(conn.dialect, _plain(table) if statement is None else statement, tuple(rows[0]))
+    pairs = tuple(zip(plan.keys, plan.processors, strict=True))
+    params: list[Any]
+    if plan.positional:
+        params = [tuple(row[k] if p is None else p(row[k]) for k, p in pairs) for row in rows]
+    else:
+        params = [{k: row[k] if p is None else p(row[k]) for k, p in pairs} for row in rows]
+    conn.exec_driver_sql(plan.sql, params)

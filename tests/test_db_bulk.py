@@ -1,0 +1,161 @@
+"""`insert_rows` stores exactly what SQLAlchemy's own insert stores, on both databases:
+the same rows go to two tables, one through each, and the raw stored values (read with
+plain SQL, not through the column types) are compared."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Uuid,
+    insert,
+    literal_column,
+    select,
+)
+
+from vigil.db.bulk import insert_rows, sqlite_datetime
+
+AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def _table(metadata: MetaData, name: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("label", String(64), nullable=True),
+        Column("body", Text, nullable=False),
+        Column("big", BigInteger, nullable=True),
+        Column("flag", Boolean, nullable=False),
+        Column("ref", Uuid, nullable=True),
+        Column("at", DateTime(timezone=True), nullable=True),
+        Column("data", JSON, nullable=True),
+    )
+
+
+@pytest.fixture
+def tables(engine: Engine) -> Iterator[tuple[Table, Table]]:
+    metadata = MetaData()
+    suffix = uuid.uuid4().hex[:8]
+    pair = (_table(metadata, f"bulk_a_{suffix}"), _table(metadata, f"bulk_b_{suffix}"))
+    metadata.create_all(engine)
+    yield pair
+    metadata.drop_all(engine)
+
+
+def _rows() -> list[dict[str, Any]]:
+    return [
+        {
+            "id": 1,
+            "label": "plain",
+            "body": "{}",
+            "big": 2**62,
+            "flag": True,
+            "ref": uuid.UUID(int=7),
+            "at": AT,
+            "data": {"k": [1, 2.5, None, "ü"], "nested": {"deep": True}},
+        },
+        {
+            "id": 2,
+            "label": None,
+            "body": "quote ' and %s and %(x)s",
+            "big": None,
+            "flag": False,
+            "ref": None,
+            "at": AT.replace(microsecond=123456) + timedelta(days=400),
+            "data": None,
+        },
+        {
+            "id": 3,
+            "label": "another zone and no microseconds",
+            "body": "",
+            "big": -1,
+            "flag": False,
+            "ref": uuid.UUID("bd16982e-afa9-4012-8813-c423c1038669"),
+            "at": datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC),
+            "data": [],
+        },
+    ]
+
+
+def _stored(engine: Engine, table: Table) -> list[tuple[Any, ...]]:
+    # Each column as the database holds it (text for SQLite's date-times and JSON).
+    columns = [literal_column(f'"{c.name}"') for c in table.c]
+    with engine.connect() as conn:
+        query = select(*columns).select_from(table).order_by(literal_column('"id"'))
+        return [tuple(row) for row in conn.execute(query)]
+
+
+def test_insert_rows_stores_what_sqlalchemy_stores(
+    engine: Engine, tables: tuple[Table, Table]
+) -> None:
+    ours, theirs = tables
+    with engine.begin() as conn:
+        insert_rows(conn, ours, _rows())
+        conn.execute(insert(theirs), _rows())
+    stored = _stored(engine, ours)
+    assert stored == _stored(engine, theirs)
+    assert len(stored) == 3
+    with engine.connect() as conn:  # and read back through the types, as written
+        back = [row._asdict() for row in conn.execute(select(ours).order_by(ours.c.id))]
+    assert [row["data"] for row in back] == [row["data"] for row in _rows()]
+    assert [row["body"] for row in back] == [row["body"] for row in _rows()]
+
+
+def test_insert_rows_refuses_rows_that_leave_a_column_to_a_python_default(
+    engine: Engine,
+) -> None:
+    metadata = MetaData()
+    table = Table(
+        f"bulk_default_{uuid.uuid4().hex[:8]}",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("kind", String(8), nullable=False, default="x"),
+    )
+    metadata.create_all(engine)
+    try:
+        with engine.begin() as conn, pytest.raises(ValueError, match="columns bound"):
+            insert_rows(conn, table, [{"id": 1}])
+    finally:
+        metadata.drop_all(engine)
+
+
+def test_nothing_to_insert_runs_nothing(engine: Engine, tables: tuple[Table, Table]) -> None:
+    ours, _ = tables
+    with engine.begin() as conn:
+        insert_rows(conn, ours, [])
+    assert _stored(engine, ours) == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        AT,
+        AT.replace(microsecond=1),
+        datetime(1, 1, 1),
+        datetime(9999, 12, 31, 23, 59, 59, 999999),
+        datetime(2026, 10, 25, 1, 30, tzinfo=timezone(timedelta(hours=2))),
+    ],
+)
+def test_sqlite_datetime_text_is_sqlalchemys(value: datetime) -> None:
+    from sqlalchemy.dialects import sqlite
+
+    processor = sqlite.DATETIME().bind_processor(sqlite.dialect())
+    assert processor is not None
+    assert sqlite_datetime(value) == processor(value)
+    assert sqlite_datetime(None) is None
