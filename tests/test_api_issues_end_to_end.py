@@ -5,17 +5,16 @@ API with its event and occurrence."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import orjson
 import pytest
 
-from tests.support.serve import Running, serve
+from tests.support.serve import Running, poll, serve
 from tests.support.services import free_port
 from vigil.config import Settings
 
@@ -23,27 +22,12 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 EXAMPLE = (
     SHARED / "vendor-data/sentry-kafka-schemas/examples/ingest-occurrences/1/monitor-failure.json"
 )
-WAIT_S = 120.0
-T = TypeVar("T")
 
 
 @pytest.fixture
 def server(stack: Settings) -> Iterator[Running]:
     with serve(replace(stack, bind=f"127.0.0.1:{free_port()}")) as running:
         yield running
-
-
-def poll(fetch: Callable[[], T | None], what: str, running: Running) -> T:
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        found = fetch()
-        if found is not None:
-            return found
-        if running.process.poll() is not None:
-            raise AssertionError("vigil serve exited:\n" + "\n".join(running.output))
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} within {WAIT_S:g} s")
-        time.sleep(0.2)
 
 
 def test_posted_occurrence_and_status_change_are_read_back_as_an_issue(

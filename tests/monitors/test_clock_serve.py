@@ -6,17 +6,16 @@ already overdue when vigil starts, and the clock's first tick is the current min
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import Engine, update
 
-from tests.support.serve import Running, serve
+from tests.support.serve import Running, poll, serve
 from tests.support.services import free_port
 from tests.support.tenants import Tenant, make_tenant
 from vigil.config import Settings
@@ -24,8 +23,6 @@ from vigil.db.tables import monitor_environment as me_table
 from vigil.monitors import store as monitor_store
 from vigil.monitors.enums import MonitorStatus
 
-WAIT_S = 120.0
-T = TypeVar("T")
 EVERY_MINUTE = {"schedule_type": "interval", "schedule": [1, "minute"]}
 
 
@@ -61,19 +58,6 @@ def overdue(engine: Engine, tenant: Tenant) -> datetime:
 def server(stack: Settings, overdue: datetime) -> Iterator[Running]:
     with serve(replace(stack, bind=f"127.0.0.1:{free_port()}")) as running:
         yield running
-
-
-def poll(fetch: Callable[[], T | None], what: str, running: Running) -> T:
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        found = fetch()
-        if found is not None:
-            return found
-        if running.process.poll() is not None:
-            raise AssertionError("vigil serve exited:\n" + "\n".join(running.output))
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} within {WAIT_S:g} s")
-        time.sleep(0.2)
 
 
 def test_a_stopped_job_is_missed_becomes_an_issue_and_recovers(
