@@ -19,10 +19,11 @@ from arroyo.types import Message, Value
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 
-from tests.support.checkins import T0, Sender, aware, checkins, env_row
+from tests.support.checkins import T0, Sender, checkins, env_row
 from tests.support.log_reader import read_messages
 from vigil import metrics
 from vigil.config import Settings
+from vigil.db.timestamps import aware_utc
 from vigil.monitors import clock_store
 from vigil.monitors.checkin_processing import CheckinProcessing
 from vigil.monitors.clock_consumers import (
@@ -157,10 +158,10 @@ def test_a_due_environment_gets_its_missed_checkin_and_occurrence(
         (occurrence,) = read_messages(stack, log_backend, Topic.INGEST_OCCURRENCES, expect=1)
     assert ticks_on_the_log(stack, log_backend, 3) == [ts(H13 + k * M) for k in range(3)]
     missed = checkins(engine)[-1]
-    assert aware(missed.expected_time) == H13
+    assert aware_utc(missed.expected_time) == H13
     env = env_row(engine)
     assert env.status == MonitorStatus.ERROR
-    assert aware(env.last_checkin) == T0
+    assert aware_utc(env.last_checkin) == T0
     value = orjson.loads(occurrence.value)
     assert value["issue_title"] == "Monitor failure: nightly"
     assert value["evidence_display"][0]["value"] == "A missed check-in was detected"

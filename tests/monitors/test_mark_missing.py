@@ -12,13 +12,13 @@ from sqlalchemy import Engine, select, update
 from tests.support.checkins import (
     T0,
     Sender,
-    aware,
     checkins,
     env_row,
     incidents,
 )
 from vigil.db.tables import monitor as monitor_table
 from vigil.db.tables import monitor_environment as me_table
+from vigil.db.timestamps import aware_utc
 from vigil.monitors import clock_tasks
 from vigil.monitors.checkin_processing import CheckinProcessing
 from vigil.monitors.clock_tasks import dispatch_check_missing, mark_environment_missing
@@ -82,13 +82,13 @@ def test_missed_checkin_at_the_expected_time_last_checkin_untouched(
     assert mark(engine, env_id, H13 + M, produced)
     ok, missed = checkins(engine)
     assert missed.status == CheckInStatus.MISSED
-    assert aware(missed.date_added) == aware(missed.expected_time) == H13
-    assert aware(missed.date_clock) == H13 + M
+    assert aware_utc(missed.date_added) == aware_utc(missed.expected_time) == H13
+    assert aware_utc(missed.date_clock) == H13 + M
     assert missed.monitor_config == ok.monitor_config
     env = env_row(engine)
-    assert aware(env.last_checkin) == T0  # a synthetic miss never moves it
-    assert aware(env.next_checkin) == H13 + 60 * M
-    assert aware(env.next_checkin_latest) == H13 + 61 * M
+    assert aware_utc(env.last_checkin) == T0  # a synthetic miss never moves it
+    assert aware_utc(env.next_checkin) == H13 + 60 * M
+    assert aware_utc(env.next_checkin_latest) == H13 + 61 * M
     assert env.status == MonitorStatus.ERROR
     [incident] = incidents(engine)
     assert incident.starting_checkin_id == missed.id
@@ -105,9 +105,9 @@ def test_skipped_slots_record_one_miss_and_the_schedule_jumps_forward(
     tick = datetime(2026, 3, 1, 15, 30, tzinfo=UTC)  # 13:00, 14:00 and 15:00 all missed
     assert mark(engine, env_id, tick, produced)
     [_, missed] = checkins(engine)
-    assert aware(missed.date_added) == H13  # the first missed slot
+    assert aware_utc(missed.date_added) == H13  # the first missed slot
     env = env_row(engine)
-    assert aware(env.next_checkin) == datetime(2026, 3, 1, 16, 0, tzinfo=UTC)
+    assert aware_utc(env.next_checkin) == datetime(2026, 3, 1, 16, 0, tzinfo=UTC)
     assert due(engine, tick) == []
 
 
@@ -130,8 +130,8 @@ def test_the_next_slot_missed_too_makes_a_second_miss(
     assert due(engine, H13 + 60 * M) == []
     assert mark(engine, env_id, H13 + 61 * M, produced)
     misses = [r for r in checkins(engine) if r.status == CheckInStatus.MISSED]
-    assert [aware(r.date_added) for r in misses] == [H13, H13 + 60 * M]
-    assert aware(env_row(engine).last_checkin) == T0
+    assert [aware_utc(r.date_added) for r in misses] == [H13, H13 + 60 * M]
+    assert aware_utc(env_row(engine).last_checkin) == T0
     assert len(incidents(engine)) == 1  # the same incident goes on
     assert len(produced) == 2
 

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from tests.support.checkins import T0, Sender, aware, checkins, env_row, incidents
+from tests.support.checkins import T0, Sender, checkins, env_row, incidents
 from vigil.db.tables import monitor_environment as me_table
+from vigil.db.timestamps import aware_utc
 from vigil.monitors.checkin_processing import CheckinProcessing
 from vigil.monitors.clock_tasks import (
     dispatch_check_timeout,
@@ -65,7 +66,7 @@ def time_out(engine: Engine, checkin_id: int, tick: datetime, produced: Produced
 def test_in_progress_checkins_are_due_at_their_timeout(engine: Engine, send: Sender) -> None:
     send(monitor_config=HOURLY, status="in_progress")
     [row] = checkins(engine)
-    assert aware(row.timeout_at) == TIMEOUT
+    assert aware_utc(row.timeout_at) == TIMEOUT
     assert timeouts(engine, TIMEOUT - M) == []
     assert timeouts(engine, TIMEOUT) == [row.id]
 
@@ -78,9 +79,9 @@ def test_a_timeout_fails_the_environment(engine: Engine, send: Sender, produced:
     assert row.status == CheckInStatus.TIMEOUT
     env = env_row(engine)
     assert env.status == MonitorStatus.ERROR
-    assert aware(env.last_checkin) == aware(row.date_added)
+    assert aware_utc(env.last_checkin) == aware_utc(row.date_added)
     # failed from the last expected time before the tick (12:00): next run 13:00
-    assert aware(env.next_checkin) == datetime(2026, 3, 1, 13, 0, tzinfo=UTC)
+    assert aware_utc(env.next_checkin) == datetime(2026, 3, 1, 13, 0, tzinfo=UTC)
     assert len(incidents(engine)) == 1
     [(occurrence, _)] = produced
     assert occurrence["evidence_display"][0]["value"] == "A timeout check-in was detected"
@@ -121,7 +122,7 @@ def test_a_newer_finished_run_keeps_the_environment_from_failing(
     assert checkins(engine)[0].status == CheckInStatus.TIMEOUT
     env = env_row(engine)
     assert env.status == MonitorStatus.OK
-    assert aware(env.last_checkin) == T0 + 10 * M
+    assert aware_utc(env.last_checkin) == T0 + 10 * M
     assert produced == []
 
 

@@ -14,13 +14,14 @@ import pytest
 from sqlalchemy import Engine, create_engine, select, update
 from sqlalchemy.exc import OperationalError
 
-from tests.support.checkins import T0, Sender, aware, checkins, env_row, incidents
+from tests.support.checkins import T0, Sender, checkins, env_row, incidents
 from vigil.db.engine import is_transient
 from vigil.db.tables import monitor as monitor_table
 from vigil.db.tables import monitor_checkin as checkin_table
 from vigil.db.tables import monitor_environment as me_table
 from vigil.db.tables import monitor_incident as incident_table
 from vigil.db.tables import outbox as outbox_table
+from vigil.db.timestamps import aware_utc
 from vigil.monitors import processing_error_store
 from vigil.monitors.checkin_processing import (
     CheckinProcessing,
@@ -84,12 +85,12 @@ def test_first_checkin_creates_monitor_environment_and_checkin(
     [row] = checkins(engine)
     assert row.guid == uuid.UUID(guid)
     assert row.status == CheckInStatus.OK
-    assert aware(row.date_added) == T0
+    assert aware_utc(row.date_added) == T0
     assert row.monitor_config == monitor.config
     env = env_row(engine)
     assert env.status == MonitorStatus.OK
-    assert aware(env.last_checkin) == T0
-    assert aware(env.next_checkin) == datetime(2026, 3, 1, 13, 0, tzinfo=UTC)
+    assert aware_utc(env.last_checkin) == T0
+    assert aware_utc(env.next_checkin) == datetime(2026, 3, 1, 13, 0, tzinfo=UTC)
     assert errors(engine, project) == []
 
 
@@ -99,7 +100,7 @@ def test_in_progress_then_ok_with_the_same_id_completes_one_checkin(
     guid = send(monitor_config=DAILY, status="in_progress")
     [row] = checkins(engine)
     assert row.status == CheckInStatus.IN_PROGRESS
-    assert aware(row.timeout_at) == datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
+    assert aware_utc(row.timeout_at) == datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
     assert env_row(engine).status == MonitorStatus.ACTIVE  # in progress never sets status
     send(T0 + timedelta(seconds=90), check_in_id=guid, status="ok")
     [row] = checkins(engine)
@@ -134,8 +135,8 @@ def test_heartbeat_moves_date_updated_and_timeout(engine: Engine, send: Sender) 
     send(T0 + timedelta(minutes=7), check_in_id=guid, status="in_progress")
     [row] = checkins(engine)
     assert row.status == CheckInStatus.IN_PROGRESS
-    assert aware(row.date_updated) == T0 + timedelta(minutes=7)
-    assert aware(row.timeout_at) == datetime(2026, 3, 1, 12, 17, tzinfo=UTC)
+    assert aware_utc(row.date_updated) == T0 + timedelta(minutes=7)
+    assert aware_utc(row.timeout_at) == datetime(2026, 3, 1, 12, 17, tzinfo=UTC)
 
 
 def test_a_finished_checkin_cannot_be_finished_again(
@@ -292,7 +293,7 @@ def test_failure_threshold_opens_one_incident_and_recovery_resolves_it(
     send(T0 + 5 * hour)
     assert env_row(engine).status == MonitorStatus.OK
     [incident] = incidents(engine)
-    assert aware(incident.resolving_timestamp) == T0 + 5 * hour
+    assert aware_utc(incident.resolving_timestamp) == T0 + 5 * hour
     change, change_key = produced[-1]
     assert change_key == key
     assert {k: v for k, v in change.items() if k != "id"} == {
@@ -412,7 +413,7 @@ def test_an_older_failure_does_not_move_a_newer_environment(
     send(T0 + timedelta(hours=2), monitor_config=DAILY)
     send(T0 + timedelta(hours=1), status="error")
     env = env_row(engine)
-    assert (env.status, aware(env.last_checkin)) == (MonitorStatus.OK, T0 + timedelta(hours=2))
+    assert (env.status, aware_utc(env.last_checkin)) == (MonitorStatus.OK, T0 + timedelta(hours=2))
     assert incidents(engine) == [] and produced == []
 
 
@@ -423,7 +424,7 @@ def test_fewer_checkins_than_the_threshold_and_none_ok_reach_it(
     send(T0 + timedelta(hours=1), status="error")
     assert env_row(engine).status == MonitorStatus.ERROR
     [incident] = incidents(engine)
-    assert aware(incident.starting_timestamp) == T0
+    assert aware_utc(incident.starting_timestamp) == T0
     # the first error alone already reached it; the second adds one occurrence
     reasons = [p["evidence_display"][0]["value"] for p, _ in produced]
     assert reasons == ["An error check-in was detected", "An error check-in was detected"]
@@ -502,7 +503,7 @@ def _scenario(project: Project) -> list[CheckinItem]:
 
 def _state(engine: Engine, project: Project) -> dict[str, Any]:
     def t(value: datetime | None) -> datetime | None:
-        return None if value is None else aware(value)
+        return None if value is None else aware_utc(value)
 
     with engine.connect() as conn:
         monitor = get_monitor(conn, project.id, "nightly")

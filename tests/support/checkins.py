@@ -60,7 +60,3 @@ def incidents(engine: Engine) -> list[Any]:
     """Every incident row, oldest first."""
     with engine.connect() as conn:
         return list(conn.execute(select(incident_table).order_by(incident_table.c.id)))
-
-
-def aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
