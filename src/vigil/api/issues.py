@@ -59,14 +59,8 @@ from vigil.api.issue_search import (
     parse_query,
     parse_sort,
 )
-from vigil.api.monitors import (
-    FieldErrors,
-    Page,
-    field_error_response,
-    format_date,
-    paginated,
-    parse_page,
-)
+from vigil.api.monitors import Page, format_date, paginated, parse_page
+from vigil.api.query import FieldErrors, datetime_param, field_error_response
 from vigil.api.services import services
 from vigil.db.ids import MAX_ID, parse_id
 from vigil.db.tables import activity as activity_table
@@ -342,17 +336,6 @@ def _page(request: Request) -> Page:
     return page
 
 
-def _time(request: Request, name: str) -> datetime | None:
-    raw = request.query_params.get(name)
-    if not raw:
-        return None
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise FieldErrors({name: [f"{name} must be an ISO 8601 date"]}) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _seen_since(request: Request, now: datetime) -> tuple[datetime | None, datetime | None]:
     period = request.query_params.get("statsPeriod")
     if period:
@@ -365,7 +348,10 @@ def _seen_since(request: Request, now: datetime) -> tuple[datetime | None, datet
         # Reaches before the year 1, or has more digits than int() converts (ValueError).
         except (OverflowError, ValueError):
             raise FieldErrors({"statsPeriod": [f"Invalid statsPeriod {period!r}"]}) from None
-    return _time(request, "start"), _time(request, "end")
+    return (
+        datetime_param(request, "start", empty_is_absent=True),
+        datetime_param(request, "end", empty_is_absent=True),
+    )
 
 
 # --- the listing -----------------------------------------------------------------------

@@ -41,6 +41,7 @@ from starlette.routing import BaseRoute
 
 from vigil.api.auth import Access, authorize
 from vigil.api.http import json_object, read_body, route
+from vigil.api.query import FieldErrors, datetime_param, field_error_response
 from vigil.api.services import services
 from vigil.db.ids import MAX_ID
 from vigil.db.tables import environment as environment_table
@@ -69,24 +70,6 @@ ORG_MONITORS = "/api/0/organizations/{organization_slug}/monitors/"
 ORG_MONITOR = ORG_MONITORS + "{monitor_slug}/"
 PROJECT_MONITOR = "/api/0/projects/{organization_slug}/{project_slug}/monitors/{monitor_slug}/"
 PROJECT_ERRORS = "/api/0/projects/{organization_slug}/{project_slug}/processing-errors/"
-
-
-class FieldErrors(Exception):
-    """A 400 naming its fields, in Sentry's shape."""
-
-    def __init__(self, errors: dict[str, Any]) -> None:
-        super().__init__(str(errors))
-        self.errors = errors
-
-
-def field_error_response(errors: dict[str, Any]) -> JSONResponse:
-    first = next(iter(errors))
-    reasons = errors[first]
-    reason = reasons[0] if isinstance(reasons, list) and reasons else f"invalid {first}"
-    if isinstance(reasons, dict):
-        inner = next(iter(reasons))
-        reason = f"{first}.{inner}: {reasons[inner][0]}"
-    return JSONResponse({"detail": reason, **errors}, status_code=400)
 
 
 # --- JSON ------------------------------------------------------------------------------
@@ -422,17 +405,6 @@ def delete_monitor(request: Request) -> Response:
 # --- check-ins -------------------------------------------------------------------------
 
 
-def _parse_time(request: Request, name: str) -> datetime | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise FieldErrors({name: [f"{name} must be an ISO 8601 date"]}) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def list_checkins(request: Request) -> Response:
     svc = services(request)
     with svc.reading() as conn:
@@ -440,8 +412,8 @@ def list_checkins(request: Request) -> Response:
         monitor, _ = find_monitor(conn, request, access.organization)
         try:
             page = parse_page(request)
-            start = _parse_time(request, "start")
-            end = _parse_time(request, "end")
+            start = datetime_param(request, "start")
+            end = datetime_param(request, "end")
         except FieldErrors as exc:
             return field_error_response(exc.errors)
         c, me, env = checkin_table, monitor_environment_table, environment_table

@@ -1,0 +1,44 @@
+"""Query parameters read the same way by every management endpoint, and the 400 that
+names a bad one (`FieldErrors`, in Sentry's shape)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+
+class FieldErrors(Exception):
+    """A 400 naming its fields, in Sentry's shape."""
+
+    def __init__(self, errors: dict[str, Any]) -> None:
+        super().__init__(str(errors))
+        self.errors = errors
+
+
+def field_error_response(errors: dict[str, Any]) -> JSONResponse:
+    first = next(iter(errors))
+    reasons = errors[first]
+    reason = reasons[0] if isinstance(reasons, list) and reasons else f"invalid {first}"
+    if isinstance(reasons, dict):
+        inner = next(iter(reasons))
+        reason = f"{first}.{inner}: {reasons[inner][0]}"
+    return JSONResponse({"detail": reason, **errors}, status_code=400)
+
+
+def datetime_param(
+    request: Request, name: str, *, empty_is_absent: bool = False
+) -> datetime | None:
+    """The query parameter `name` as an aware UTC datetime: ISO 8601, `Z` allowed, a
+    naive value taken to be UTC. None when it is absent (and, with `empty_is_absent`,
+    when it is empty); anything else is FieldErrors "`name` must be an ISO 8601 date"."""
+    raw = request.query_params.get(name)
+    if raw is None or (empty_is_absent and not raw):
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise FieldErrors({name: [f"{name} must be an ISO 8601 date"]}) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
