@@ -41,6 +41,7 @@ import orjson
 
 from vigil.monitors.slugs import MAX_SLUG_LENGTH
 from vigil.monitors.slugs import routing_key as routing_key  # re-exported: one place
+from vigil.uuid_text import uuid_hex
 
 # Relay refuses environments longer than this (characters).
 MAX_ENVIRONMENT_LENGTH: Final = 64
@@ -197,7 +198,7 @@ def _check_in_id(value: object) -> str:
         return NIL_CHECK_IN_ID
     if isinstance(value, str) and len(value) <= _MAX_ID_CHARS:
         try:
-            return uuid.UUID(value.strip()).hex
+            return uuid_hex(value.strip())
         except ValueError:
             pass
     raise InvalidCheckIn(
@@ -260,7 +261,7 @@ def _contexts(value: object) -> dict[str, Any] | None:
     if isinstance(trace_id, str) and len(trace_id) <= _MAX_ID_CHARS:
         # Not a UUID: kept as sent, for the consumer to report.
         with contextlib.suppress(ValueError):
-            trace_id = uuid.UUID(trace_id.strip()).hex
+            trace_id = uuid_hex(trace_id.strip())
     return {"trace": {"trace_id": trace_id}}
 
 

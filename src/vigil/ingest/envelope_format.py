@@ -11,12 +11,13 @@ and where, for a 400 answer.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from vigil.uuid_text import uuid_hex
 
 
 class EnvelopeError(ValueError):
@@ -120,6 +121,6 @@ def _event_id(value: Any) -> str | None:
     if not isinstance(value, str):
         raise EnvelopeError("envelope header event_id must be a UUID string")
     try:
-        return uuid.UUID(value).hex
+        return uuid_hex(value)
     except ValueError:
         raise EnvelopeError(f"envelope header event_id {value[:64]!r} is not a UUID") from None

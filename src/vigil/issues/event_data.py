@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
-from uuid import UUID
 
 from vigil.issues.enums import LOG_LEVELS
 from vigil.issues.errors import EventPayloadValidationError
+from vigil.uuid_text import uuid_hex
 
 EVENT_FIELDS_ALWAYS: tuple[str, ...] = (
     "event_id",
@@ -220,7 +220,7 @@ def _is_uuid(value: object) -> bool:
     if not isinstance(value, str):
         return False
     try:
-        UUID(value)
+        uuid_hex(value)
     except ValueError:
         return False
     return True

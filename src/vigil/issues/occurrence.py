@@ -11,7 +11,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
 
 from vigil.issues.enums import DEFAULT_LOG_LEVEL
 from vigil.issues.errors import InvalidEventPayloadError
@@ -23,6 +22,7 @@ from vigil.issues.event_data import (
 )
 from vigil.issues.fingerprint import hash_fingerprint
 from vigil.issues.group_types import GroupType, GroupTypeRegistry, registry
+from vigil.uuid_text import uuid_hex
 
 AssigneeResolver = Callable[[str], str | None]
 """Given an assignee string from a payload, the canonical actor ("user:<id>" or
@@ -320,7 +320,7 @@ def _uuid_hex(value: object, name: str) -> str:
     if not isinstance(value, str):
         raise InvalidEventPayloadError(f"{name} must be a UUID string")
     try:
-        return UUID(value).hex
+        return uuid_hex(value)
     except ValueError:
         raise InvalidEventPayloadError(f"{name} is not a valid UUID: {value!r}") from None
 

@@ -18,7 +18,6 @@ which the consumer then redoes one message per transaction with `IssueWrites`.""
 from __future__ import annotations
 
 import functools
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -50,6 +49,7 @@ from vigil.issues.group_types import Quota
 from vigil.issues.occurrence import IssueOccurrence
 from vigil.issues.occurrence_store import occurrence_exists, occurrence_row, store_occurrence
 from vigil.issues.rows import aware, increment
+from vigil.uuid_text import uuid_hex
 
 _UPDATE_GROUP = (
     update(group)
@@ -211,7 +211,7 @@ def _uuid_hex(value: object) -> str | None:
     if not isinstance(value, str):
         return None
     try:
-        return uuid.UUID(value).hex
+        return uuid_hex(value)
     except ValueError:
         return None
 

@@ -1,0 +1,19 @@
+"""UUIDs as text: any form `uuid.UUID` reads, as its 32 lower-case hex digits.
+
+Most ids arrive already in that form (SDKs and vigil's own producers write it), and
+parsing them with `uuid.UUID` cost several microseconds each, several times a message;
+those are recognised and passed through instead."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+
+def uuid_hex(text: str) -> str:
+    """`text` as 32 lower-case hex digits; ValueError if `uuid.UUID` would refuse it."""
+    if len(text) == 32 and text.isascii() and text.isalnum():
+        # For 32 ASCII letters and digits, int(text, 16) accepts exactly the hex ones
+        # (no sign, space or underscore can be among them), as UUID does.
+        int(text, 16)
+        return text.lower()
+    return UUID(text).hex
