@@ -58,15 +58,25 @@ def event_facts(data: Mapping[str, Any], *, default_type: str = "default") -> Ev
     `timestamp` (epoch seconds or ISO; naive ⇒ UTC), message from `message` or
     `logentry`, title from the metadata title, else the message, else
     "<unlabeled event>". ValueError if the timestamp is missing or unreadable."""
+    return stored_event_facts(
+        data,
+        event_type=data.get("type") or default_type,
+        at=event_datetime(data.get("timestamp")),
+    )
+
+
+def stored_event_facts(data: Mapping[str, Any], *, event_type: str, at: datetime) -> EventFacts:
+    """EventFacts of a stored event's data, whose type and time the event already has
+    (as `event_facts` otherwise)."""
     metadata = data.get("metadata") or {}
     logentry = data.get("logentry") or {}
     message = data.get("message") or logentry.get("formatted") or logentry.get("message") or ""
     title = metadata.get("title") or message or UNLABELED_EVENT_TITLE
     return EventFacts(
         event_id=str(data["event_id"]),
-        datetime=event_datetime(data.get("timestamp")),
+        datetime=at,
         platform=data.get("platform"),
-        event_type=data.get("type") or default_type,
+        event_type=event_type,
         title=str(title),
         message=str(message),
         location=data.get("location"),

@@ -44,11 +44,11 @@ from vigil.issues.grouping import (
     GroupSnapshot,
     IssueKwargs,
     creation_quota_key,
-    event_facts,
     issue_kwargs,
     occurrence_rate_limit_key,
     regression,
     should_regress,
+    stored_event_facts,
     update_existing_group,
 )
 from vigil.issues.occurrence import (
@@ -174,21 +174,28 @@ def process_occurrence_message(
     return process_event_and_issue_occurrence(conn, ctx, occurrence, event_data, now=now, writes=w)
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _check_nesting(payload: Mapping[str, Any]) -> None:
     # Iterative, so that a hostile payload cannot exhaust the stack here either; only
-    # containers are visited (most values are not, and this runs for every message).
+    # containers are visited (most values are not, and this runs for every message:
+    # exact types first, as decoded JSON has them, which is cheaper than isinstance).
     pending: list[tuple[Iterable[object], int]] = [(payload.values(), 1)]
     while pending:
         children, depth = pending.pop()
         for value in children:
-            if isinstance(value, dict):
-                children_of: Iterable[object] = value.values()
-            elif isinstance(value, list):
-                children_of = value
-            elif isinstance(value, str | int | float | None):
+            kind = type(value)
+            if kind in _SCALARS:
                 continue
+            if kind is dict:
+                children_of: Iterable[object] = value.values()  # type: ignore[attr-defined]
+            elif kind is list:
+                children_of = value  # type: ignore[assignment]
             elif isinstance(value, Mapping):
                 children_of = value.values()
+            elif isinstance(value, list):
+                children_of = value
             else:
                 continue
             if depth + 1 > MAX_NESTING:
@@ -336,8 +343,7 @@ def save_issue_from_occurrence(
     with a group of the same category updates it and may regress it; a hash without a
     group, or a category mismatch, gives None."""
     w = IssueWrites(conn) if writes is None else writes
-    facts = event_facts(ev.data, default_type=ev.type)
-    facts = replace(facts, datetime=ev.timestamp, event_type=ev.type)
+    facts = stored_event_facts(ev.data, event_type=ev.type, at=ev.timestamp)
     kwargs = issue_kwargs(occurrence, facts, ev.release)
     hashed = occurrence.fingerprint[0]
     found = w.find_hash(ctx.project_id, hashed)
