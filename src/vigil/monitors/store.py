@@ -26,6 +26,7 @@ from vigil.db.tables import environment as environment_table
 from vigil.db.tables import monitor as monitor_table
 from vigil.db.tables import monitor_environment as monitor_environment_table
 from vigil.db.timestamps import aware_utc
+from vigil.issues.environment_store import get_or_create_environment
 from vigil.monitors.enums import MonitorStatus, MonitorType, ObjectStatus
 from vigil.monitors.environment_name import environment_name, is_valid_environment_name
 from vigil.monitors.models import Monitor, MonitorEnvironment, MonitorWithEnvironments
@@ -499,7 +500,7 @@ def ensure_environment(
     if found is not None:
         return found
     moment = _now(now)
-    environment_id = _ensure_project_environment(conn, project.id, name, moment)
+    environment_id = get_or_create_environment(conn, project.id, name, moment)
     # One creator at a time per monitor, so the count below cannot be passed together.
     serialize(conn, _MONITOR_ENVIRONMENTS_LOCK | monitor.id)
     found = get_monitor_environment(conn, monitor.id, name)
@@ -525,21 +526,3 @@ def ensure_environment(
     found = get_monitor_environment(conn, monitor.id, name)
     assert found is not None
     return found
-
-
-def _ensure_project_environment(conn: Connection, project_id: int, name: str, now: datetime) -> int:
-    """The id of the project's environment of this name, created if missing."""
-    query = select(environment_table.c.id).where(
-        and_(environment_table.c.project_id == project_id, environment_table.c.name == name)
-    )
-    found = conn.execute(query).scalar_one_or_none()
-    if found is not None:
-        return int(found)
-    try:
-        with conn.begin_nested():
-            conn.execute(
-                environment_table.insert().values(project_id=project_id, name=name, date_added=now)
-            )
-    except IntegrityError:
-        pass  # another check-in created it meanwhile
-    return int(conn.execute(query).scalar_one())
