@@ -39,37 +39,29 @@ def read_messages(
 def read_topic(
     settings: Settings, backend: LogBackend, logical: str, expect: int
 ) -> list[KafkaPayload]:
-    """The first `expect` messages of a topic, without joining a group on Kafka."""
+    """The first `expect` messages of a topic, without joining a group on Kafka (there,
+    each partition read from its beginning); elsewhere as `read_messages` reads them."""
+    if not settings.uses_kafka:
+        return read_messages(settings, backend, logical, expect)
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+    from confluent_kafka import Consumer as ConfluentConsumer
+
     name = settings.topic(logical)
     found: list[KafkaPayload] = []
     deadline = time.monotonic() + READ_TIMEOUT_S
-    if settings.uses_kafka:
-        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
-        from confluent_kafka import Consumer as ConfluentConsumer
-
-        reader = ConfluentConsumer(
-            {"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "reader"}
-        )
-        count = backend.partition_count(name)
-        reader.assign([TopicPartition(name, i, OFFSET_BEGINNING) for i in range(count)])
-        try:
-            while len(found) < expect and time.monotonic() < deadline:
-                msg = reader.poll(0.2)
-                if msg is not None and msg.error() is None:
-                    headers = list(msg.headers() or [])
-                    found.append(KafkaPayload(msg.key(), msg.value() or b"", headers))
-        finally:
-            reader.close()
-    else:
-        consumer = backend.get_consumer(f"reader-{uuid.uuid4().hex}")
-        consumer.subscribe([Topic(name)])
-        try:
-            while len(found) < expect and time.monotonic() < deadline:
-                value = consumer.poll(0.2)
-                if value is not None:
-                    found.append(value.payload)
-        finally:
-            consumer.close()
+    reader = ConfluentConsumer(
+        {"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "reader"}
+    )
+    count = backend.partition_count(name)
+    reader.assign([TopicPartition(name, i, OFFSET_BEGINNING) for i in range(count)])
+    try:
+        while len(found) < expect and time.monotonic() < deadline:
+            msg = reader.poll(0.2)
+            if msg is not None and msg.error() is None:
+                headers = list(msg.headers() or [])
+                found.append(KafkaPayload(msg.key(), msg.value() or b"", headers))
+    finally:
+        reader.close()
     assert len(found) == expect, f"{name}: found {len(found)} of {expect} messages"
     return found
 
