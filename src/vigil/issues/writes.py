@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -161,7 +160,7 @@ class IssueWrites:
         locked (PostgreSQL) or the database is (SQLite) since it was read, so what the
         update made of it is known without reading it again."""
         self.conn.execute(_UPDATE_GROUP, {"p_id": grp.id, "p_times_seen": times_seen, **columns})
-        return replace(grp, times_seen=grp.times_seen + times_seen, **columns)
+        return group_store.group_with(grp, {**columns, "times_seen": grp.times_seen + times_seen})
 
     def reload_group(self, group_id: int) -> Group:
         """The group as stored, after a write outside `update_group` (a regression)."""
@@ -411,7 +410,9 @@ class ChunkWrites(IssueWrites):
         else:
             held_times, held_columns = self._group_updates.get(grp.id, (0, {}))
             self._group_updates[grp.id] = (held_times + times_seen, {**held_columns, **columns})
-        updated = replace(grp, times_seen=grp.times_seen + times_seen, **columns)
+        updated = group_store.group_with(
+            grp, {**columns, "times_seen": grp.times_seen + times_seen}
+        )
         self._groups[grp.id] = updated
         return updated
 
