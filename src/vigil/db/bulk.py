@@ -6,7 +6,8 @@ parameters through the compiled statement's machinery: for the consumers' bulk i
 SQLite's own work. Here the statement and each column's bind processor are looked up once
 per (dialect, table, columns), and the rows go to the driver's executemany as they are.
 The values stored are the same: the processors are the column types' own, except SQLite's
-date-times, written by `datetime.isoformat` in the same text SQLAlchemy writes."""
+date-times, written by `datetime.isoformat` in the same text SQLAlchemy writes. On
+PostgreSQL the round trip is what counts, and SQLAlchemy's own multi-row insert is used."""
 
 from __future__ import annotations
 
@@ -79,7 +80,13 @@ def insert_rows(
     (an upsert, say), made once and kept (plans are cached by statement)."""
     if not rows:
         return
-    plan = _plan(conn.dialect, _plain(table) if statement is None else statement, tuple(rows[0]))
+    insert_statement = _plain(table) if statement is None else statement
+    plan = _plan(conn.dialect, insert_statement, tuple(rows[0]))
+    if conn.dialect.name != "sqlite":
+        # A server a round trip away: SQLAlchemy sends the rows as one multi-row INSERT
+        # ("insertmanyvalues"), where the driver's executemany runs one per row.
+        conn.execute(insert_statement, list(rows))
+        return
     pairs = tuple(zip(plan.keys, plan.processors, strict=True))
     params: list[Any]
     if plan.positional:
