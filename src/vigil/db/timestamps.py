@@ -1,6 +1,6 @@
 """Datetimes read back from the database. SQLite returns naive datetimes for what vigil
 always stores as UTC (PostgreSQL returns aware ones); this is the one place that evens
-that out."""
+that out: `aware_utc` keeps an aware value's own offset, `as_utc` converts it to UTC."""
 
 from __future__ import annotations
 
@@ -21,3 +21,9 @@ def aware_utc(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """`value` in UTC: a naive one (as SQLite returns them) is taken to be UTC, an aware
+    one is converted."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

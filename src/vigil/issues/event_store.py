@@ -12,10 +12,11 @@ from typing import Any
 from sqlalchemy import Connection, Row, bindparam, select, update
 
 from vigil.db.tables import event
+from vigil.db.timestamps import as_utc
 from vigil.issues.environment_store import MAX_ENVIRONMENT_CHARS, MAX_RELEASE_CHARS
 from vigil.issues.errors import InvalidEventPayloadError
 from vigil.issues.grouping import event_datetime
-from vigil.issues.rows import aware, insert_if_absent
+from vigil.issues.rows import insert_if_absent
 
 MAX_PLATFORM_CHARS = 64
 MAX_EVENT_TYPE_CHARS = 32
@@ -97,8 +98,8 @@ def stored_event(row: Row[Any]) -> StoredEvent:
         project_id=row.project_id,
         event_id=row.event_id,
         type=row.type,
-        timestamp=aware(row.timestamp),
-        received=aware(row.received),
+        timestamp=as_utc(row.timestamp),
+        received=as_utc(row.received),
         platform=row.platform,
         environment=row.environment,
         release=row.release,

@@ -9,10 +9,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, bindparam, delete, select, update
 
 from vigil.db.tables import issue_noise_counter, quota_bucket
+from vigil.db.timestamps import as_utc
 from vigil.issues import quota as quota_rules
 from vigil.issues.group_types import NoiseConfig, Quota
 from vigil.issues.grouping import CounterAction, NoiseDecision, noise_gate
-from vigil.issues.rows import aware, increment, insert_if_absent
+from vigil.issues.rows import increment, insert_if_absent
 
 
 def pass_noise_gate(
@@ -33,7 +34,7 @@ def pass_noise_gate(
     row = conn.execute(
         select(issue_noise_counter.c.count, issue_noise_counter.c.expires_at).where(*key)
     ).first()
-    stored = int(row[0]) if row is not None and aware(row.expires_at) > now else 0
+    stored = int(row[0]) if row is not None and as_utc(row.expires_at) > now else 0
     decision = noise_gate(stored, config)
     if decision.action is CounterAction.RESET:
         conn.execute(delete(issue_noise_counter).where(*key))

@@ -17,8 +17,9 @@ from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select,
 from sqlalchemy.exc import IntegrityError
 
 from vigil.db.tables import activity, group, group_history, group_inbox, grouphash, project_counter
+from vigil.db.timestamps import as_utc
 from vigil.issues.enums import ActivityType, GroupHistoryStatus, InboxReason
-from vigil.issues.rows import aware, increment, insert_if_absent
+from vigil.issues.rows import increment, insert_if_absent
 
 
 class GroupNotFound(LookupError):
@@ -73,7 +74,7 @@ def group_of(row: Row[Any]) -> Group:
     values = row._asdict()
     for name in ("first_seen", "last_seen", "active_at", "resolved_at"):
         if values[name] is not None:
-            values[name] = aware(values[name])
+            values[name] = as_utc(values[name])
     values.pop("date_added", None)
     return Group(**values)
 

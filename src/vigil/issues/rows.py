@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Executable, Table, and_, bindparam, update
@@ -66,9 +65,3 @@ def _increment_statement(table: Table, key: tuple[str, ...], column: str) -> Exe
     # Built once per (table, key columns, counter) and given its values at execution.
     where = and_(*(table.c[name] == bindparam(f"k_{name}") for name in key))
     return update(table).where(where).values({column: table.c[column] + bindparam("k_by")})
-
-
-def aware(value: datetime) -> datetime:
-    """A datetime read back from the database as aware UTC (SQLite returns naive ones for
-    what vigil always stores as UTC)."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -36,6 +36,7 @@ from vigil.db.tables import (
     processed_message,
     quota_bucket,
 )
+from vigil.db.timestamps import as_utc
 from vigil.issues import dedupe_store, event_store, gate_store, group_store
 from vigil.issues import quota as quota_rules
 from vigil.issues.enums import InboxReason
@@ -47,7 +48,7 @@ from vigil.issues.group_store import Group, HashLookup
 from vigil.issues.group_types import Quota
 from vigil.issues.occurrence import IssueOccurrence
 from vigil.issues.occurrence_store import occurrence_exists, occurrence_row, store_occurrence
-from vigil.issues.rows import aware, increment
+from vigil.issues.rows import increment
 from vigil.uuid_text import uuid_hex
 
 _UPDATE_GROUP = (
@@ -289,7 +290,7 @@ class ChunkWrites(IssueWrites):
             for message_id, processed_at in _select_keys(
                 self.conn, "processed", message_ids, project_id
             ):
-                self._processed[(project_id, message_id)] = aware(processed_at)
+                self._processed[(project_id, message_id)] = as_utc(processed_at)
 
     def _read_occurrences(self, keys: list[tuple[str, int]]) -> None:
         keys = [key for key in dict.fromkeys(keys) if key not in self._occurrences]

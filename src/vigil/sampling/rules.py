@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -23,6 +23,7 @@ from vigil.db.engine import serialize
 from vigil.db.tables import custom_dynamic_sampling_rule as rule_table
 from vigil.db.tables import custom_dynamic_sampling_rule_project as link_table
 from vigil.db.tables import project as project_table
+from vigil.db.timestamps import as_utc
 from vigil.sampling.condition_hash import canonical, condition_hash
 
 log = logging.getLogger(__name__)
@@ -83,15 +84,8 @@ class Rule:
         return self.rule_id + EXTERNAL_RULE_ID_OFFSET
 
 
-def utc(value: datetime) -> datetime:
-    """`value` in UTC; a naive value (as SQLite returns them) is taken to be UTC."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
 def format_date(value: datetime) -> str:
-    return utc(value).strftime(DATE_FORMAT)
+    return as_utc(value).strftime(DATE_FORMAT)
 
 
 def smallest_free_id(used: Iterable[int]) -> int:
@@ -142,11 +136,11 @@ def _rules(conn: Connection, rows: Sequence[Row[Any]]) -> list[Rule]:
             query=row.query,
             sample_rate=row.sample_rate,
             num_samples=row.num_samples,
-            start_date=utc(row.start_date),
-            end_date=utc(row.end_date),
+            start_date=as_utc(row.start_date),
+            end_date=as_utc(row.end_date),
             created_by_id=row.created_by_id,
             notification_sent=row.notification_sent,
-            date_added=utc(row.date_added),
+            date_added=as_utc(row.date_added),
             projects=tuple(projects[row.id]),
         )
         for row in rows
@@ -168,7 +162,7 @@ def get_rule_for_org(
 ) -> Rule | None:
     """The active, unexpired rule of the organization with this condition and exactly
     this project set (any order), or None."""
-    now = utc(now)
+    now = as_utc(now)
     digest = condition_hash(condition, sorted(set(project_ids)))
     rows = conn.execute(
         select(rule_table)
@@ -196,7 +190,7 @@ def find_covering_rule(
     projects: one with exactly this project set; else an organization-level rule (it
     covers every project); else, when projects are given, a project rule linked to all
     of them. None if there is none."""
-    now = utc(now)
+    now = as_utc(now)
     wanted = sorted(set(project_ids))
     exact = get_rule_for_org(conn, condition, organization_id, wanted, now)
     if exact is not None:
@@ -226,7 +220,7 @@ def get_project_rules(conn: Connection, project_id: int, now: datetime) -> list[
     """The rules Relay applies to a project: active with start_date < now < end_date,
     organization-level in the project's organization or linked to the project; at most
     `MAX_CUSTOM_RULES_PER_PROJECT`, oldest first (more is counted in a metric)."""
-    now = utc(now)
+    now = as_utc(now)
     org_id = select(project_table.c.organization_id).where(project_table.c.id == project_id)
     linked = select(link_table.c.custom_dynamic_sampling_rule_id).where(
         link_table.c.project_id == project_id
@@ -263,7 +257,7 @@ def _active_counts(
 ) -> dict[int, int]:
     """For each project: the organization's org-level rules plus the project's own rules
     that are active with start_date <= now < end_date."""
-    now = utc(now)
+    now = as_utc(now)
     org_rules = conn.execute(
         select(func.count())
         .select_from(rule_table)
@@ -342,13 +336,13 @@ def update_or_create(
     - UnknownProjects if a project id is not a project of the organization.
     """
     serialize(conn, lock_key(organization_id))
-    now = utc(now)
+    now = as_utc(now)
     projects = sorted(set(project_ids))
     digest = condition_hash(condition, projects)
 
     existing = get_rule_for_org(conn, condition, organization_id, projects, now)
     if existing is not None:
-        new_end = max(existing.end_date, utc(end))
+        new_end = max(existing.end_date, as_utc(end))
         new_samples = max(existing.num_samples, num_samples)
         new_rate = max(existing.sample_rate, sample_rate)
         conn.execute(
@@ -400,11 +394,11 @@ def update_or_create(
             query=query,
             sample_rate=sample_rate,
             num_samples=num_samples,
-            start_date=utc(start),
-            end_date=utc(end),
+            start_date=as_utc(start),
+            end_date=as_utc(end),
             created_by_id=created_by_id,
             notification_sent=False,
-            date_added=utc(now),
+            date_added=as_utc(now),
         )
         .returning(rule_table.c.id)
     ).scalar_one()
@@ -420,7 +414,7 @@ def update_or_create(
 
 def deactivate_old_rules(conn: Connection, now: datetime) -> int:
     """Deactivate rules that ended more than `OLD_RULE_GRACE` ago. Returns how many."""
-    now = utc(now)
+    now = as_utc(now)
     result = conn.execute(
         update(rule_table)
         .where(rule_table.c.is_active.is_(True), rule_table.c.end_date < now - OLD_RULE_GRACE)
@@ -431,7 +425,7 @@ def deactivate_old_rules(conn: Connection, now: datetime) -> int:
 
 def deactivate_expired_rules(conn: Connection, now: datetime) -> int:
     """Deactivate active rules whose end_date has passed. Returns how many."""
-    now = utc(now)
+    now = as_utc(now)
     result = conn.execute(
         update(rule_table)
         .where(rule_table.c.is_active.is_(True), rule_table.c.end_date < now)
