@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, select, update
 from sqlalchemy.exc import OperationalError
 
-from tests.support.checkins import T0, Sender, checkins, env_row, incidents
+from tests.support.checkins import T0, Sender, checkin_item, checkins, env_row, incidents
 from vigil.db.engine import is_transient
 from vigil.db.tables import monitor as monitor_table
 from vigil.db.tables import monitor_checkin as checkin_table
@@ -444,21 +444,6 @@ def test_a_database_outage_is_raised_for_the_runner_to_retry(
 # --- a batch in one transaction is the same as one check-in at a time ---------------------
 
 
-def _item(project: Project, at: datetime, **payload: Any) -> CheckinItem:
-    payload.setdefault("monitor_slug", "nightly")
-    payload.setdefault("check_in_id", uuid.uuid4().hex)
-    payload.setdefault("status", "ok")
-    message = {
-        "message_type": "check_in",
-        "payload": orjson.dumps(payload),
-        "start_time": at.timestamp(),
-        "project_id": project.id,
-        "sdk": "sentry.python/2.0",
-        "retention_days": 90,
-    }
-    return CheckinItem(at, 0, message, payload)
-
-
 def _scenario(project: Project) -> list[CheckinItem]:
     """Every path of steps 6-14 in one sequence: creation by config, write-behind ok and
     in_progress check-ins, their completion by id and by the nil id, failures reaching
@@ -471,33 +456,35 @@ def _scenario(project: Project) -> list[CheckinItem]:
     late = uuid.uuid4().hex
     # check-in ids are fixed per position, so both projects' rows can be compared
     return [
-        _item(project, T0, monitor_config=config),
-        _item(project, T0 + h, status="in_progress", check_in_id=run),
-        _item(project, T0 + h + timedelta(minutes=2), status="in_progress", check_in_id=run),
-        _item(project, T0 + h + timedelta(minutes=5), check_in_id=run),
-        _item(project, T0 + 2 * h, status="error"),
-        _item(project, T0 + 3 * h, status="ok", check_in_id=done),
-        _item(project, T0 + 4 * h, status="error"),
-        _item(project, T0 + 5 * h, status="error"),
-        _item(project, T0 + 5 * h, status="error", check_in_id=done),  # finished already
-        _item(project, T0 + 6 * h, status="in_progress", check_in_id=done),  # late: ignored
-        _item(project, T0 + 6 * h, status="in_progress"),
-        _item(project, T0 + 6 * h + timedelta(minutes=1), check_in_id=NIL),
-        _item(project, T0 + 7 * h),
-        _item(project, T0 + 8 * h),
-        _item(project, T0 + 8 * h, environment="staging", status="in_progress", check_in_id=late),
-        _item(project, T0 + 8 * h, check_in_id=late),  # another environment's: a mismatch
-        _item(
+        checkin_item(project, T0, monitor_config=config),
+        checkin_item(project, T0 + h, status="in_progress", check_in_id=run),
+        checkin_item(project, T0 + h + timedelta(minutes=2), status="in_progress", check_in_id=run),
+        checkin_item(project, T0 + h + timedelta(minutes=5), check_in_id=run),
+        checkin_item(project, T0 + 2 * h, status="error"),
+        checkin_item(project, T0 + 3 * h, status="ok", check_in_id=done),
+        checkin_item(project, T0 + 4 * h, status="error"),
+        checkin_item(project, T0 + 5 * h, status="error"),
+        checkin_item(project, T0 + 5 * h, status="error", check_in_id=done),  # finished already
+        checkin_item(project, T0 + 6 * h, status="in_progress", check_in_id=done),  # late: ignored
+        checkin_item(project, T0 + 6 * h, status="in_progress"),
+        checkin_item(project, T0 + 6 * h + timedelta(minutes=1), check_in_id=NIL),
+        checkin_item(project, T0 + 7 * h),
+        checkin_item(project, T0 + 8 * h),
+        checkin_item(
+            project, T0 + 8 * h, environment="staging", status="in_progress", check_in_id=late
+        ),
+        checkin_item(project, T0 + 8 * h, check_in_id=late),  # another environment's: a mismatch
+        checkin_item(
             project,
             T0 + 8 * h + timedelta(minutes=3),
             environment="staging",
             check_in_id=late,
             duration=120.0,
         ),
-        _item(project, T0 + 9 * h, monitor_slug="unknown-monitor"),
-        _item(project, T0 + 9 * h, check_in_id="not-a-guid"),
-        _item(project, T0 + 10 * h, status="error"),
-        _item(project, T0 + 11 * h, status="error"),
+        checkin_item(project, T0 + 9 * h, monitor_slug="unknown-monitor"),
+        checkin_item(project, T0 + 9 * h, check_in_id="not-a-guid"),
+        checkin_item(project, T0 + 10 * h, status="error"),
+        checkin_item(project, T0 + 11 * h, status="error"),
     ]
 
 
@@ -604,10 +591,10 @@ def test_a_check_in_that_fails_is_dropped_alone_and_the_rest_of_the_batch_applie
         )
     h = timedelta(hours=1)
     batch = [
-        _item(project, T0 + h),  # the write-behind path
-        _item(project, T0 + h, monitor_slug="other"),
-        _item(project, T0 + 2 * h, status="error"),  # the general path, in its savepoint
-        _item(project, T0 + 2 * h, monitor_slug="other", status="in_progress"),
+        checkin_item(project, T0 + h),  # the write-behind path
+        checkin_item(project, T0 + h, monitor_slug="other"),
+        checkin_item(project, T0 + 2 * h, status="error"),  # the general path, in its savepoint
+        checkin_item(project, T0 + 2 * h, monitor_slug="other", status="in_progress"),
     ]
     process_checkins(engine, batch, processing)
 

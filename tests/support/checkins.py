@@ -20,6 +20,23 @@ from vigil.tenancy.store import Project
 T0 = datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC)
 
 
+def checkin_item(project: Project, at: datetime, **payload: Any) -> CheckinItem:
+    """A check-in message for the project as the consumer hands it on (monitor
+    "nightly", a fresh check-in id and status "ok" unless given), received at `at`."""
+    payload.setdefault("monitor_slug", "nightly")
+    payload.setdefault("check_in_id", uuid.uuid4().hex)
+    payload.setdefault("status", "ok")
+    message = {
+        "message_type": "check_in",
+        "payload": orjson.dumps(payload),
+        "start_time": at.timestamp(),
+        "project_id": project.id,
+        "sdk": "sentry.python/2.0",
+        "retention_days": 90,
+    }
+    return CheckinItem(at, 0, message, payload)
+
+
 class Sender:
     """`send(at, **payload)`: one check-in message for the project, processed at `at`
     (monitor "nightly", a fresh check-in id and status "ok" unless given); returns its
@@ -29,19 +46,9 @@ class Sender:
         self.engine, self.project, self.processing = engine, project, processing
 
     def __call__(self, at: datetime = T0, **payload: Any) -> str:
-        payload.setdefault("monitor_slug", "nightly")
-        payload.setdefault("check_in_id", uuid.uuid4().hex)
-        payload.setdefault("status", "ok")
-        message = {
-            "message_type": "check_in",
-            "payload": orjson.dumps(payload),
-            "start_time": at.timestamp(),
-            "project_id": self.project.id,
-            "sdk": "sentry.python/2.0",
-            "retention_days": 90,
-        }
-        process_checkin(self.engine, CheckinItem(at, 0, message, payload), self.processing)
-        return str(payload["check_in_id"])
+        item = checkin_item(self.project, at, **payload)
+        process_checkin(self.engine, item, self.processing)
+        return str(item.payload["check_in_id"])
 
 
 def checkins(engine: Engine) -> list[Any]:
