@@ -23,12 +23,14 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    bindparam,
     insert,
     literal_column,
     select,
+    update,
 )
 
-from vigil.db.bulk import insert_rows, sqlite_datetime
+from vigil.db.bulk import execute_many, insert_rows, sqlite_datetime
 
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -117,6 +119,45 @@ def test_insert_rows_stores_what_sqlalchemy_stores(
     assert [row["body"] for row in back] == [row["body"] for row in _rows()]
 
 
+def test_execute_many_updates_as_sqlalchemy_updates(
+    engine: Engine, tables: tuple[Table, Table]
+) -> None:
+    ours, theirs = tables
+    changes = [
+        {"p_id": 1, "p_at": AT + timedelta(hours=1), "p_data": {"now": "changed"}},
+        {"p_id": 3, "p_at": None, "p_data": None},
+    ]
+
+    def statement(table: Table) -> Any:
+        return (
+            update(table)
+            .where(table.c.id == bindparam("p_id"))
+            .values(at=bindparam("p_at"), data=bindparam("p_data"))
+        )
+
+    with engine.begin() as conn:
+        insert_rows(conn, ours, _rows())
+        insert_rows(conn, theirs, _rows())
+        execute_many(conn, statement(ours), changes)
+        conn.execute(statement(theirs), changes)
+    stored = _stored(engine, ours)
+    assert stored == _stored(engine, theirs)
+    assert stored[0] != tuple(_stored_before_update(engine, ours))
+
+
+def _stored_before_update(engine: Engine, table: Table) -> tuple[Any, ...]:
+    # What row 1 would hold had nothing changed it: a fresh table with the same rows.
+    metadata = MetaData()
+    fresh = _table(metadata, f"bulk_fresh_{uuid.uuid4().hex[:8]}")
+    metadata.create_all(engine)
+    try:
+        with engine.begin() as conn:
+            insert_rows(conn, fresh, _rows()[:1])
+        return _stored(engine, fresh)[0]
+    finally:
+        metadata.drop_all(engine)
+
+
 def test_insert_rows_refuses_rows_that_leave_a_column_to_a_python_default(
     engine: Engine,
 ) -> None:
@@ -129,7 +170,7 @@ def test_insert_rows_refuses_rows_that_leave_a_column_to_a_python_default(
     )
     metadata.create_all(engine)
     try:
-        with engine.begin() as conn, pytest.raises(ValueError, match="columns bound"):
+        with engine.begin() as conn, pytest.raises(ValueError, match="parameters bound"):
             insert_rows(conn, table, [{"id": 1}])
     finally:
         metadata.drop_all(engine)

@@ -4,7 +4,8 @@
 parameters through the compiled statement's machinery: for the consumers' bulk inserts
 (events, occurrences, dedupe records, a few hundred rows a chunk) that cost more than
 SQLite's own work. Here the statement and each column's bind processor are looked up once
-per (dialect, table, columns), and the rows go to the driver's executemany as they are.
+per (dialect, statement, columns), and the rows go to the driver's executemany as they are
+(INSERTs, and UPDATEs run for many rows).
 The values stored are the same: the processors are the column types' own, except SQLite's
 date-times, written by `datetime.isoformat` in the same text SQLAlchemy writes. On
 PostgreSQL the round trip is what counts, and SQLAlchemy's own multi-row insert is used."""
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, insert
+from sqlalchemy import Connection, Insert, Table, Update, insert
 from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.engine import Dialect
 
@@ -41,17 +42,15 @@ class _Plan:
 
 
 @functools.lru_cache(maxsize=256)
-def _plan(dialect: Dialect, statement: Insert, columns: tuple[str, ...]) -> _Plan:
-    table = statement.table
-    assert isinstance(table, Table)
+def _plan(dialect: Dialect, statement: Insert | Update, columns: tuple[str, ...]) -> _Plan:
     compiled = statement.compile(dialect=dialect, column_keys=list(columns))
     keys = tuple(compiled.positiontup or ()) if compiled.positional else tuple(compiled.params)
     if set(keys) != set(columns):
         # A column default computed in Python would need SQLAlchemy's execution.
-        raise ValueError(f"rows for {table.name} must give exactly the columns bound: {keys}")
+        raise ValueError(f"rows must give exactly the parameters bound: {sorted(keys)}")
     processors: list[Processor | None] = []
     for key in keys:
-        impl = table.c[key].type.dialect_impl(dialect)
+        impl = compiled.binds[key].type.dialect_impl(dialect)
         if dialect.name == "sqlite" and isinstance(impl, SQLITE_DATETIME) and _default_format(impl):
             processors.append(sqlite_datetime)
         else:
@@ -78,14 +77,22 @@ def insert_rows(
     """Insert `rows` (each with the same keys, the table's column names) in one
     executemany; `statement`: an INSERT of that table to use instead of the plain one
     (an upsert, say), made once and kept (plans are cached by statement)."""
+    execute_many(conn, _plain(table) if statement is None else statement, rows)
+
+
+def execute_many(
+    conn: Connection, statement: Insert | Update, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Run `statement` (made once and kept: plans are cached by statement) for each of
+    `rows`, mappings of its parameters' names (a plain INSERT's are its column names), all
+    with the same keys, in one executemany."""
     if not rows:
         return
-    insert_statement = _plain(table) if statement is None else statement
-    plan = _plan(conn.dialect, insert_statement, tuple(rows[0]))
+    plan = _plan(conn.dialect, statement, tuple(rows[0]))
     if conn.dialect.name != "sqlite":
-        # A server a round trip away: SQLAlchemy sends the rows as one multi-row INSERT
-        # ("insertmanyvalues"), where the driver's executemany runs one per row.
-        conn.execute(insert_statement, list(rows))
+        # A server a round trip away: SQLAlchemy sends an INSERT's rows as one multi-row
+        # statement ("insertmanyvalues"), where the driver's executemany runs one per row.
+        conn.execute(statement, list(rows))
         return
     pairs = tuple(zip(plan.keys, plan.processors, strict=True))
     params: list[Any]

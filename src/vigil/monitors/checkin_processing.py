@@ -28,6 +28,7 @@ from typing import Any, Final, Protocol
 from sqlalchemy import Connection, Engine, Row, and_, bindparam, desc, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from vigil.db.bulk import execute_many, insert_rows
 from vigil.db.engine import is_transient
 from vigil.db.tables import monitor_checkin as checkin_table
 from vigil.db.tables import monitor_environment as monitor_environment_table
@@ -314,43 +315,49 @@ class BatchRows:
             del self.open_checkins[guid]
 
     def flush(self, conn: Connection) -> None:
-        """Write the pending check-ins, their updates and environment updates."""
-        if self.pending_checkins:
-            conn.execute(checkin_table.insert(), list(self.pending_checkins.values()))
-            self.pending_checkins = {}
-        if self.pending_updates:
-            c = checkin_table
-            conn.execute(
-                update(c)
-                .where(c.c.guid == bindparam("checkin_guid"))
-                .values(
-                    duration=bindparam("new_duration"),
-                    status=bindparam("new_status"),
-                    timeout_at=bindparam("new_timeout_at"),
-                    date_updated=bindparam("new_date_updated"),
-                ),
-                [
-                    {"checkin_guid": guid, **{f"new_{k}": v for k, v in values.items()}}
-                    for guid, values in self.pending_updates.items()
-                ],
-            )
-            self.pending_updates = {}
-        if self.pending_environments:
-            me = monitor_environment_table
-            conn.execute(
-                update(me)
-                .where(me.c.id == bindparam("env_id"))
-                .values(
-                    last_checkin=bindparam("new_last_checkin"),
-                    next_checkin=bindparam("new_next_checkin"),
-                    next_checkin_latest=bindparam("new_next_checkin_latest"),
-                ),
-                [
-                    {"env_id": env_id, **{f"new_{k}": v for k, v in values.items()}}
-                    for env_id, values in self.pending_environments.items()
-                ],
-            )
-            self.pending_environments = {}
+        """Write the pending check-ins, their updates and environment updates (through
+        the driver's executemany: SQLAlchemy's per-row parameter work cost more)."""
+        insert_rows(conn, checkin_table, list(self.pending_checkins.values()))
+        self.pending_checkins = {}
+        execute_many(
+            conn,
+            _UPDATE_CHECKINS,
+            [
+                {"checkin_guid": guid, **{f"new_{k}": v for k, v in values.items()}}
+                for guid, values in self.pending_updates.items()
+            ],
+        )
+        self.pending_updates = {}
+        execute_many(
+            conn,
+            _MOVE_ENVIRONMENTS,
+            [
+                {"env_id": env_id, **{f"new_{k}": v for k, v in values.items()}}
+                for env_id, values in self.pending_environments.items()
+            ],
+        )
+        self.pending_environments = {}
+
+
+_UPDATE_CHECKINS = (
+    update(checkin_table)
+    .where(checkin_table.c.guid == bindparam("checkin_guid"))
+    .values(
+        duration=bindparam("new_duration"),
+        status=bindparam("new_status"),
+        timeout_at=bindparam("new_timeout_at"),
+        date_updated=bindparam("new_date_updated"),
+    )
+)
+_MOVE_ENVIRONMENTS = (
+    update(monitor_environment_table)
+    .where(monitor_environment_table.c.id == bindparam("env_id"))
+    .values(
+        last_checkin=bindparam("new_last_checkin"),
+        next_checkin=bindparam("new_next_checkin"),
+        next_checkin_latest=bindparam("new_next_checkin_latest"),
+    )
+)
 
 
 def _write_behind(
