@@ -4,19 +4,17 @@ consumer's group processing and make one cron issue that opens and resolves."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from typing import Any
 
-import orjson
 from sqlalchemy import Engine
 
 from tests.issues.occurrences import T0, activities, groups, make_project, occurrences
+from tests.support.checkins import checkin_item
 from vigil.issues.batching import batch_key
 from vigil.issues.consumer import process_occurrence_group
 from vigil.issues.enums import ActivityType, GroupStatus, PriorityLevel
 from vigil.monitors.checkin_processing import CheckinProcessing, process_checkin
-from vigil.monitors.processing_errors import CheckinItem
 
 
 def test_monitor_failure_becomes_a_cron_issue_and_recovery_resolves_it(engine: Engine) -> None:
@@ -26,21 +24,7 @@ def test_monitor_failure_becomes_a_cron_issue_and_recovery_resolves_it(engine: E
 
     def checkin(hours: int, status: str, **extra: Any) -> None:
         at = T0 + timedelta(hours=hours)
-        payload = {
-            "monitor_slug": "nightly",
-            "check_in_id": uuid.uuid4().hex,
-            "status": status,
-            **extra,
-        }
-        message = {
-            "message_type": "check_in",
-            "payload": orjson.dumps(payload),
-            "start_time": at.timestamp(),
-            "project_id": project.id,
-            "sdk": "sentry.python/2.0",
-            "retention_days": 90,
-        }
-        process_checkin(engine, CheckinItem(at, 0, message, payload), processing)
+        process_checkin(engine, checkin_item(project, at, status=status, **extra), processing)
 
     config = {
         "schedule": {"type": "crontab", "value": "0 * * * *"},

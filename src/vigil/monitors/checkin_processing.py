@@ -319,24 +319,18 @@ class BatchRows:
         the driver's executemany: SQLAlchemy's per-row parameter work cost more)."""
         insert_rows(conn, checkin_table, list(self.pending_checkins.values()))
         self.pending_checkins = {}
-        execute_many(
-            conn,
-            _UPDATE_CHECKINS,
-            [
-                {"checkin_guid": guid, **{f"new_{k}": v for k, v in values.items()}}
-                for guid, values in self.pending_updates.items()
-            ],
-        )
+        execute_many(conn, _UPDATE_CHECKINS, _bound("checkin_guid", self.pending_updates))
         self.pending_updates = {}
-        execute_many(
-            conn,
-            _MOVE_ENVIRONMENTS,
-            [
-                {"env_id": env_id, **{f"new_{k}": v for k, v in values.items()}}
-                for env_id, values in self.pending_environments.items()
-            ],
-        )
+        execute_many(conn, _MOVE_ENVIRONMENTS, _bound("env_id", self.pending_environments))
         self.pending_environments = {}
+
+
+def _bound(key: str, pending: Mapping[Any, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    # Each pending row under the update's parameter names: its key, "new_<column>".
+    return [
+        {key: row_key, **{f"new_{name}": value for name, value in values.items()}}
+        for row_key, values in pending.items()
+    ]
 
 
 _UPDATE_CHECKINS = (
