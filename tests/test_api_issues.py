@@ -178,6 +178,14 @@ def test_search(
     assert ids(get(server, tenant, query=query)) == [made[name] for name in expected]
 
 
+def test_free_text_ignores_case_beyond_ascii(server: str, tenant: Tenant, engine: Engine) -> None:
+    pid = tenant.project.id
+    backup = issue(engine, pid, "backup", title="ÜBERWEISUNG fehlgeschlagen")
+    issue(engine, pid, "other", title="Uber job timed out")
+    for term in ("überweisung", "ÜBERWEISUNG", "Überweisung"):
+        assert ids(get(server, tenant, query=term)) == [backup], term
+
+
 def test_an_invalid_query_or_sort_is_a_400(server: str, tenant: Tenant) -> None:
     response = get(server, tenant, query="is:sleeping")
     assert response.status_code == 400

@@ -73,6 +73,9 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
+        # SQLite's own lower() changes ASCII letters only, so a search for "über" would
+        # not find "Über"; Python's matches PostgreSQL's lower() on a UTF-8 database.
+        dbapi_conn.create_function("lower", 1, _unicode_lower, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
@@ -80,6 +83,10 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
             conn.exec_driver_sql("BEGIN")
         else:
             _begin_immediate(conn, busy_timeout_ms)
+
+
+def _unicode_lower(value: str | bytes | int | float | None) -> str | bytes | int | float | None:
+    return value.lower() if isinstance(value, str) else value
 
 
 _FIRST_PAUSE_S = 0.0002
