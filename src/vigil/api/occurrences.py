@@ -30,7 +30,6 @@ log is unavailable. Needs `project:write` (or `org:write`).
 
 from __future__ import annotations
 
-import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -44,7 +43,7 @@ from starlette.routing import BaseRoute
 from vigil.api.auth import authorize
 from vigil.api.http import json_object, read_body, route
 from vigil.api.services import services
-from vigil.ingest.log_writer import KeyedValue, LogWriter
+from vigil.ingest.log_writer import KeyedValue, LogWriter, write_for_client
 from vigil.issues.enums import GroupStatus, GroupSubStatus, PayloadType
 from vigil.issues.errors import (
     EventPayloadValidationError,
@@ -57,11 +56,8 @@ from vigil.issues.occurrence import no_assignees, normalise_occurrence
 from vigil.issues.projects import load_project
 from vigil.issues.status_change import NoChange, decide
 from vigil.issues.status_change_message import normalise_status_change
-from vigil.streams.backend import LogError, MessageTooLarge
 from vigil.streams.codecs import encode_json
 from vigil.tenancy import store as tenancy
-
-log = logging.getLogger(__name__)
 
 WRITE: Final = ("project:write", "org:write")
 OCCURRENCES = "/api/0/projects/{organization_slug}/{project_slug}/occurrences/"
@@ -221,16 +217,8 @@ async def post_occurrence(request: Request) -> Response:
         return accepted.response()
     message, message_id, key, project_id = accepted
     writer: LogWriter = request.state.occurrence_log
-    try:
-        await run_in_threadpool(writer.write, [KeyedValue(key, encode_json(message))])
-    except MessageTooLarge as exc:
-        raise HTTPException(413, str(exc)) from None
-    except LogError as exc:
-        log.warning(
-            "occurrence refused: the log is unavailable",
-            extra={"project_id": project_id, "error": str(exc)},
-        )
-        raise HTTPException(503, "the log is unavailable; retry later") from None
+    written = [KeyedValue(key, encode_json(message))]
+    await write_for_client(writer, written, what="occurrence", project_id=project_id)
     return JSONResponse({"id": message_id}, status_code=202)
 
 

@@ -52,7 +52,7 @@ from vigil.ingest.content_encoding import (
 )
 from vigil.ingest.envelope import monitor_quota
 from vigil.ingest.items import monitor_write
-from vigil.streams.backend import LogError, MessageTooLarge
+from vigil.ingest.log_writer import write_for_client
 from vigil.tenancy.credentials import parse_sentry_auth
 
 log = logging.getLogger(__name__)
@@ -92,16 +92,7 @@ async def cron_endpoint(request: Request) -> Response:
         sdk=_client(request, presented),
         received_at=received_at,
     )
-    try:
-        await svc.monitor_log.write_async([write])
-    except MessageTooLarge as exc:
-        raise HTTPException(413, str(exc)) from None
-    except LogError as exc:
-        log.warning(
-            "check-in refused: the log is unavailable",
-            extra={"project_id": project_id, "error": str(exc)},
-        )
-        raise HTTPException(503, "the log is unavailable; retry later") from None
+    await write_for_client(svc.monitor_log, [write], what="check-in", project_id=project_id)
     # Counted in the project's quota (B11), so a flood of both kinds is seen; never refused.
     monitor_quota(request).record(project_id, 1)
     return Response(status_code=202)

@@ -51,9 +51,8 @@ from vigil.ingest.content_encoding import (
 )
 from vigil.ingest.envelope_format import Envelope, EnvelopeError, parse_envelope
 from vigil.ingest.items import UNSUPPORTED_TYPE, DroppedItem, MonitorWrite, plan_envelope
-from vigil.ingest.log_writer import WriteTooLarge
+from vigil.ingest.log_writer import WriteTooLarge, write_for_client
 from vigil.ingest.monitor_quota import RATE_LIMITS_HEADER, MonitorQuota, rate_limits_value
-from vigil.streams.backend import LogError, MessageTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -110,17 +109,12 @@ async def envelope_endpoint(request: Request) -> Response:
             retry_after = verdict.retry_after
         if retry_after is None:
             try:
-                await svc.monitor_log.write_async(plan.writes)
-            except MessageTooLarge as exc:
-                quota.refund(project_id, len(plan.writes))
-                raise HTTPException(413, str(exc)) from None
-            except LogError as exc:
-                quota.refund(project_id, len(plan.writes))
-                log.warning(
-                    "check-ins refused: the log is unavailable",
-                    extra={"project_id": project_id, "error": str(exc)},
+                await write_for_client(
+                    svc.monitor_log, plan.writes, what="check-ins", project_id=project_id
                 )
-                raise HTTPException(503, "the log is unavailable; retry later") from None
+            except HTTPException:
+                quota.refund(project_id, len(plan.writes))
+                raise
         if retry_after is not None:
             log.info(
                 "check-ins refused: the project is over its check-in quota",

@@ -5,8 +5,9 @@
 what was accepted is durable. It raises `WriteTooLarge` (a `MessageTooLarge`) when any
 message of the write is over the limit, before any of them is produced, so a write is
 never refused after part of it was written; and `LogError` when the log cannot take it.
-The endpoints answer these with 413 and 503. `check_sizes` is that size check on its
-own, for an endpoint that refuses before doing anything else (counting a quota).
+The endpoints answer these with 413 and 503 (`write_for_client` does it for them).
+`check_sizes` is that size check on its own, for an endpoint that refuses before doing
+anything else (counting a quota).
 
 One producer serves the process. It is made at start (after creating any missing topic)
 when the log is reachable, else on first use; after a failure to make one, requests fail
@@ -37,6 +38,7 @@ from arroyo.backends.kafka import KafkaPayload
 from arroyo.types import BrokerValue
 from arroyo.types import Topic as LogTopic
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from vigil import metrics
 from vigil.config import Settings
@@ -273,3 +275,21 @@ def _settle(done: asyncio.Future[None], error: Exception | None) -> None:
         done.set_result(None)
     else:
         done.set_exception(error)
+
+
+async def write_for_client(
+    writer: LogWriter, writes: Sequence[LogWrite], *, what: str, project_id: int
+) -> None:
+    """`writer.write_async(writes)` for an endpoint, a refusal raised as the client's
+    answer: 413 for a message over the limit, 503 (and a warning naming `what` was
+    refused) when the log cannot take it; never a 500."""
+    try:
+        await writer.write_async(writes)
+    except MessageTooLarge as exc:
+        raise HTTPException(413, str(exc)) from None
+    except LogError as exc:
+        log.warning(
+            f"{what} refused: the log is unavailable",
+            extra={"project_id": project_id, "error": str(exc)},
+        )
+        raise HTTPException(503, "the log is unavailable; retry later") from None
