@@ -11,7 +11,7 @@ import pytest
 from arroyo.backends.kafka import KafkaPayload
 from arroyo.types import BrokerValue, Message, Partition, Topic
 
-from vigil.monitors.checkin_processing import RATE_LIMIT_HORIZON, MinuteRateLimiter
+from vigil.monitors.checkin_rate_limit import RATE_LIMIT_HORIZON, MinuteRateLimiter
 from vigil.monitors.consumer import (
     DecodedCheckIn,
     MonitorItem,

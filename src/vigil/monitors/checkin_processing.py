@@ -1,62 +1,65 @@
-"""What one check-in message means (B4.3-B4.7, B5, B6, B8.3): `process_checkins` applies
-decoded `ingest-monitors` check-ins to the database, a chunk of them per transaction,
-each as if alone (`process_checkin`: one), records processing errors (B10) for the ones
-that cannot be applied, and hands monitor-failure occurrences and resolving
-status changes to the transactional outbox (`vigil.streams.outbox`, topic
-`ingest-occurrences`) in the transaction that decided them — or, for callers that give
-one, to a `produce_occurrence(payload, key)` called after that transaction committed.
+"""What one check-in message means (B4.3-B4.7): `process_checkins` applies decoded
+`ingest-monitors` check-ins to the database, a chunk of them per transaction, each as if
+alone (`process_checkin`: one), records processing errors (B10) for the ones that cannot
+be applied, and hands monitor-failure occurrences and resolving status changes to the
+transactional outbox (`vigil.streams.outbox`, topic `ingest-occurrences`) in the
+transaction that decided them — or, for callers that give one, to a
+`produce_occurrence(payload, key)` called after that transaction committed.
+
+The steps are here; what they lean on is not: the rate limit (`checkin_rate_limit`), the
+chunk's up-front reads and bulk writes (`checkin_batch`), check-in rows (`checkin_store`)
+and what an outcome does to the monitor environment and its incidents (`incidents`).
 
 Time is always the message's: `start_time` for the check-in, the log timestamp for the
 rate limit and the error record. Only the occurrence's detection time and event
 timestamp are "now" (B8.3).
 
 Not here yet: the quota steps (3, 7, 9 never fire on a self-hosted install) and
-outcomes. The rate-limit window is counted in memory (`MinuteRateLimiter` says why).
+outcomes.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Protocol
+from datetime import UTC, datetime
+from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, Row, and_, bindparam, desc, select, update
+from sqlalchemy import Connection, Engine, and_, desc, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from vigil.db.bulk import execute_many, insert_rows
 from vigil.db.engine import is_transient
 from vigil.db.tables import monitor_checkin as checkin_table
-from vigil.db.tables import monitor_environment as monitor_environment_table
-from vigil.db.tables import monitor_incident as incident_table
-from vigil.db.timestamps import aware_utc
 from vigil.issues.produce import enqueue_payload
 from vigil.monitors import processing_error_store
-from vigil.monitors.enums import CheckInStatus, MonitorStatus, ObjectStatus
-from vigil.monitors.environment_name import environment_name
-from vigil.monitors.failure_reason import failure_reason
-from vigil.monitors.models import Monitor, MonitorEnvironment
-from vigil.monitors.monitor_config import (
-    failure_issue_threshold,
-    recovery_threshold,
+from vigil.monitors.checkin_batch import BatchRows, write_behind
+from vigil.monitors.checkin_rate_limit import (
+    MinuteRateLimiter,
+    RateLimiter,
+    message_minute,
+    rate_limit_key,
 )
+from vigil.monitors.checkin_store import (
+    MAX_DURATION,
+    checkin_from_row,
+    get_checkin_by_guid,
+    new_checkin_values,
+)
+from vigil.monitors.enums import CheckInStatus, ObjectStatus
+from vigil.monitors.environment_name import environment_name
+from vigil.monitors.incidents import ProduceOccurrence, mark_failed, mark_ok
+from vigil.monitors.models import CheckIn, Monitor, MonitorEnvironment
 from vigil.monitors.processing_errors import (
     CheckinItem,
     ProcessingError,
     ProcessingErrorsException,
     ProcessingErrorType,
 )
-from vigil.monitors.schedule import (
-    heartbeat_timeout_at,
-    next_expected,
-    next_expected_latest,
-    timeout_at,
-)
-from vigil.monitors.slugs import processing_key, valid_monitor_slug
+from vigil.monitors.schedule import heartbeat_timeout_at
+from vigil.monitors.slugs import valid_monitor_slug
 from vigil.monitors.store import (
     MonitorEnvironmentLimitsExceeded,
     MonitorEnvironmentValidationFailed,
@@ -64,78 +67,17 @@ from vigil.monitors.store import (
     OwnerResolver,
     ensure_environment,
     ensure_monitor_with_config,
-    get_monitor_by_id,
     get_monitor_environment_by_id,
-    get_monitors,
-    lock_monitor_environments,
     no_owners,
-)
-from vigil.tenancy.store import (
-    Organization,
-    Project,
-    get_organization_by_id,
-    get_project_by_id,
 )
 
 log = logging.getLogger(__name__)
 
-MAX_DURATION: Final = 2_147_483_647
-CHECKINS_PER_MINUTE: Final = 6
-MONITOR_FAILURE_TYPE: Final = 4001
-GROUP_STATUS_RESOLVED: Final = 1
 _CLIENT_STATUSES: Final = {
     "ok": CheckInStatus.OK,
     "error": CheckInStatus.ERROR,
     "in_progress": CheckInStatus.IN_PROGRESS,
 }
-
-ProduceOccurrence = Callable[[dict[str, Any], str], None]
-
-
-class RateLimiter(Protocol):
-    def is_limited(self, key: str, minute: datetime) -> bool:
-        """Count one check-in under `key`, the bucket of the message minute `minute`;
-        True when it is over the limit."""
-
-
-# How many minutes behind the newest one seen a bucket is kept.
-RATE_LIMIT_HORIZON: Final = timedelta(minutes=2)
-
-
-@dataclass
-class MinuteRateLimiter:
-    """The per-monitor-environment limit of step 2: `limit` check-ins per key and message
-    minute (a new minute is a new bucket), counted in this process's memory.
-
-    Memory stays bounded: when the message time reaches a new minute, the buckets more
-    than RATE_LIMIT_HORIZON older than it are forgotten, since their minute is over.
-
-    Why memory and not the database: `ingest-monitors` is partitioned by monitor
-    environment, so every check-in of one key reaches one consumer process, which can
-    count them alone; the count is only ever needed within one minute of message time.
-    A restart (or a rebalance) forgets the counts: in that minute a monitor environment
-    may get up to `limit` check-ins more through, which is harmless; nothing is lost.
-    A bucket for a minute far behind the newest (a partition catching up while another
-    is current) may be forgotten early in the same way.
-
-    Safe to share between the threads of one consumer.
-    """
-
-    limit: int = CHECKINS_PER_MINUTE
-    buckets: dict[datetime, dict[str, int]] = field(default_factory=dict)
-    newest: datetime | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def is_limited(self, key: str, minute: datetime) -> bool:
-        with self._lock:
-            if self.newest is None or minute > self.newest:
-                self.newest = minute
-                floor = minute - RATE_LIMIT_HORIZON
-                for over in [m for m in self.buckets if m < floor]:
-                    del self.buckets[over]
-            counts = self.buckets.setdefault(minute, {})
-            counts[key] = counts.get(key, 0) + 1
-            return counts[key] > self.limit
 
 
 @dataclass
@@ -153,299 +95,11 @@ class CheckinProcessing:
     resolve_owner: OwnerResolver = no_owners
 
 
-@dataclass(frozen=True)
-class CheckIn:
-    id: int
-    guid: uuid.UUID
-    project_id: int
-    monitor_id: int
-    monitor_environment_id: int
-    status: CheckInStatus
-    duration: int | None
-    date_added: datetime
-    date_updated: datetime
-    timeout_at: datetime | None
-    trace_id: uuid.UUID | None
-
-
-def _checkin(row: Row[Any]) -> CheckIn:
-    date_added = aware_utc(row.date_added)
-    date_updated = aware_utc(row.date_updated)
-    assert date_added is not None and date_updated is not None
-    return CheckIn(
-        id=row.id,
-        guid=row.guid,
-        project_id=row.project_id,
-        monitor_id=row.monitor_id,
-        monitor_environment_id=row.monitor_environment_id,
-        status=CheckInStatus(row.status),
-        duration=row.duration,
-        date_added=date_added,
-        date_updated=date_updated,
-        timeout_at=aware_utc(row.timeout_at),
-        trace_id=row.trace_id,
-    )
-
-
-def get_checkin(conn: Connection, checkin_id: int) -> CheckIn | None:
-    row = conn.execute(select(checkin_table).where(checkin_table.c.id == checkin_id)).first()
-    return None if row is None else _checkin(row)
-
-
-def get_checkin_by_guid(conn: Connection, guid: uuid.UUID) -> CheckIn | None:
-    row = conn.execute(select(checkin_table).where(checkin_table.c.guid == guid)).first()
-    return None if row is None else _checkin(row)
-
-
 # --- the message ----------------------------------------------------------------------
 
 
 def start_time_of(item: CheckinItem) -> datetime:
     return datetime.fromtimestamp(float(item.message["start_time"]), UTC)
-
-
-def message_minute(item: CheckinItem) -> datetime:
-    """The minute of the message's log time (UTC): the rate limit's bucket."""
-    return item.ts.astimezone(UTC).replace(second=0, microsecond=0)
-
-
-def rate_limit_key(item: CheckinItem) -> str:
-    """ "monitor-checkins:{processing_key}:{message minute, naive}" (B4.3 step 2)."""
-    project_id = int(item.message["project_id"])
-    minute = message_minute(item).replace(tzinfo=None)
-    key = processing_key(
-        project_id, str(item.payload.get("monitor_slug", "")), item.payload.get("environment")
-    )
-    return f"monitor-checkins:{key}:{minute:%Y-%m-%d %H:%M:%S}"
-
-
-@dataclass
-class BatchRows:
-    """What a chunk of check-ins applied in one transaction knows, so that the common
-    check-in costs no reads and its writes go to the database together.
-
-    Read once, up front (`prefetch`): projects with their organization, the monitors the
-    chunk names, their environments (rows locked for the transaction, so their state
-    here stays exact) and which check-in ids do not exist yet. Kept up to date with this
-    transaction's own writes: a monitor or environment it creates or updates, each
-    environment's state after a check-in moved it (forgotten, so read again, after any
-    check-in that took the general path).
-
-    Write-behind: an `ok` or `in_progress` check-in whose environment needs no status
-    change (no recovery to evaluate) and that either is new or continues an in-progress
-    check-in known here (its row read and locked up front, or created in this chunk)
-    only inserts or updates its row and moves its environment's check-in times (B4.5-B4.7,
-    B5). Those writes are kept in `pending_*` and written by `flush`, which runs before
-    any check-in takes the general path and when the chunk ends, so every read sees the
-    writes of the check-ins before it."""
-
-    projects: dict[int, tuple[Project, Organization] | None] = field(default_factory=dict)
-    monitors: dict[tuple[int, str], Monitor] = field(default_factory=dict)
-    environments: dict[tuple[int, str], int] = field(default_factory=dict)
-    states: dict[int, MonitorEnvironment] = field(default_factory=dict)
-    absent_guids: set[uuid.UUID] = field(default_factory=set)
-    open_checkins: dict[uuid.UUID, CheckIn] = field(default_factory=dict)
-    pending_checkins: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
-    pending_updates: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
-    pending_environments: dict[int, dict[str, Any]] = field(default_factory=dict)
-
-    @classmethod
-    def prefetch(cls, conn: Connection, items: Sequence[CheckinItem]) -> BatchRows:
-        rows = cls()
-        slugs: dict[int, set[str]] = {}
-        guids: set[uuid.UUID] = set()
-        for item in items:
-            try:
-                project_id = int(item.message["project_id"])
-                slug = valid_monitor_slug(str(item.payload.get("monitor_slug", "")))
-                guid = uuid.UUID(str(item.payload.get("check_in_id")))
-            except (KeyError, TypeError, ValueError):
-                continue  # its own processing says what is wrong with it
-            slugs.setdefault(project_id, set()).add(slug)
-            if guid.int:
-                guids.add(guid)
-        for project_id, wanted in slugs.items():
-            if rows.project(conn, project_id) is not None:
-                for slug, monitor in get_monitors(conn, project_id, wanted).items():
-                    rows.monitors[(project_id, slug)] = monitor
-        if guids:
-            # check-ins locked before environments: the order the clock's tasks lock in
-            found = [
-                _checkin(r)
-                for r in conn.execute(
-                    select(checkin_table)
-                    .where(checkin_table.c.guid.in_(guids))
-                    .order_by(checkin_table.c.id)
-                    .with_for_update()
-                )
-            ]
-            rows.absent_guids = guids - {c.guid for c in found}
-            rows.open_checkins = {c.guid: c for c in found if c.status == CheckInStatus.IN_PROGRESS}
-        for env in lock_monitor_environments(conn, [m.id for m in rows.monitors.values()]):
-            rows.environments[(env.monitor_id, env.environment)] = env.id
-            rows.states[env.id] = env
-        return rows
-
-    def project(self, conn: Connection, project_id: int) -> tuple[Project, Organization] | None:
-        if project_id not in self.projects:
-            found = get_project_by_id(conn, project_id)
-            self.projects[project_id] = (
-                None
-                if found is None
-                else (found, get_organization_by_id(conn, found.organization_id))
-            )
-        return self.projects[project_id]
-
-    def state(self, conn: Connection, env_id: int) -> MonitorEnvironment:
-        """The monitor environment as this transaction left it."""
-        env = self.states.get(env_id)
-        if env is None:
-            env = get_monitor_environment_by_id(conn, env_id)
-            assert env is not None
-            self.states[env_id] = env
-        return env
-
-    def forget(self, env_id: int) -> None:
-        """Read the environment, and its open check-ins, again from here on (a check-in
-        of it takes the general path, which may change them)."""
-        self.states.pop(env_id, None)
-        for guid in [
-            g for g, c in self.open_checkins.items() if c.monitor_environment_id == env_id
-        ]:
-            del self.open_checkins[guid]
-
-    def flush(self, conn: Connection) -> None:
-        """Write the pending check-ins, their updates and environment updates (through
-        the driver's executemany: SQLAlchemy's per-row parameter work cost more)."""
-        insert_rows(conn, checkin_table, list(self.pending_checkins.values()))
-        self.pending_checkins = {}
-        execute_many(conn, _UPDATE_CHECKINS, _bound("checkin_guid", self.pending_updates))
-        self.pending_updates = {}
-        execute_many(conn, _MOVE_ENVIRONMENTS, _bound("env_id", self.pending_environments))
-        self.pending_environments = {}
-
-
-def _bound(key: str, pending: Mapping[Any, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    # Each pending row under the update's parameter names: its key, "new_<column>".
-    return [
-        {key: row_key, **{f"new_{name}": value for name, value in values.items()}}
-        for row_key, values in pending.items()
-    ]
-
-
-_UPDATE_CHECKINS = (
-    update(checkin_table)
-    .where(checkin_table.c.guid == bindparam("checkin_guid"))
-    .values(
-        duration=bindparam("new_duration"),
-        status=bindparam("new_status"),
-        timeout_at=bindparam("new_timeout_at"),
-        date_updated=bindparam("new_date_updated"),
-    )
-)
-_MOVE_ENVIRONMENTS = (
-    update(monitor_environment_table)
-    .where(monitor_environment_table.c.id == bindparam("env_id"))
-    .values(
-        last_checkin=bindparam("new_last_checkin"),
-        next_checkin=bindparam("new_next_checkin"),
-        next_checkin_latest=bindparam("new_next_checkin_latest"),
-    )
-)
-
-
-def _write_behind(
-    rows: BatchRows,
-    monitor: Monitor,
-    env: MonitorEnvironment,
-    guid: uuid.UUID,
-    status: CheckInStatus,
-    duration: int | None,
-    trace_id: uuid.UUID | None,
-    start_time: datetime,
-    clock: datetime,
-) -> bool:
-    """Steps 12-14 for a check-in that only creates or continues its row and moves its
-    environment's check-in times, as `_update_or_create` and `mark_ok` would, with the
-    writes left pending in `rows`; False (nothing done) for any other."""
-    if status not in (CheckInStatus.OK, CheckInStatus.IN_PROGRESS):
-        return False
-    if env.status != MonitorStatus.OK and status == CheckInStatus.OK:
-        return False  # mark_ok evaluates recovery
-    # Everything that can fail (a stored schedule that does not compute) before anything
-    # is kept: a check-in that fails here is dropped whole, as its savepoint would be.
-    if guid in rows.absent_guids:
-        values = _new_checkin_values(
-            monitor, env, guid, status, duration, trace_id, start_time, clock
-        )
-        added = values["date_added"]
-        moved = _moved(monitor, added, start_time)
-        rows.pending_checkins[guid] = values
-        rows.absent_guids.discard(guid)
-        if status == CheckInStatus.IN_PROGRESS:
-            rows.open_checkins[guid] = CheckIn(
-                id=0,  # not known before the insert; the pending update goes by guid
-                guid=guid,
-                project_id=monitor.project_id,
-                monitor_id=monitor.id,
-                monitor_environment_id=env.id,
-                status=status,
-                duration=duration,
-                date_added=added,
-                date_updated=start_time,
-                timeout_at=values["timeout_at"],
-                trace_id=trace_id,
-            )
-    else:
-        existing = rows.open_checkins.get(guid)
-        if existing is None or (
-            existing.project_id,
-            existing.monitor_id,
-            existing.monitor_environment_id,
-        ) != (monitor.project_id, monitor.id, env.id):
-            return False  # unknown here, or a mismatch to report (general path)
-        if duration is None:
-            duration = int(abs((start_time - existing.date_added).total_seconds()) * 1000)
-        if duration < 0 or duration > MAX_DURATION:
-            return False
-        changes: dict[str, Any] = {
-            "duration": duration,
-            "status": int(status),
-            "timeout_at": None,
-            "date_updated": existing.date_updated,
-        }
-        if status == CheckInStatus.IN_PROGRESS:
-            changes["timeout_at"] = heartbeat_timeout_at(
-                start_time, existing.date_added, monitor.config
-            )
-            changes["date_updated"] = start_time
-        moved = _moved(monitor, existing.date_added, start_time)
-        if guid in rows.pending_checkins:
-            rows.pending_checkins[guid].update(changes)  # not written yet: written so
-        else:
-            rows.pending_updates[guid] = changes
-        if status == CheckInStatus.IN_PROGRESS:
-            rows.open_checkins[guid] = replace(
-                existing,
-                duration=duration,
-                timeout_at=changes["timeout_at"],
-                date_updated=start_time,
-            )
-        else:
-            del rows.open_checkins[guid]  # finished: what follows takes the general path
-    if env.last_checkin is None or env.last_checkin <= start_time:
-        rows.pending_environments[env.id] = moved
-        rows.states[env.id] = replace(env, **moved)
-    return True
-
-
-def _moved(monitor: Monitor, added: datetime, succeeded_at: datetime) -> dict[str, Any]:
-    """The environment's check-in times after `mark_ok` of a check-in added at `added`."""
-    return {
-        "last_checkin": added,
-        "next_checkin": next_expected(succeeded_at, monitor.config),
-        "next_checkin_latest": next_expected_latest(succeeded_at, monitor.config),
-    }
 
 
 class _Dropped(Exception):
@@ -630,7 +284,7 @@ def _process_checkin(
     # 12-14
     env_id = rows.environments[env_key]
     monitor_environment = rows.state(conn, env_id)
-    if _write_behind(
+    if write_behind(
         rows, monitor, monitor_environment, guid, status, duration, trace_id, start_time, item.ts
     ):
         return
@@ -746,14 +400,14 @@ def _update_or_create(
             .limit(1)
             .with_for_update()
         ).first()
-        existing = None if row is None else _checkin(row)
+        existing = None if row is None else checkin_from_row(row)
         if existing is None:
             guid = uuid.uuid4()
     else:
         row = conn.execute(
             select(checkin_table).where(checkin_table.c.guid == guid).with_for_update()
         ).first()
-        existing = None if row is None else _checkin(row)
+        existing = None if row is None else checkin_from_row(row)
         if existing is not None and existing.monitor_environment_id != env.id:
             other = get_monitor_environment_by_id(conn, existing.monitor_environment_id)
             name = other.environment if other is not None else None
@@ -771,40 +425,6 @@ def _update_or_create(
     return _update(conn, monitor, env, existing, status, duration, start_time)
 
 
-def _new_checkin_values(
-    monitor: Monitor,
-    env: MonitorEnvironment,
-    guid: uuid.UUID,
-    status: CheckInStatus,
-    duration: int | None,
-    trace_id: uuid.UUID | None,
-    start_time: datetime,
-    clock: datetime,
-) -> dict[str, Any]:
-    """The row of a new check-in (B4.7)."""
-    date_added = start_time - timedelta(milliseconds=duration) if duration else start_time
-    # the stored config passed validation when it was stored: it is the snapshot
-    snapshot = dict(monitor.config)
-    timeout = (
-        timeout_at(date_added, monitor.config) if status == CheckInStatus.IN_PROGRESS else None
-    )
-    return {
-        "guid": guid,
-        "project_id": monitor.project_id,
-        "monitor_id": monitor.id,
-        "monitor_environment_id": env.id,
-        "status": int(status),
-        "duration": duration,
-        "date_added": date_added,
-        "date_updated": start_time,
-        "date_clock": clock.astimezone(UTC),
-        "expected_time": env.next_checkin,
-        "timeout_at": timeout,
-        "monitor_config": snapshot,
-        "trace_id": trace_id,
-    }
-
-
 def _create(
     conn: Connection,
     monitor: Monitor,
@@ -816,7 +436,7 @@ def _create(
     start_time: datetime,
     clock: datetime,
 ) -> CheckIn | None:
-    values = _new_checkin_values(monitor, env, guid, status, duration, trace_id, start_time, clock)
+    values = new_checkin_values(monitor, env, guid, status, duration, trace_id, start_time, clock)
     date_added, timeout = values["date_added"], values["timeout_at"]
     try:
         with conn.begin_nested():
@@ -886,312 +506,3 @@ def _update(
         timeout_at=values["timeout_at"],
         date_updated=values.get("date_updated", existing.date_updated),
     )
-
-
-# --- mark_ok / mark_failed (B5, B6) ---------------------------------------------------
-
-
-def _recent_statuses(
-    conn: Connection, env_id: int, count: int, before: datetime | None = None
-) -> list[CheckIn]:
-    query = select(checkin_table).where(checkin_table.c.monitor_environment_id == env_id)
-    if before is not None:
-        query = query.where(checkin_table.c.date_added <= before)
-    rows = conn.execute(
-        query.order_by(desc(checkin_table.c.date_added), desc(checkin_table.c.id)).limit(count)
-    )
-    return [_checkin(r) for r in rows]
-
-
-def _active_incident(conn: Connection, env_id: int) -> Row[Any] | None:
-    return conn.execute(
-        select(incident_table).where(
-            and_(
-                incident_table.c.monitor_environment_id == env_id,
-                incident_table.c.resolving_checkin_id.is_(None),
-            )
-        )
-    ).first()
-
-
-def mark_ok(
-    conn: Connection,
-    checkin: CheckIn,
-    succeeded_at: datetime,
-    produce_occurrence: ProduceOccurrence,
-    *,
-    monitor: Monitor | None = None,
-    env: MonitorEnvironment | None = None,
-) -> None:
-    """B5: move the environment's last/next check-in and, for an OK check-in that
-    completes the recovery threshold, set it OK and resolve its active incident.
-    `monitor` and `env`, when given, are the check-in's as read in this transaction."""
-    if monitor is None:
-        monitor = get_monitor_by_id(conn, checkin.monitor_id)
-    if env is None:
-        env = get_monitor_environment_by_id(conn, checkin.monitor_environment_id)
-    assert monitor is not None and env is not None
-    params: dict[str, Any] = {
-        "last_checkin": checkin.date_added,
-        "next_checkin": next_expected(succeeded_at, monitor.config),
-        "next_checkin_latest": next_expected_latest(succeeded_at, monitor.config),
-    }
-    if env.status != MonitorStatus.OK and checkin.status == CheckInStatus.OK:
-        threshold = recovery_threshold(monitor.config)
-        recovering = threshold <= 1 or all(
-            c.status == CheckInStatus.OK for c in _recent_statuses(conn, env.id, threshold)
-        )
-        if recovering:
-            params["status"] = int(MonitorStatus.OK)
-            incident = _active_incident(conn, env.id)
-            if incident is not None:
-                resolve_incident_group(produce_occurrence, incident.grouphash, monitor.project_id)
-                conn.execute(
-                    update(incident_table)
-                    .where(incident_table.c.id == incident.id)
-                    .values(
-                        resolving_checkin_id=checkin.id,
-                        resolving_timestamp=checkin.date_added,
-                    )
-                )
-    if env.last_checkin is None or env.last_checkin <= succeeded_at:
-        conn.execute(
-            update(monitor_environment_table)
-            .where(monitor_environment_table.c.id == env.id)
-            .values(**params)
-        )
-
-
-def resolve_incident_group(
-    produce_occurrence: ProduceOccurrence, grouphash: str, project_id: int
-) -> None:
-    """Resolve the incident's issue: a RESOLVED status change for its fingerprint."""
-    payload = status_change_payload(grouphash, project_id)
-    produce_occurrence(payload, f"{grouphash}-{project_id}")
-
-
-def status_change_payload(grouphash: str, project_id: int) -> dict[str, Any]:
-    return {
-        "payload_type": "status_change",
-        "id": uuid.uuid4().hex,
-        "fingerprint": [grouphash],
-        "project_id": project_id,
-        "new_status": GROUP_STATUS_RESOLVED,
-        "new_substatus": None,
-    }
-
-
-@dataclass(frozen=True)
-class FailureFacts:
-    """What a caller already read in this transaction about an environment one of whose
-    check-ins it is about to fail, so `mark_failed` need not read it again: its active
-    incident (None: none open) and when its last OK check-in was added (None: never)."""
-
-    incident: Row[Any] | None
-    last_ok: datetime | None
-
-
-def mark_failed(
-    conn: Connection,
-    failed: CheckIn,
-    failed_at: datetime,
-    produce_occurrence: ProduceOccurrence,
-    received: datetime | None = None,
-    now: datetime | None = None,
-    *,
-    monitor: Monitor | None = None,
-    env: MonitorEnvironment | None = None,
-    facts: FailureFacts | None = None,
-) -> bool:
-    """B6: move the environment's check-in times and apply the failure threshold,
-    opening (or continuing) its incident and producing the monitor-failure occurrences.
-    False when a newer check-in already moved the environment, or its status does not
-    take failures. `monitor`, `env` and `facts`, when given, are as read in this
-    transaction (`env` locked)."""
-    received = failed_at if received is None else received
-    if monitor is None:
-        monitor = get_monitor_by_id(conn, failed.monitor_id)
-    if env is None:
-        env = get_monitor_environment_by_id(conn, failed.monitor_environment_id)
-    assert monitor is not None and env is not None
-    last_checkin = env.last_checkin if failed.status == CheckInStatus.MISSED else failed.date_added
-    values: dict[str, Any] = {
-        "last_checkin": last_checkin,
-        "next_checkin": next_expected(failed_at, monitor.config),
-        "next_checkin_latest": next_expected_latest(failed_at, monitor.config),
-    }
-    # The threshold is decided before the write so that the check-in times and the
-    # status go out in one UPDATE; its window reads check-ins only, which that UPDATE
-    # does not touch.
-    window = [failed]
-    opens = False
-    if env.status in (MonitorStatus.OK, MonitorStatus.ACTIVE):
-        threshold = failure_issue_threshold(monitor.config)
-        if threshold > 1:
-            window = list(reversed(_recent_statuses(conn, env.id, threshold, failed.date_added)))
-        opens = not any(c.status == CheckInStatus.OK for c in window)
-        if opens:
-            values["status"] = int(MonitorStatus.ERROR)
-    me = monitor_environment_table
-    query = update(me).where(me.c.id == env.id)
-    if last_checkin is not None:
-        query = query.where((me.c.last_checkin <= last_checkin) | me.c.last_checkin.is_(None))
-    if conn.execute(query.values(**values)).rowcount == 0:
-        return False
-    before = env.status
-    env = replace(
-        env,
-        last_checkin=last_checkin,
-        next_checkin=values["next_checkin"],
-        next_checkin_latest=values["next_checkin_latest"],
-        status=MonitorStatus.ERROR if opens else env.status,
-    )
-    if before in (MonitorStatus.OK, MonitorStatus.ACTIVE):
-        if not opens:
-            return False
-        incident = facts.incident if facts is not None else _active_incident(conn, env.id)
-        if incident is None:
-            incident = _open_incident(conn, monitor, env, window[0], received)
-    elif before == MonitorStatus.ERROR:
-        incident = facts.incident if facts is not None else _active_incident(conn, env.id)
-    else:
-        return False
-    if incident is not None and not monitor.is_muted and not env.is_muted:
-        last_ok = facts.last_ok if facts is not None else _last_successful(conn, env.id)
-        for checkin in window:
-            payload = failure_occurrence(
-                conn, monitor, env, incident, checkin, window, received, now, last_ok=last_ok
-            )
-            produce_occurrence(payload, f"{incident.grouphash}-{monitor.project_id}")
-    return True
-
-
-def _open_incident(
-    conn: Connection,
-    monitor: Monitor,
-    env: MonitorEnvironment,
-    starting: CheckIn,
-    received: datetime,
-) -> Row[Any] | None:
-    """Open the environment's incident from `starting`; the one opened meanwhile if
-    another transaction was first."""
-    try:
-        with conn.begin_nested():
-            return conn.execute(
-                incident_table.insert()
-                .values(
-                    monitor_id=monitor.id,
-                    monitor_environment_id=env.id,
-                    starting_checkin_id=starting.id,
-                    starting_timestamp=starting.date_added,
-                    grouphash=uuid.uuid4().hex,
-                    date_added=received,
-                )
-                .returning(*incident_table.c)
-            ).one()
-    except IntegrityError:
-        return _active_incident(conn, env.id)
-
-
-def _last_successful(conn: Connection, env_id: int) -> datetime | None:
-    value = conn.execute(
-        select(checkin_table.c.date_added)
-        .where(
-            and_(
-                checkin_table.c.monitor_environment_id == env_id,
-                checkin_table.c.status == int(CheckInStatus.OK),
-            )
-        )
-        .order_by(desc(checkin_table.c.date_added))
-        .limit(1)
-    ).scalar_one_or_none()
-    return aware_utc(value)
-
-
-_UNREAD: Final = object()
-
-
-def failure_occurrence(
-    conn: Connection,
-    monitor: Monitor,
-    env: MonitorEnvironment,
-    incident: Row[Any],
-    checkin: CheckIn,
-    window: list[CheckIn],
-    received: datetime,
-    now: datetime | None = None,
-    *,
-    last_ok: datetime | object | None = _UNREAD,
-) -> dict[str, Any]:
-    """The monitor-failure occurrence of B8.3 for one check-in of the window.
-    `last_ok`, when given, is the environment's last OK check-in time (None: never)."""
-    moment = datetime.now(UTC) if now is None else now
-    event_id = uuid.uuid4().hex
-    if last_ok is _UNREAD:
-        last_ok = _last_successful(conn, env.id)
-    assert last_ok is None or isinstance(last_ok, datetime)
-    assignee = (
-        f"user:{monitor.owner_user_id}"
-        if monitor.owner_user_id is not None
-        else f"team:{monitor.owner_team_id}"
-        if monitor.owner_team_id is not None
-        else None
-    )
-    contexts: dict[str, Any] = {
-        "monitor": {
-            "id": str(monitor.guid),
-            "slug": monitor.slug,
-            "name": monitor.name,
-            "config": monitor.config,
-            "status": env.status.label,
-            "type": "cron_job",
-        }
-    }
-    if checkin.trace_id is not None:
-        contexts["trace"] = {"trace_id": checkin.trace_id.hex, "span_id": None}
-    environment = env.environment  # the name, read with the environment
-    return {
-        "payload_type": "occurrence",
-        "id": uuid.uuid4().hex,
-        "event_id": event_id,
-        "project_id": monitor.project_id,
-        "fingerprint": [incident.grouphash],
-        "type": MONITOR_FAILURE_TYPE,
-        "issue_title": f"Monitor failure: {monitor.name}",
-        "subtitle": "Your monitor has reached its failure threshold.",
-        "resource_id": None,
-        "evidence_data": {},
-        "evidence_display": [
-            {
-                "name": "Failure reason",
-                "value": failure_reason(c.status for c in window),
-                "important": True,
-            },
-            {"name": "Environment", "value": environment, "important": False},
-            {
-                "name": "Last successful check-in",
-                "value": last_ok.isoformat() if last_ok is not None else "Never",
-                "important": False,
-            },
-        ],
-        "culprit": "",
-        "level": "error",
-        "detection_time": moment.isoformat(),
-        "assignee": assignee,
-        "event": {
-            "contexts": contexts,
-            "environment": environment,
-            "event_id": event_id,
-            "fingerprint": [incident.grouphash],
-            "platform": "other",
-            "project_id": monitor.project_id,
-            "received": received.isoformat(),
-            "sdk": None,
-            "tags": {
-                "monitor.id": str(monitor.guid),
-                "monitor.slug": monitor.slug,
-                "monitor.incident": str(incident.id),
-            },
-            "timestamp": moment.isoformat(),
-        },
-    }

@@ -29,10 +29,12 @@ from vigil.db.tables import monitor_checkin as checkin_table
 from vigil.db.tables import monitor_incident as incident_table
 from vigil.issues.produce import enqueue_payload
 from vigil.monitors import clock_store
-from vigil.monitors.checkin_processing import CheckIn, failure_occurrence, get_checkin
+from vigil.monitors.checkin_store import get_checkin
 from vigil.monitors.clock import minute_of
 from vigil.monitors.clock_resources import CLOCK_BATCH_TIME_MS, Resources
 from vigil.monitors.enums import SYNTHETIC_TERMINAL_STATUSES, CheckInStatus
+from vigil.monitors.incidents import failure_occurrence
+from vigil.monitors.models import CheckIn
 from vigil.monitors.store import get_monitor_by_id, get_monitor_environment_by_id
 from vigil.monitors.system_incidents import Decision
 from vigil.streams import outbox

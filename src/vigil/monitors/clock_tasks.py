@@ -26,16 +26,15 @@ from vigil.db.tables import monitor_checkin as checkin_table
 from vigil.db.tables import monitor_environment as me_table
 from vigil.db.tables import monitor_incident as incident_table
 from vigil.db.timestamps import aware_utc
-from vigil.monitors.checkin_processing import (
-    CheckIn,
+from vigil.monitors.checkin_store import get_checkin
+from vigil.monitors.enums import CheckInStatus, MonitorStatus, MonitorType, ObjectStatus
+from vigil.monitors.incidents import (
     FailureFacts,
     ProduceOccurrence,
     failure_occurrence,
-    get_checkin,
     mark_failed,
 )
-from vigil.monitors.enums import CheckInStatus, MonitorStatus, MonitorType, ObjectStatus
-from vigil.monitors.models import Monitor, MonitorEnvironment
+from vigil.monitors.models import CheckIn, Monitor, MonitorEnvironment
 from vigil.monitors.monitor_config import failure_issue_threshold
 from vigil.monitors.schedule import next_expected, next_expected_latest, prev_schedule
 from vigil.monitors.store import (

@@ -38,10 +38,10 @@ from vigil.config import Settings
 from vigil.db.engine import make_engine
 from vigil.monitors.checkin_processing import (
     CheckinProcessing,
-    MinuteRateLimiter,
     process_checkin,
     process_checkins,
 )
+from vigil.monitors.checkin_rate_limit import MinuteRateLimiter
 from vigil.monitors.clock import minute_counts
 from vigil.monitors.clock_consumers import ClockTicker
 from vigil.monitors.processing_errors import CheckinItem

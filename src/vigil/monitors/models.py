@@ -1,5 +1,5 @@
-"""Monitors and monitor environments as plain, immutable values: what the stores return
-and what the crons logic, the consumer and the API pass around. No I/O."""
+"""Monitors, monitor environments and check-ins as plain, immutable values: what the
+stores return and what the crons logic, the consumer and the API pass around. No I/O."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from vigil.monitors.enums import MonitorStatus, MonitorType, ObjectStatus
+from vigil.monitors.enums import CheckInStatus, MonitorStatus, MonitorType, ObjectStatus
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,23 @@ class MonitorEnvironment:
     next_checkin_latest: datetime | None
     last_checkin: datetime | None
     date_added: datetime
+
+
+@dataclass(frozen=True)
+class CheckIn:
+    """One check-in of a monitor environment, as stored."""
+
+    id: int
+    guid: uuid.UUID
+    project_id: int
+    monitor_id: int
+    monitor_environment_id: int
+    status: CheckInStatus
+    duration: int | None
+    date_added: datetime
+    date_updated: datetime
+    timeout_at: datetime | None
+    trace_id: uuid.UUID | None
 
 
 @dataclass(frozen=True)

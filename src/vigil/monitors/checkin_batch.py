@@ -1,0 +1,268 @@
+"""A chunk of check-ins applied in one transaction (B4.3): what it reads once, up front,
+and keeps up to date (`BatchRows`), and the write-behind of its common check-ins
+(`write_behind`), whose writes `BatchRows.flush` sends to the database together.
+
+Takes the caller's connection: reads projects, organizations and monitors, reads and locks
+monitor environments and check-ins, and writes only check-ins and monitor environments'
+check-in times. Raises no processing errors and touches no incidents: a check-in it cannot
+take is left to the general path (`checkin_processing`)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, select, update
+
+from vigil.db.bulk import execute_many, insert_rows
+from vigil.db.tables import monitor_checkin as checkin_table
+from vigil.db.tables import monitor_environment as monitor_environment_table
+from vigil.monitors.checkin_store import MAX_DURATION, checkin_from_row, new_checkin_values
+from vigil.monitors.enums import CheckInStatus, MonitorStatus
+from vigil.monitors.models import CheckIn, Monitor, MonitorEnvironment
+from vigil.monitors.processing_errors import CheckinItem
+from vigil.monitors.schedule import heartbeat_timeout_at, next_expected, next_expected_latest
+from vigil.monitors.slugs import valid_monitor_slug
+from vigil.monitors.store import (
+    get_monitor_environment_by_id,
+    get_monitors,
+    lock_monitor_environments,
+)
+from vigil.tenancy.store import (
+    Organization,
+    Project,
+    get_organization_by_id,
+    get_project_by_id,
+)
+
+
+@dataclass
+class BatchRows:
+    """What a chunk of check-ins applied in one transaction knows, so that the common
+    check-in costs no reads and its writes go to the database together.
+
+    Read once, up front (`prefetch`): projects with their organization, the monitors the
+    chunk names, their environments (rows locked for the transaction, so their state
+    here stays exact) and which check-in ids do not exist yet. Kept up to date with this
+    transaction's own writes: a monitor or environment it creates or updates, each
+    environment's state after a check-in moved it (forgotten, so read again, after any
+    check-in that took the general path).
+
+    Write-behind: an `ok` or `in_progress` check-in whose environment needs no status
+    change (no recovery to evaluate) and that either is new or continues an in-progress
+    check-in known here (its row read and locked up front, or created in this chunk)
+    only inserts or updates its row and moves its environment's check-in times (B4.5-B4.7,
+    B5). Those writes are kept in `pending_*` and written by `flush`, which runs before
+    any check-in takes the general path and when the chunk ends, so every read sees the
+    writes of the check-ins before it."""
+
+    projects: dict[int, tuple[Project, Organization] | None] = field(default_factory=dict)
+    monitors: dict[tuple[int, str], Monitor] = field(default_factory=dict)
+    environments: dict[tuple[int, str], int] = field(default_factory=dict)
+    states: dict[int, MonitorEnvironment] = field(default_factory=dict)
+    absent_guids: set[uuid.UUID] = field(default_factory=set)
+    open_checkins: dict[uuid.UUID, CheckIn] = field(default_factory=dict)
+    pending_checkins: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
+    pending_updates: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
+    pending_environments: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def prefetch(cls, conn: Connection, items: Sequence[CheckinItem]) -> BatchRows:
+        rows = cls()
+        slugs: dict[int, set[str]] = {}
+        guids: set[uuid.UUID] = set()
+        for item in items:
+            try:
+                project_id = int(item.message["project_id"])
+                slug = valid_monitor_slug(str(item.payload.get("monitor_slug", "")))
+                guid = uuid.UUID(str(item.payload.get("check_in_id")))
+            except (KeyError, TypeError, ValueError):
+                continue  # its own processing says what is wrong with it
+            slugs.setdefault(project_id, set()).add(slug)
+            if guid.int:
+                guids.add(guid)
+        for project_id, wanted in slugs.items():
+            if rows.project(conn, project_id) is not None:
+                for slug, monitor in get_monitors(conn, project_id, wanted).items():
+                    rows.monitors[(project_id, slug)] = monitor
+        if guids:
+            # check-ins locked before environments: the order the clock's tasks lock in
+            found = [
+                checkin_from_row(r)
+                for r in conn.execute(
+                    select(checkin_table)
+                    .where(checkin_table.c.guid.in_(guids))
+                    .order_by(checkin_table.c.id)
+                    .with_for_update()
+                )
+            ]
+            rows.absent_guids = guids - {c.guid for c in found}
+            rows.open_checkins = {c.guid: c for c in found if c.status == CheckInStatus.IN_PROGRESS}
+        for env in lock_monitor_environments(conn, [m.id for m in rows.monitors.values()]):
+            rows.environments[(env.monitor_id, env.environment)] = env.id
+            rows.states[env.id] = env
+        return rows
+
+    def project(self, conn: Connection, project_id: int) -> tuple[Project, Organization] | None:
+        if project_id not in self.projects:
+            found = get_project_by_id(conn, project_id)
+            self.projects[project_id] = (
+                None
+                if found is None
+                else (found, get_organization_by_id(conn, found.organization_id))
+            )
+        return self.projects[project_id]
+
+    def state(self, conn: Connection, env_id: int) -> MonitorEnvironment:
+        """The monitor environment as this transaction left it."""
+        env = self.states.get(env_id)
+        if env is None:
+            env = get_monitor_environment_by_id(conn, env_id)
+            assert env is not None
+            self.states[env_id] = env
+        return env
+
+    def forget(self, env_id: int) -> None:
+        """Read the environment, and its open check-ins, again from here on (a check-in
+        of it takes the general path, which may change them)."""
+        self.states.pop(env_id, None)
+        for guid in [
+            g for g, c in self.open_checkins.items() if c.monitor_environment_id == env_id
+        ]:
+            del self.open_checkins[guid]
+
+    def flush(self, conn: Connection) -> None:
+        """Write the pending check-ins, their updates and environment updates (through
+        the driver's executemany: SQLAlchemy's per-row parameter work cost more)."""
+        insert_rows(conn, checkin_table, list(self.pending_checkins.values()))
+        self.pending_checkins = {}
+        execute_many(conn, _UPDATE_CHECKINS, _bound("checkin_guid", self.pending_updates))
+        self.pending_updates = {}
+        execute_many(conn, _MOVE_ENVIRONMENTS, _bound("env_id", self.pending_environments))
+        self.pending_environments = {}
+
+
+def _bound(key: str, pending: Mapping[Any, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    # Each pending row under the update's parameter names: its key, "new_<column>".
+    return [
+        {key: row_key, **{f"new_{name}": value for name, value in values.items()}}
+        for row_key, values in pending.items()
+    ]
+
+
+_UPDATE_CHECKINS = (
+    update(checkin_table)
+    .where(checkin_table.c.guid == bindparam("checkin_guid"))
+    .values(
+        duration=bindparam("new_duration"),
+        status=bindparam("new_status"),
+        timeout_at=bindparam("new_timeout_at"),
+        date_updated=bindparam("new_date_updated"),
+    )
+)
+_MOVE_ENVIRONMENTS = (
+    update(monitor_environment_table)
+    .where(monitor_environment_table.c.id == bindparam("env_id"))
+    .values(
+        last_checkin=bindparam("new_last_checkin"),
+        next_checkin=bindparam("new_next_checkin"),
+        next_checkin_latest=bindparam("new_next_checkin_latest"),
+    )
+)
+
+
+def write_behind(
+    rows: BatchRows,
+    monitor: Monitor,
+    env: MonitorEnvironment,
+    guid: uuid.UUID,
+    status: CheckInStatus,
+    duration: int | None,
+    trace_id: uuid.UUID | None,
+    start_time: datetime,
+    clock: datetime,
+) -> bool:
+    """Steps 12-14 for a check-in that only creates or continues its row and moves its
+    environment's check-in times, as `_update_or_create` and `mark_ok` would, with the
+    writes left pending in `rows`; False (nothing done) for any other."""
+    if status not in (CheckInStatus.OK, CheckInStatus.IN_PROGRESS):
+        return False
+    if env.status != MonitorStatus.OK and status == CheckInStatus.OK:
+        return False  # mark_ok evaluates recovery
+    # Everything that can fail (a stored schedule that does not compute) before anything
+    # is kept: a check-in that fails here is dropped whole, as its savepoint would be.
+    if guid in rows.absent_guids:
+        values = new_checkin_values(
+            monitor, env, guid, status, duration, trace_id, start_time, clock
+        )
+        added = values["date_added"]
+        moved = _moved(monitor, added, start_time)
+        rows.pending_checkins[guid] = values
+        rows.absent_guids.discard(guid)
+        if status == CheckInStatus.IN_PROGRESS:
+            rows.open_checkins[guid] = CheckIn(
+                id=0,  # not known before the insert; the pending update goes by guid
+                guid=guid,
+                project_id=monitor.project_id,
+                monitor_id=monitor.id,
+                monitor_environment_id=env.id,
+                status=status,
+                duration=duration,
+                date_added=added,
+                date_updated=start_time,
+                timeout_at=values["timeout_at"],
+                trace_id=trace_id,
+            )
+    else:
+        existing = rows.open_checkins.get(guid)
+        if existing is None or (
+            existing.project_id,
+            existing.monitor_id,
+            existing.monitor_environment_id,
+        ) != (monitor.project_id, monitor.id, env.id):
+            return False  # unknown here, or a mismatch to report (general path)
+        if duration is None:
+            duration = int(abs((start_time - existing.date_added).total_seconds()) * 1000)
+        if duration < 0 or duration > MAX_DURATION:
+            return False
+        changes: dict[str, Any] = {
+            "duration": duration,
+            "status": int(status),
+            "timeout_at": None,
+            "date_updated": existing.date_updated,
+        }
+        if status == CheckInStatus.IN_PROGRESS:
+            changes["timeout_at"] = heartbeat_timeout_at(
+                start_time, existing.date_added, monitor.config
+            )
+            changes["date_updated"] = start_time
+        moved = _moved(monitor, existing.date_added, start_time)
+        if guid in rows.pending_checkins:
+            rows.pending_checkins[guid].update(changes)  # not written yet: written so
+        else:
+            rows.pending_updates[guid] = changes
+        if status == CheckInStatus.IN_PROGRESS:
+            rows.open_checkins[guid] = replace(
+                existing,
+                duration=duration,
+                timeout_at=changes["timeout_at"],
+                date_updated=start_time,
+            )
+        else:
+            del rows.open_checkins[guid]  # finished: what follows takes the general path
+    if env.last_checkin is None or env.last_checkin <= start_time:
+        rows.pending_environments[env.id] = moved
+        rows.states[env.id] = replace(env, **moved)
+    return True
+
+
+def _moved(monitor: Monitor, added: datetime, succeeded_at: datetime) -> dict[str, Any]:
+    """The environment's check-in times after `mark_ok` of a check-in added at `added`."""
+    return {
+        "last_checkin": added,
+        "next_checkin": next_expected(succeeded_at, monitor.config),
+        "next_checkin_latest": next_expected_latest(succeeded_at, monitor.config),
+    }
