@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from sqlalchemy import Engine, text
 
 from tests.support.services import postgres_database, tansu_broker
@@ -23,6 +24,12 @@ from vigil.db.migrate import migrate
 from vigil.db.tables import metadata
 
 BACKENDS = ("embedded", "kafka")
+
+# Property tests assert behaviour, never speed: Hypothesis's per-example deadline and its
+# "generation is slow" check would fail them on a loaded machine (a CI runner, a suite
+# run beside a benchmark).
+settings.register_profile("vigil", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("vigil")
 
 
 @pytest.fixture(scope="session")
