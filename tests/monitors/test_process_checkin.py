@@ -182,6 +182,17 @@ def test_an_invalid_guid_is_a_processing_error(
             {"duration": 2_147_484},
             {"duration": ["Ensure this value is less than or equal to 2147483647."]},
         ),
+        # in milliseconds, these are past any integer: refused, never a crash
+        (
+            {"duration": 1e308},
+            {"duration": ["Ensure this value is less than or equal to 2147483647."]},
+        ),
+        ({"duration": -1e308}, {"duration": ["Ensure this value is greater than or equal to 0."]}),
+        (
+            {"duration": float("inf")},
+            {"duration": ["Ensure this value is less than or equal to 2147483647."]},
+        ),
+        ({"duration": float("nan")}, {"duration": ["A valid integer is required."]}),
         ({"status": "done"}, {"status": ['"done" is not a valid choice.']}),
     ],
 )
@@ -195,6 +206,14 @@ def test_validation_errors_name_the_field(
     send(monitor_config=DAILY, **fields)
     assert checkins(engine) == []
     assert errors(engine, project) == [[{"type": 5, "errors": expected}]]
+
+
+def test_a_duration_is_truncated_to_milliseconds_before_its_range_is_checked(
+    engine: Engine, project: Project, send: Sender
+) -> None:
+    send(monitor_config=DAILY, duration=-0.0004)  # int(-0.4 ms) = 0, as the reference
+    assert [c.duration for c in checkins(engine)] == [0]
+    assert errors(engine, project) == []
 
 
 def test_no_monitor_and_an_invalid_config(engine: Engine, project: Project, send: Sender) -> None:

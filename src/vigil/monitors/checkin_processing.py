@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -346,14 +347,21 @@ def validate_checkin(
     duration: int | None = None
     raw_duration = payload.get("duration")
     if raw_duration is not None:
-        if isinstance(raw_duration, bool) or not isinstance(raw_duration, int | float):
+        # int(seconds * 1000), as the reference, then the range; seconds near the float
+        # maximum are infinite in milliseconds, and NaN is no number (msgpack has both).
+        milliseconds = (
+            raw_duration * 1000
+            if isinstance(raw_duration, int | float) and not isinstance(raw_duration, bool)
+            else math.nan
+        )
+        if math.isnan(milliseconds):
             errors["duration"] = ["A valid integer is required."]
+        elif milliseconds <= -1:
+            errors["duration"] = ["Ensure this value is greater than or equal to 0."]
+        elif milliseconds >= MAX_DURATION + 1:
+            errors["duration"] = [f"Ensure this value is less than or equal to {MAX_DURATION}."]
         else:
-            duration = int(raw_duration * 1000)
-            if duration < 0:
-                errors["duration"] = ["Ensure this value is greater than or equal to 0."]
-            elif duration > MAX_DURATION:
-                errors["duration"] = [f"Ensure this value is less than or equal to {MAX_DURATION}."]
+            duration = int(milliseconds)
     environment = payload.get("environment")
     if environment is not None and not isinstance(environment, str):
         errors["environment"] = ["Not a valid string."]
