@@ -26,6 +26,7 @@ from tests.support.consumers import WAIT_S, checkins, running, wait_until
 from tests.support.log_reader import read_messages
 from tests.support.tenants import Tenant, make_tenant
 from vigil.config import Settings
+from vigil.db.tables import monitor as monitor_table
 from vigil.db.tables import monitor_clock_partition as clock_partitions
 from vigil.db.tables import monitor_incident as incident_table
 from vigil.db.tables import outbox as outbox_table
@@ -46,6 +47,7 @@ EXAMPLES = (
     / "shared/vendor-data/sentry-kafka-schemas/examples/ingest-monitors/1"
 )
 HOURLY = {"schedule": {"type": "crontab", "value": "0 * * * *"}}
+HOURLY_STORED = {"schedule_type": 1, "schedule": "0 * * * *", "checkin_margin": None}
 
 
 @pytest.fixture
@@ -135,6 +137,34 @@ def test_checkins_in_one_batch_keep_their_order_per_key(
     assert dead.value == b"\xc1 not msgpack"
     reason = dict(dead.headers)["reason"].decode()
     assert "not msgpack" in reason
+
+
+@pytest.mark.parametrize("workers", [1, 4], ids=["serial", "parallel"])
+def test_a_checkin_that_fails_unexpectedly_is_dead_lettered_with_the_reason(
+    stack: Settings, engine: Engine, log: Log, log_backend: LogBackend, workers: int
+) -> None:
+    log.checkin(monitor_slug="broken", monitor_config=HOURLY)
+    log.checkin(monitor_slug="fine", monitor_config=HOURLY)
+    with running(stack, workers) as alive:
+        wait_until(lambda: len(checkins(engine)) == 2, "two check-ins", alive)
+    # A stored schedule that never runs (a row edited by hand, say) cannot compute the
+    # next check-in: no processing error covers it.
+    with engine.begin() as conn:
+        conn.execute(
+            monitor_table.update()
+            .where(monitor_table.c.slug == "broken")
+            .values(config={**dict(HOURLY_STORED), "schedule": "0 0 31 2 *"})
+        )
+    broken = log.checkin(monitor_slug="broken")
+    after = log.checkin(monitor_slug="fine")
+    with running(stack, workers) as alive:
+        wait_until(lambda: uuid.UUID(after) in checkins(engine), "the next check-in", alive)
+        (dead,) = read_messages(stack, log_backend, dlq_topic(NAME), expect=1)
+    assert uuid.UUID(broken) not in checkins(engine)
+    message = msgpack.unpackb(dead.value)
+    assert orjson.loads(message["payload"])["check_in_id"] == broken
+    reason = dict(dead.headers)["reason"].decode()
+    assert "InvalidSchedule" in reason, reason
 
 
 def test_a_clock_failure_after_the_batch_is_logged_and_its_checkins_stay_applied(

@@ -112,20 +112,33 @@ class _Dropped(Exception):
 CHECKINS_PER_TRANSACTION: Final = 200
 
 
-def process_checkin(engine: Engine, item: CheckinItem, processing: CheckinProcessing) -> None:
+@dataclass(frozen=True)
+class DroppedCheckin:
+    """A check-in that failed for a reason that is no processing error (a bug, a value
+    the database refused): nothing of it was applied. The consumer dead-letters it, so
+    that it is kept, with the reason, rather than only logged."""
+
+    item: CheckinItem
+    reason: str
+
+
+def process_checkin(
+    engine: Engine, item: CheckinItem, processing: CheckinProcessing
+) -> list[DroppedCheckin]:
     """Apply one check-in: `process_checkins` of one."""
-    process_checkins(engine, [item], processing)
+    return process_checkins(engine, [item], processing)
 
 
 def process_checkins(
     engine: Engine, items: Sequence[CheckinItem], processing: CheckinProcessing
-) -> None:
+) -> list[DroppedCheckin]:
     """Apply check-ins in order, up to CHECKINS_PER_TRANSACTION in one database
     transaction, each as if alone (B4.3's steps, in order): a monitor or environment it
     creates stays even if its check-in then fails, and a check-in that fails leaves
     nothing else behind (its own writes are in a savepoint). Processing errors are
     stored with the original item; anything else is logged and the check-in dropped
-    (B4.2) — except a passing database outage, which is raised so the consumer runner
+    (B4.2), and returned, for the consumer to dead-letter — except a passing database
+    outage, which is raised so the consumer runner
     retries the batch (the transaction rolls back whole: nothing is applied twice), and
     any other database error outside a check-in's savepoint, which may have made the
     transaction unusable (PostgreSQL) and is raised too: the runner then applies the
@@ -135,29 +148,39 @@ def process_checkins(
     decided them, or, with `processing.produce_occurrence`, handed to it only after that
     transaction committed (an error raised by it propagates): a check-in that rolled back
     must not leave an issue behind."""
+    dropped: list[DroppedCheckin] = []
     for start in range(0, len(items), CHECKINS_PER_TRANSACTION):
-        _process_chunk(engine, items[start : start + CHECKINS_PER_TRANSACTION], processing)
+        chunk = items[start : start + CHECKINS_PER_TRANSACTION]
+        dropped.extend(_process_chunk(engine, chunk, processing))
+    return dropped
 
 
 def _process_chunk(
     engine: Engine, items: Sequence[CheckinItem], processing: CheckinProcessing
-) -> None:
+) -> list[DroppedCheckin]:
     decided: list[tuple[dict[str, Any], str]] = []
+    dropped: list[DroppedCheckin] = []
     with engine.begin() as conn:
         rows = BatchRows.prefetch(conn, items)
         for item in items:
-            decided.extend(_apply_one(conn, item, processing, rows))
+            decided.extend(_apply_one(conn, item, processing, rows, dropped))
         rows.flush(conn)
     if processing.produce_occurrence is not None:
         for payload, key in decided:
             processing.produce_occurrence(payload, key)
+    return dropped
 
 
 def _apply_one(
-    conn: Connection, item: CheckinItem, processing: CheckinProcessing, rows: BatchRows
+    conn: Connection,
+    item: CheckinItem,
+    processing: CheckinProcessing,
+    rows: BatchRows,
+    dropped: list[DroppedCheckin],
 ) -> list[tuple[dict[str, Any], str]]:
     """One check-in in the batch's transaction; what it decided for a given
-    `produce_occurrence` (empty when they went to the outbox)."""
+    `produce_occurrence` (empty when they went to the outbox). A check-in dropped for
+    an unexpected error is added to `dropped`."""
     decided: list[tuple[dict[str, Any], str]] = []
 
     def on_decided(payload: dict[str, Any], key: str) -> None:
@@ -182,13 +205,12 @@ def _apply_one(
                 raise
             log.exception("Failed to store processing errors")
         return []
-    except _Dropped:
-        log.exception("Failed to process check-in")
-        return []
     except DBAPIError:
         raise  # transient, or outside the check-in's savepoint: see process_checkins
-    except Exception:
+    except Exception as exc:
         log.exception("Failed to process check-in")
+        reason = exc.__cause__ if isinstance(exc, _Dropped) and exc.__cause__ else exc
+        dropped.append(DroppedCheckin(item, f"{type(reason).__name__}: {reason}"))
         return []
     return decided
 

@@ -8,6 +8,8 @@ Decode (msgpack, the check-in JSON inside it), then per batch either
   applying its groups serially by `process_checkin_group`, different threads at once.
 
 Clock pulses are decoded and otherwise ignored (the crons clock uses their timestamps).
+A check-in that fails with an unexpected error (not a processing error) is logged, as
+the reference does, and dead-lettered with the reason, rather than lost.
 
 Monitor-failure occurrences and resolving status changes are written to the outbox
 (`vigil.streams.outbox`) in the transaction that decided them; `apply` then flushes the
@@ -38,6 +40,7 @@ from vigil.config import Settings
 from vigil.db.engine import make_engine
 from vigil.monitors.checkin_processing import (
     CheckinProcessing,
+    DroppedCheckin,
     process_checkin,
     process_checkins,
 )
@@ -54,7 +57,7 @@ from vigil.streams.codecs import (
     ClockPulse,
     decode_monitor_message,
 )
-from vigil.streams.runner import ACK_TIMEOUT_S, ConsumerDefinition
+from vigil.streams.runner import ACK_TIMEOUT_S, ConsumerDefinition, Rejected
 from vigil.streams.topics import Topic
 
 log = logging.getLogger(__name__)
@@ -164,28 +167,28 @@ def shares(groups: Sequence[Sequence[CheckinItem]], workers: int) -> list[list[C
 
 def process_single(
     engine: Engine, message: Message[MonitorItem], processing: CheckinProcessing
-) -> None:
-    """Serial mode, one message: a clock pulse does nothing here; a check-in is applied."""
+) -> list[DroppedCheckin]:
+    """Serial mode, one message: a clock pulse does nothing here; a check-in is applied.
+    Returns the check-in if it was dropped (see `process_checkins`)."""
     item = checkin_item(message)
-    if item is not None:
-        process_checkin(engine, item, processing)
+    return [] if item is None else process_checkin(engine, item, processing)
 
 
 def process_serial(
-    engine: Engine, messages: Sequence[Message[MonitorItem]], processing: CheckinProcessing
-) -> None:
-    """Serial mode: the batch's check-ins in log order, as `process_single` would apply
-    them one by one, in as few transactions as `process_checkins` allows."""
-    items = [i for i in map(checkin_item, messages) if i is not None]
-    process_checkins(engine, items, processing)
+    engine: Engine, items: Sequence[CheckinItem], processing: CheckinProcessing
+) -> list[DroppedCheckin]:
+    """Serial mode: the batch's check-ins (`checkin_item` of its messages, pulses left
+    out) in log order, as `process_single` would apply them one by one, in as few
+    transactions as `process_checkins` allows."""
+    return process_checkins(engine, items, processing)
 
 
 def process_checkin_group(
     engine: Engine, items: Sequence[CheckinItem], processing: CheckinProcessing
-) -> None:
+) -> list[DroppedCheckin]:
     """Check-ins applied one after the other in order: one processing key's group, or a
     worker's share of groups."""
-    process_checkins(engine, items, processing)
+    return process_checkins(engine, items, processing)
 
 
 # --- the operator's killswitch ---------------------------------------------------------
@@ -261,9 +264,10 @@ class CheckinConsumer:
                 self._producer = self._backend.get_producer()
             return self._producer
 
-    def apply(self, messages: Sequence[Message[MonitorItem]]) -> None:
+    def apply(self, messages: Sequence[Message[MonitorItem]]) -> list[Rejected]:
         """Apply a batch (see the module docstring); returns once the outbox is flushed,
-        rows left by an earlier batch or process included."""
+        rows left by an earlier batch or process included, with the check-ins dropped for
+        an unexpected error, for the runner to dead-letter."""
         engine = self.engine
         assert self._killswitch is not None
         processing = CheckinProcessing(
@@ -272,12 +276,18 @@ class CheckinConsumer:
             max_monitors=self.settings.max_monitors_per_org,
             max_environments=self.settings.max_environments_per_monitor,
         )
+        positions: dict[int, int] = {}  # id(item) -> its message's index in the batch
+        items: list[CheckinItem] = []
+        for index, message in enumerate(messages):
+            item = checkin_item(message)
+            if item is not None:
+                positions[id(item)] = index
+                items.append(item)
         try:
             if self.workers <= 1:
-                process_serial(engine, messages, processing)
+                dropped = process_serial(engine, items, processing)
             else:
-                items = [i for i in map(checkin_item, messages) if i is not None]
-                self._process_parallel(engine, items, processing)
+                dropped = self._process_parallel(engine, items, processing)
         except BaseException:
             # What committed groups decided is in the outbox: send it now if the log
             # takes it, without hiding why the batch failed.
@@ -292,6 +302,7 @@ class CheckinConsumer:
         self.batch_applied(
             latest_timestamps(messages), minute_counts(log_time(m) for m in messages)
         )
+        return [Rejected(positions[id(d.item)], d.reason) for d in dropped]
 
     def flush(self) -> int:
         """Produce the outbox's pending rows and wait for the log (LogError if it refuses;
@@ -314,23 +325,24 @@ class CheckinConsumer:
 
     def _process_parallel(
         self, engine: Engine, items: Sequence[CheckinItem], processing: CheckinProcessing
-    ) -> None:
+    ) -> list[DroppedCheckin]:
         groups = group_by_key(items)
         if len(groups) <= 1:
-            for group in groups.values():
-                process_checkin_group(engine, group, processing)
-            return
+            return [
+                dropped
+                for group in groups.values()
+                for dropped in process_checkin_group(engine, group, processing)
+            ]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="vigil-checkins")
-        futures: list[Future[None]] = [
+        futures: list[Future[list[DroppedCheckin]]] = [
             self._pool.submit(process_checkin_group, engine, share, processing)
             for share in shares(list(groups.values()), self.workers)
         ]
         # Wait for every group before raising: a retried batch must not run beside
         # groups still applying.
         wait(futures)
-        for future in futures:
-            future.result()
+        return [dropped for future in futures for dropped in future.result()]
 
     def close(self) -> None:
         """Release the producer, worker threads and database connections."""
