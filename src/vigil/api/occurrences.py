@@ -53,6 +53,11 @@ from vigil.issues.errors import (
 from vigil.issues.group_types import ingest_feature, may_ingest
 from vigil.issues.messages import message_key, payload_type_of
 from vigil.issues.occurrence import no_assignees, normalise_occurrence
+from vigil.issues.occurrence_processing import (
+    check_embedded_event,
+    check_nesting,
+    check_storable,
+)
 from vigil.issues.projects import load_project
 from vigil.issues.status_change import NoChange, decide
 from vigil.issues.status_change_message import normalise_status_change
@@ -147,7 +152,12 @@ def prepare(
             event = message.get("event")
             if isinstance(event, dict) and "project_id" not in event:
                 message["event"] = {**event, "project_id": project_id}
+            # Every check the consumer makes of the message's shape alone, so that what it
+            # would dead-letter is a 400 here.
+            check_nesting(message)
             normalised = normalise_occurrence(message, resolve_assignee=no_assignees, now=now)
+            check_storable(normalised.occurrence)
+            check_embedded_event(normalised, project_id, now)
             message_id = normalised.occurrence.id
             group_type = normalised.occurrence.type
             if not may_ingest(group_type, features):
@@ -161,7 +171,10 @@ def prepare(
     except (InvalidEventPayloadError, ValueError, OverflowError) as exc:
         raise PayloadError(field_of(str(exc)), str(exc)) from None
     except EventPayloadValidationError as exc:
-        raise PayloadError("event", f"event is not a valid event: {exc}") from None
+        # The current schema's reasons: the legacy schema's (the consumer's log line)
+        # would send a producer after fields that are fine.
+        reasons = "; ".join(exc.current_errors) or str(exc)
+        raise PayloadError("event", f"event is not a valid event: {reasons}") from None
     return message, message_id, message_key(message["fingerprint"], project_id)
 
 

@@ -12,7 +12,14 @@ class InvalidEventPayloadError(Exception):
 class EventPayloadValidationError(Exception):
     """The event embedded in an occurrence fails both the current and the legacy event
     schema. Deliberately not an InvalidEventPayloadError nor a ValueError: the reference
-    lets this one through unconverted, and callers may want to count it apart."""
+    lets this one through unconverted, and callers may want to count it apart.
+
+    Its message is the legacy schema's errors, as the reference raises them;
+    `current_errors` are the current schema's, the ones a producer should fix."""
+
+    def __init__(self, legacy_errors: str, current_errors: tuple[str, ...] = ()) -> None:
+        super().__init__(legacy_errors)
+        self.current_errors = current_errors
 
 
 class UnsupportedStatusError(NotImplementedError):

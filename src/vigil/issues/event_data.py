@@ -136,7 +136,7 @@ def validate_event_data(data: Mapping[str, Any]) -> EventValidation:
         return EventValidation(EventSchema.CURRENT)
     legacy = legacy_schema_errors(data)
     if legacy:
-        raise EventPayloadValidationError("; ".join(legacy))
+        raise EventPayloadValidationError("; ".join(legacy), tuple(current))
     return EventValidation(EventSchema.LEGACY, tuple(current))
 
 

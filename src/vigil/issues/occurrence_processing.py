@@ -53,6 +53,7 @@ from vigil.issues.grouping import (
 )
 from vigil.issues.occurrence import (
     IssueOccurrence,
+    NormalisedOccurrence,
     check_event_ids,
     check_occurrence_event,
     normalise_occurrence,
@@ -134,7 +135,7 @@ def process_occurrence_message(
     project_id = payload.get("project_id") if isinstance(payload, Mapping) else None
     if not isinstance(project_id, int) or isinstance(project_id, bool):
         raise InvalidEventPayloadError("project_id must be an integer")
-    _check_nesting(payload)
+    check_nesting(payload)
     ctx = processing.load_project(conn, project_id)
     normalised = normalise_occurrence(
         payload,
@@ -145,7 +146,7 @@ def process_occurrence_message(
         types=processing.types,
     )
     occurrence = normalised.occurrence
-    _check_storable(occurrence)
+    check_storable(occurrence)
     validation = normalised.event_validation
     if validation is not None and validation.schema is EventSchema.LEGACY:
         metrics.ISSUE_MESSAGES.labels("event_payload_invalid").inc()
@@ -177,7 +178,8 @@ def process_occurrence_message(
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
-def _check_nesting(payload: Mapping[str, Any]) -> None:
+def check_nesting(payload: Mapping[str, Any]) -> None:
+    """InvalidEventPayloadError if the payload nests deeper than MAX_NESTING."""
     # Iterative, so that a hostile payload cannot exhaust the stack here either; only
     # containers are visited (most values are not, and this runs for every message:
     # exact types first, as decoded JSON has them, which is cheaper than isinstance).
@@ -203,7 +205,8 @@ def _check_nesting(payload: Mapping[str, Any]) -> None:
             pending.append((children_of, depth + 1))
 
 
-def _check_storable(occurrence: IssueOccurrence) -> None:
+def check_storable(occurrence: IssueOccurrence) -> None:
+    """InvalidEventPayloadError if the occurrence has a value its columns cannot hold."""
     # Values the columns cannot hold are the payload's fault: rejected, not a crash.
     if len(occurrence.level) > MAX_LEVEL_CHARS:
         raise InvalidEventPayloadError(f"level is longer than {MAX_LEVEL_CHARS} characters")
@@ -255,6 +258,12 @@ def create_event_and_issue_occurrence(
     project_id, timestamp, release, environment, platform and tags is built and not
     stored; then the occurrence is saved against it."""
     check_event_ids(occurrence, event_data)
+    built = event_store.event_of(ctx.project_id, _lightweight(event_data), now)
+    lightweight = replace(built, stored=False)
+    return save_issue_occurrence(conn, ctx, occurrence, lightweight, now=now, writes=writes)
+
+
+def _lightweight(event_data: Mapping[str, Any]) -> dict[str, Any]:
     light = {
         key: event_data.get(key)
         for key in ("event_id", "project_id", "timestamp", "release", "environment", "platform")
@@ -262,9 +271,20 @@ def create_event_and_issue_occurrence(
     light["tags"] = event_store.tag_pairs(event_data.get("tags"))
     light["type"] = event_data.get("type")
     light["metadata"] = event_data.get("metadata")
-    built = event_store.event_of(ctx.project_id, light, now)
-    lightweight = replace(built, stored=False)
-    return save_issue_occurrence(conn, ctx, occurrence, lightweight, now=now, writes=writes)
+    return light
+
+
+def check_embedded_event(normalised: NormalisedOccurrence, project_id: int, now: datetime) -> None:
+    """What the embedded-event paths refuse in an occurrence's event whatever the
+    database holds: an event id other than the occurrence's (ValueError), and a
+    timestamp, platform, environment or release that cannot be stored
+    (InvalidEventPayloadError). Nothing to check without an embedded event."""
+    event_data = normalised.event_data
+    if event_data is None:
+        return
+    check_event_ids(normalised.occurrence, event_data)
+    stored = _lightweight(event_data) if normalised.is_buffered_spans else event_data
+    event_store.event_of(project_id, stored, now)
 
 
 def lookup_event_and_process_issue_occurrence(
