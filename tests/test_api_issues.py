@@ -6,6 +6,7 @@ status-change path, events with their occurrence and tags, and auth."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -26,13 +27,23 @@ from tests.support.live_server import live_server
 from tests.support.tenants import Tenant, make_tenant, make_token
 from vigil.api.app import create_app
 from vigil.config import Settings
-from vigil.db.tables import activity, grouphash
+from vigil.db.tables import activity, group_snooze, grouphash
 from vigil.issues.enums import ActivityType, GroupStatus, GroupSubStatus
 from vigil.issues.fingerprint import md5_hex
+from vigil.issues.snooze_processing import expire_snoozes
 from vigil.tenancy import store
 
 ISSUES = "/api/0/organizations/org-a/issues/"
 P95_REGRESSION = 1018  # performance, released, no noise gate
+# statusDetails of an issue ignored until a condition: Sentry's keys, all of them
+NO_DETAILS = {
+    "ignoreCount": None,
+    "ignoreUntil": None,
+    "ignoreUserCount": None,
+    "ignoreUserWindow": None,
+    "ignoreWindow": None,
+    "actor": None,
+}
 
 
 @pytest.fixture
@@ -296,7 +307,7 @@ def put(server: str, tenant: Tenant, group_id: int, body: Any) -> httpx.Response
             {"status": "ignored", "statusDetails": {"ignoreCount": 100}},
             "ignored",
             "archived_until_condition_met",
-            {},
+            {**NO_DETAILS, "ignoreCount": 100},
             ActivityType.SET_IGNORED,
         ),
         (
@@ -341,6 +352,129 @@ def test_put_status_goes_through_the_status_change_path(
     assert int(activity_type) in kinds
 
 
+# --- ignored until a condition is met (Sentry's snoozes) ---------------------------------
+
+
+def again(engine: Engine, project_id: int, fingerprint: str, minutes: float) -> None:
+    """Another occurrence of the issue, processed `minutes` after T0."""
+    at = later(minutes)
+    process(engine, occurrence(project_id, fingerprint, at=at), now=at)
+
+
+def shown(server: str, tenant: Tenant, group_id: int) -> dict[str, Any]:
+    response = get(server, tenant, f"{ISSUES}{group_id}/")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_ignored_until_a_count_shows_it_and_ends_after_that_many_more(
+    server: str, tenant: Tenant, engine: Engine
+) -> None:
+    pid = tenant.project.id
+    group_id = issue(engine, pid, "x")
+    response = put(
+        server, tenant, group_id, {"status": "ignored", "statusDetails": {"ignoreCount": 2}}
+    )
+    assert response.status_code == 200, response.text
+    details = {**NO_DETAILS, "ignoreCount": 2}
+    body = response.json()
+    assert (body["status"], body["substatus"], body["statusDetails"]) == (
+        "ignored",
+        "archived_until_condition_met",
+        details,
+    )
+    [listed] = get(server, tenant, query="is:ignored").json()
+    assert listed["statusDetails"] == details
+    again(engine, pid, "x", 1)
+    assert shown(server, tenant, group_id)["status"] == "ignored"
+    again(engine, pid, "x", 2)  # the second one since it was ignored
+    after = shown(server, tenant, group_id)
+    assert (after["status"], after["substatus"], after["statusDetails"]) == (
+        "unresolved",
+        "ongoing",
+        {},
+    )
+    assert after["count"] == "3"
+    # (the occurrences' clock is T0, before the PUT's: the listing's order says nothing)
+    assert [a["type"] for a in after["activity"]].count("set_unresolved") == 1
+    with engine.connect() as conn:
+        assert conn.execute(select(group_snooze)).first() is None
+
+
+def test_ignored_until_a_count_within_a_window(server: str, tenant: Tenant, engine: Engine) -> None:
+    pid = tenant.project.id
+    group_id = issue(engine, pid, "x")
+    condition = {"ignoreCount": 2, "ignoreWindow": 10}
+    assert put(server, tenant, group_id, {"status": "ignored", "statusDetails": condition})
+    again(engine, pid, "x", 20)
+    again(engine, pid, "x", 40)  # two since, but 20 minutes apart
+    assert shown(server, tenant, group_id)["status"] == "ignored"
+    again(engine, pid, "x", 45)  # two within ten minutes
+    assert shown(server, tenant, group_id)["status"] == "unresolved"
+
+
+def test_ignored_for_a_time_ends_when_the_time_comes(
+    server: str, tenant: Tenant, engine: Engine
+) -> None:
+    group_id = issue(engine, tenant.project.id, "x")
+    before = datetime.now(UTC)
+    body = {"status": "ignored", "statusDetails": {"ignoreDuration": 30}}
+    details = put(server, tenant, group_id, body).json()["statusDetails"]
+    until = datetime.fromisoformat(details["ignoreUntil"])
+    assert before + timedelta(minutes=30) <= until <= datetime.now(UTC) + timedelta(minutes=30)
+    assert expire_snoozes(engine, until - timedelta(seconds=1)) == 0
+    assert shown(server, tenant, group_id)["status"] == "ignored"
+    assert expire_snoozes(engine, until) == 1
+    after = shown(server, tenant, group_id)
+    assert (after["status"], after["substatus"]) == ("unresolved", "ongoing")
+    assert expire_snoozes(engine, until + timedelta(hours=1)) == 0
+
+
+def test_another_status_ends_the_snooze(server: str, tenant: Tenant, engine: Engine) -> None:
+    pid = tenant.project.id
+    group_id = issue(engine, pid, "x")
+    ignore = {"status": "ignored", "statusDetails": {"ignoreCount": 1}}
+    assert put(server, tenant, group_id, ignore).status_code == 200
+    assert put(server, tenant, group_id, {"status": "resolved"}).status_code == 200
+    with engine.connect() as conn:
+        assert conn.execute(select(group_snooze)).first() is None
+    # Ignored until a condition by a message: there is none to meet, it stays ignored.
+    process(
+        engine,
+        status_change(pid, "x", GroupStatus.IGNORED, GroupSubStatus.UNTIL_CONDITION_MET),
+        now=later(1),
+    )
+    again(engine, pid, "x", 2)
+    assert shown(server, tenant, group_id)["status"] == "ignored"
+
+
+def test_a_new_condition_replaces_the_old_one(server: str, tenant: Tenant, engine: Engine) -> None:
+    group_id = issue(engine, tenant.project.id, "x")
+    put(server, tenant, group_id, {"status": "ignored", "statusDetails": {"ignoreCount": 1}})
+    body = {"status": "ignored", "statusDetails": {"ignoreCount": 5}}
+    assert put(server, tenant, group_id, body).json()["statusDetails"]["ignoreCount"] == 5
+    again(engine, tenant.project.id, "x", 1)
+    assert shown(server, tenant, group_id)["status"] == "ignored"
+
+
+def test_bulk_ignore_until_a_count_answers_the_condition(
+    server: str, tenant: Tenant, engine: Engine
+) -> None:
+    ids = [issue(engine, tenant.project.id, fp) for fp in ("a", "b")]
+    query = "&".join(f"id={i}" for i in ids)
+    body = {"status": "ignored", "statusDetails": {"ignoreCount": 3, "ignoreWindow": 60}}
+    response = call("PUT", server, f"{ISSUES}?{query}", tenant.token, json=body)
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "status": "ignored",
+        "substatus": "archived_until_condition_met",
+        "statusDetails": {**NO_DETAILS, "ignoreCount": 3, "ignoreWindow": 60},
+    }
+    for group_id in ids:
+        assert shown(server, tenant, group_id)["statusDetails"]["ignoreWindow"] == 60
+
+
 def test_put_the_same_status_changes_nothing(server: str, tenant: Tenant, engine: Engine) -> None:
     group_id = issue(engine, tenant.project.id, "x")
     assert put(server, tenant, group_id, {"status": "resolved"}).status_code == 200
@@ -375,6 +509,16 @@ def test_put_the_same_status_changes_nothing(server: str, tenant: Tenant, engine
             "substatus",
             "status 'resolved' takes no substatus, not 'ongoing' "
             "(group.update_status.unexpected_substatus)",
+        ),
+        (
+            {"status": "ignored", "statusDetails": {"ignoreCount": "ten"}},
+            "statusDetails",
+            "ignoreCount must be a whole number, not 'ten'",
+        ),
+        (
+            {"status": "ignored", "statusDetails": {"ignoreCount": 1, "ignoreWindow": 20000}},
+            "statusDetails",
+            "ignoreWindow must be between 1 and 10080",
         ),
         (
             {"status": "resolved", "statusDetails": {"inNextRelease": True}},

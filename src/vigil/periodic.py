@@ -1,5 +1,6 @@
 """`vigil periodic`: the jobs that run on a timer rather than on a message — the
-deactivation of expired custom sampling rules and, given the settings, the crons clock's
+deactivation of expired custom sampling rules, the unignoring of issues ignored for a
+time once it is up, and, given the settings, the crons clock's
 wall-time sources (`clock_jobs`) and the outbox flush for rows a crashed writer left.
 Each job is harmless to run late, twice, or from several processes at once."""
 
@@ -18,6 +19,7 @@ from sqlalchemy import Engine
 
 from vigil.config import Settings
 from vigil.db.engine import is_transient
+from vigil.issues.snooze_processing import expire_snoozes
 from vigil.sampling import rules
 
 log = logging.getLogger(__name__)
@@ -30,8 +32,12 @@ class Job:
     run: Callable[[Engine, datetime], object]
 
 
+# How often issues ignored for a time are checked for that time having come.
+SNOOZE_EXPIRY_S = 15.0
+
 JOBS: tuple[Job, ...] = (
     Job("sampling-rule-expiry", rules.MAINTENANCE_INTERVAL_S, rules.run_maintenance),
+    Job("issue-snooze-expiry", SNOOZE_EXPIRY_S, expire_snoozes),
 )
 
 

@@ -47,6 +47,9 @@ from vigil.issues.enums import ActivityType, GroupStatus, GroupSubStatus
 from vigil.issues.fingerprint import md5_hex
 from vigil.issues.group_types import Quota
 from vigil.issues.occurrence_processing import DEFAULT_PROCESSING
+from vigil.issues.snooze import Snooze
+from vigil.issues.snooze_store import set_snooze
+from vigil.issues.status_change_processing import update_group_status
 from vigil.issues.writes import ChunkWrites
 from vigil.tenancy.store import Project
 
@@ -274,6 +277,60 @@ def test_a_chunk_replayed_after_it_was_applied_changes_nothing(
     assert {hashed: values[0] for hashed, values in after["groups"].items()} == times_seen
     assert after["events"] == before["events"]
     assert after["occurrences"] == before["occurrences"]
+
+
+def test_a_snoozed_group_is_unignored_in_a_chunk_as_one_message_at_a_time(
+    engine: Engine, projects: tuple[Project, Project]
+) -> None:
+    # Ignored until 3 more occurrences: the chunk must judge the condition on what it
+    # holds, and unignore at the third, as one message at a time does.
+    def messages(project_id: int) -> list[dict[str, Any]]:
+        ids = iter(_ids(40))
+        made = []
+        for i in range(5):
+            payload = occurrence(project_id, "fp-snoozed", at=T0 + timedelta(minutes=i))
+            payload["id"] = next(ids)
+            payload["event_id"] = payload["event"]["event_id"] = next(ids)
+            made.append(payload)
+        return made
+
+    chunked, alone = projects
+    for project in projects:
+        [first, *_] = messages(project.id)
+        first = {**first, "id": uuid.uuid4().hex}
+        first["event_id"] = first["event"]["event_id"] = uuid.uuid4().hex
+        apply_one(engine, first, now=NOW, processing=PROCESSING)
+        with engine.begin() as conn:
+            group_id = conn.execute(
+                select(grouphash.c.group_id).where(
+                    grouphash.c.project_id == project.id,
+                    grouphash.c.hash == md5_hex("fp-snoozed"),
+                )
+            ).scalar_one()
+            update_group_status(
+                conn, group_id, GroupStatus.IGNORED, GroupSubStatus.UNTIL_CONDITION_MET, now=NOW
+            )
+            set_snooze(conn, group_id, Snooze(count=3, times_seen=1), NOW)
+    redone = chunks_redone()
+    failures = process_occurrence_groups(
+        engine, [messages(chunked.id)], clock=lambda: NOW, processing=PROCESSING
+    )
+    assert failures == [[]]
+    assert chunks_redone() == redone  # set-wise, not redone one message at a time
+    for payload in messages(alone.id):
+        apply_one(engine, payload, now=NOW, processing=PROCESSING)
+
+    got, expected = snapshot(engine, chunked.id), snapshot(engine, alone.id)
+    # The first occurrences differ by id (made apart for each project); all else agrees.
+    for rows in (got, expected):
+        rows.pop("occurrences"), rows.pop("events"), rows.pop("processed")
+    assert got == expected
+    times_seen, status, substatus = expected["groups"][md5_hex("fp-snoozed")][:3]
+    assert (times_seen, status, substatus) == (6, GroupStatus.UNRESOLVED, GroupSubStatus.ONGOING)
+    assert Counter(type for _, type, _ in expected["activity"]) == {
+        repr(int(ActivityType.SET_IGNORED)): 1,
+        repr(int(ActivityType.SET_UNRESOLVED)): 1,
+    }
 
 
 def test_a_held_write_refused_by_the_database_fails_the_chunk_not_the_transaction(

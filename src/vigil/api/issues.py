@@ -36,6 +36,7 @@ one of them. An issue of another organization, or none, is a 404.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -82,6 +83,14 @@ from vigil.issues.enums import (
 )
 from vigil.issues.group_store import add_activity, add_history, get_group, update_group
 from vigil.issues.group_types import registry
+from vigil.issues.snooze import (
+    InvalidSnooze,
+    Snooze,
+    has_condition,
+    snooze_from_details,
+)
+from vigil.issues.snooze import status_details as snooze_status_details
+from vigil.issues.snooze_store import get_snooze, get_snoozes, set_snooze
 from vigil.issues.status_change import (
     INVALID_SUBSTATUS,
     MISSING_SUBSTATUS,
@@ -106,14 +115,6 @@ VISIBLE_STATUSES: Final = (GroupStatus.UNRESOLVED, GroupStatus.RESOLVED, GroupSt
 _PERIOD = re.compile(r"^(\d+)([smhdw])$")
 _PERIOD_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _SHORT_ID = re.compile(r"^(.+)-([0-9A-Za-z]+)$")
-_CONDITION_DETAILS: Final = (
-    "ignoreCount",
-    "ignoreWindow",
-    "ignoreDuration",
-    "ignoreUntil",
-    "ignoreUserCount",
-    "ignoreUserWindow",
-)
 _PRIORITY_HISTORY: Final = {
     PriorityLevel.HIGH: GroupHistoryStatus.PRIORITY_HIGH,
     PriorityLevel.MEDIUM: GroupHistoryStatus.PRIORITY_MEDIUM,
@@ -151,9 +152,13 @@ def _label(enum_type: Any, value: int | None) -> str | None:
         return None
 
 
-def _status_details(status: int, substatus: int | None) -> dict[str, Any]:
+def _status_details(
+    status: int, substatus: int | None, snooze: Snooze | None = None
+) -> dict[str, Any]:
     if status == GroupStatus.IGNORED and substatus == GroupSubStatus.UNTIL_ESCALATING:
         return {"ignoreUntilEscalating": True}
+    if status == GroupStatus.IGNORED and snooze is not None:
+        return snooze_status_details(snooze)
     return {}
 
 
@@ -164,9 +169,10 @@ def _assigned_to(assignee: str | None) -> dict[str, str] | None:
     return {"type": kind, "id": ident}
 
 
-def serialize_issue(row: Any) -> dict[str, Any]:
+def serialize_issue(row: Any, snooze: Snooze | None = None) -> dict[str, Any]:
     """An issue row (group columns with `project_slug`, `project_name` and
-    `first_release_version`) in Sentry's shape."""
+    `first_release_version`) in Sentry's shape; `snooze`, the condition it is ignored
+    until, if any."""
     group_type = registry.get_by_id(row.type) if row.type in registry else None
     data = row.data or {}
     release = row.first_release_version
@@ -178,7 +184,7 @@ def serialize_issue(row: Any) -> dict[str, Any]:
         "level": LOG_LEVEL_NAMES.get(row.level, str(row.level)),
         "status": _label(GroupStatus, row.status),
         "substatus": _label(GroupSubStatus, row.substatus),
-        "statusDetails": _status_details(row.status, row.substatus),
+        "statusDetails": _status_details(row.status, row.substatus, snooze),
         "priority": PRIORITY_NAMES.get(PriorityLevel(row.priority))
         if row.priority in set(PriorityLevel)
         else None,
@@ -444,7 +450,9 @@ def list_issues(request: Request) -> Response:
         hits = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
         query = _order(query, sort)
         rows = conn.execute(query.offset(page.offset).limit(page.per_page + 1)).all()
-    response = paginated(request, page, rows, [serialize_issue(r) for r in rows])
+        snoozes = get_snoozes(conn, [r.id for r in rows if r.status == GroupStatus.IGNORED])
+    body = [serialize_issue(r, snoozes.get(r.id)) for r in rows]
+    response = paginated(request, page, rows, body)
     # Sentry's count of all the issues the search matches, across pages.
     response.headers["X-Hits"] = str(hits)
     return response
@@ -493,7 +501,8 @@ def _activity_name(value: int) -> str:
 
 def serialize_issue_details(conn: Connection, row: Any) -> dict[str, Any]:
     """One issue as its own endpoint shows it: the listing's fields and its activity."""
-    return {**serialize_issue(row), "activity": issue_activity(conn, row)}
+    snooze = get_snooze(conn, row.id) if row.status == GroupStatus.IGNORED else None
+    return {**serialize_issue(row, snooze), "activity": issue_activity(conn, row)}
 
 
 def get_issue(request: Request) -> Response:
@@ -507,10 +516,12 @@ def get_issue(request: Request) -> Response:
 
 @dataclass(frozen=True)
 class StatusRequest:
-    """The status and substatus a PUT asks for."""
+    """The status and substatus a PUT asks for, and the `statusDetails` of an ignore
+    until a condition is met."""
 
     status: GroupStatus
     substatus: GroupSubStatus | None
+    condition: Mapping[str, Any] | None = None
 
 
 _STATUS_NAMES: Final = {
@@ -548,7 +559,7 @@ def parse_status_request(body: dict[str, Any]) -> StatusRequest | None:
     elif status == GroupStatus.IGNORED:
         if details.get("ignoreUntilEscalating"):
             substatus = GroupSubStatus.UNTIL_ESCALATING
-        elif any(details.get(key) is not None for key in _CONDITION_DETAILS):
+        elif has_condition(details):
             substatus = GroupSubStatus.UNTIL_CONDITION_MET
         else:
             substatus = GroupSubStatus.FOREVER
@@ -558,7 +569,14 @@ def parse_status_request(body: dict[str, Any]) -> StatusRequest | None:
         raise FieldErrors(
             {"statusDetails": ["resolving in a release or a commit is not supported"]}
         )
-    return StatusRequest(status, substatus)
+    condition = None
+    if substatus == GroupSubStatus.UNTIL_CONDITION_MET and has_condition(details):
+        try:  # checked now, so that nothing is written for a request refused later
+            snooze_from_details(details, now=datetime.now(UTC), times_seen=0)
+        except InvalidSnooze as exc:
+            raise FieldErrors({"statusDetails": [exc.message]}) from None
+        condition = details
+    return StatusRequest(status, substatus, condition)
 
 
 def refusal_reason(log_name: str, wanted: StatusRequest) -> str:
@@ -624,6 +642,13 @@ def apply_changes(
         decision = update_group_status(conn, group_id, int(wanted.status), substatus)
         if isinstance(decision, NoChange) and decision.log_name is not None:
             raise Refused(refusal_reason(decision.log_name, wanted))
+        if wanted.condition is not None:
+            # Also when it was already ignored until a condition: the new one replaces it.
+            grp = get_group(conn, group_id)
+            assert grp is not None
+            now = datetime.now(UTC)
+            snooze = snooze_from_details(wanted.condition, now=now, times_seen=grp.times_seen)
+            set_snooze(conn, group_id, snooze, now)
     if priority is not None:
         _set_priority(conn, group_id, priority)
 
@@ -680,10 +705,15 @@ async def bulk_update_issues(request: Request) -> Response:
         result: dict[str, Any] = {}
         if wanted is not None:
             substatus = None if wanted.substatus is None else int(wanted.substatus)
+            asked = (
+                None
+                if wanted.condition is None
+                else snooze_from_details(wanted.condition, now=datetime.now(UTC), times_seen=0)
+            )
             result.update(
                 status=wanted.status.label,
                 substatus=_label(GroupSubStatus, substatus),
-                statusDetails=_status_details(int(wanted.status), substatus),
+                statusDetails=_status_details(int(wanted.status), substatus, asked),
             )
         if priority is not None:
             result["priority"] = priority.label

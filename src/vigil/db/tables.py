@@ -642,6 +642,24 @@ group_inbox = Table(
     Column("date_added", DateTime(timezone=True), nullable=False),
 )
 
+# An issue ignored until a condition is met (Sentry's GroupSnooze, set by the issues API's
+# statusDetails): it is unignored when the condition is. `times_seen` is the group's when
+# it was ignored; `event_count` more occurrences (or that many within `window_minutes`, when
+# set) or the time `until` ends it. Users are not counted (vigil has none): `user_count` is
+# kept and shown, never met.
+group_snooze = Table(
+    "group_snooze",
+    metadata,
+    Column("group_id", BigId, ForeignKey("group.id", ondelete="CASCADE"), primary_key=True),
+    Column("until", DateTime(timezone=True), nullable=True, index=True),
+    Column("event_count", Integer, nullable=True),
+    Column("window_minutes", Integer, nullable=True),
+    Column("user_count", Integer, nullable=True),
+    Column("user_window_minutes", Integer, nullable=True),
+    Column("times_seen", BigInteger, nullable=False),
+    Column("date_added", DateTime(timezone=True), nullable=False),
+)
+
 activity = Table(
     "activity",
     metadata,

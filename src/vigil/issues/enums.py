@@ -185,6 +185,7 @@ class GroupHistoryStatus(StrEnum):
 
     UNRESOLVED = "unresolved"
     RESOLVED = "resolved"
+    UNIGNORED = "unignored"
     ONGOING = "ongoing"
     REGRESSED = "regressed"
     ESCALATING = "escalating"

@@ -60,6 +60,7 @@ from vigil.issues.occurrence import (
 )
 from vigil.issues.occurrence_store import MAX_LEVEL_CHARS
 from vigil.issues.projects import ProjectContext, ProjectLoader, load_project
+from vigil.issues.snooze_processing import awaits_condition, process_snooze
 from vigil.issues.writes import IssueWrites
 
 log = logging.getLogger(__name__)
@@ -333,6 +334,14 @@ def save_issue_occurrence(
     if info is None:
         return OccurrenceResult(occurrence, None)
     grp = info.group
+    if awaits_condition(grp):
+        # Ignored until a condition: it is judged on the stored state, this occurrence
+        # included, and an unignore writes the group by other means than held updates.
+        w.flush()
+        w.forget_groups()
+        if process_snooze(conn, w.reload_group(grp.id), now):
+            grp = w.reload_group(grp.id)
+            info = GroupInfo(grp, info.is_new, info.is_regression)
     env_name = ev.environment or NO_ENVIRONMENT
     env_id = w.environment_id(ctx.project_id, env_name, now)
     new_env = w.ensure_group_environment(

@@ -34,6 +34,7 @@ from vigil.issues.group_store import (
     update_group,
 )
 from vigil.issues.projects import ProjectLoader, load_project
+from vigil.issues.snooze_store import delete_snooze
 from vigil.issues.status_change import Decision, NoChange, Transition, decide
 from vigil.issues.status_change_message import normalise_status_change
 
@@ -122,7 +123,9 @@ def update_status(
 
 def apply_transition(conn: Connection, grp: Group, change: Transition, now: datetime) -> None:
     """Write a decided transition: status, substatus (resolved_at set when resolving,
-    cleared otherwise), the activity and history entries, the inbox, the priority."""
+    cleared otherwise), the activity and history entries, the inbox, the priority. Any
+    snooze of the group ends: it was about the status this one replaces."""
+    delete_snooze(conn, grp.id)
     update_group(
         conn,
         grp.id,

@@ -173,6 +173,10 @@ class IssueWrites:
         """A statement other than `update_group` is about to write the group, or a row
         that refers to it: what is held of it must be in the database."""
 
+    def forget_groups(self) -> None:
+        """Group rows may have been written by other means (a status change): nothing is
+        held here, so nothing is to forget."""
+
     def create_group(
         self, project_id: int, hashed: str, values: Mapping[str, Any], now: datetime
     ) -> tuple[Group, bool]:
