@@ -298,6 +298,26 @@ def test_list_filters_by_project_and_paginates_with_a_link_header(
     assert pages == 3
 
 
+def test_list_takes_every_project_and_a_query(server: str, tenant: Tenant, engine: Engine) -> None:
+    with engine.begin() as conn:
+        store.create_project(conn, tenant.org, "api")
+    assert create(server, tenant, name="Nightly Backup").status_code == 201
+    assert create(server, tenant, name="Hourly sync", slug="sync-backups").status_code == 201
+    assert create(server, tenant, project="api", name="Cleanup").status_code == 201
+
+    def names(**params: str) -> list[str]:
+        response = call("GET", server, MONITORS, tenant.token, params=params)
+        assert response.status_code == 200, response.text
+        return sorted(m["name"] for m in response.json())
+
+    assert names(project="-1") == ["Cleanup", "Hourly sync", "Nightly Backup"]
+    # each word in the name or the slug, in any case
+    assert names(query="BACKUP") == ["Hourly sync", "Nightly Backup"]
+    assert names(query="backup nightly") == ["Nightly Backup"]
+    assert names(query="backup", project="api") == []
+    assert names(query="nothing-like-it") == []
+
+
 def test_another_organizations_token_is_403(server: str, tenant: Tenant, engine: Engine) -> None:
     create(server, tenant, slug="job")
     other = make_tenant(engine, "org-b")
