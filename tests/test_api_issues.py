@@ -6,6 +6,7 @@ status-change path, events with their occurrence and tags, and auth."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +31,7 @@ from vigil.config import Settings
 from vigil.db.tables import activity, group_snooze, grouphash
 from vigil.issues.enums import ActivityType, GroupStatus, GroupSubStatus
 from vigil.issues.fingerprint import md5_hex
+from vigil.issues.occurrence_processing import DEFAULT_PROCESSING
 from vigil.issues.snooze_processing import expire_snoozes
 from vigil.tenancy import store
 
@@ -473,6 +475,30 @@ def test_bulk_ignore_until_a_count_answers_the_condition(
     }
     for group_id in ids:
         assert shown(server, tenant, group_id)["statusDetails"]["ignoreWindow"] == 60
+
+
+def test_put_unassigns_and_refuses_an_assignment_it_cannot_make(
+    server: str, tenant: Tenant, engine: Engine
+) -> None:
+    # An assignee resolved by the producer's side (a detector naming "alice").
+    assigning = replace(DEFAULT_PROCESSING, resolve_assignee=lambda _c, _o, _a: "user:7")
+    process(engine, occurrence(tenant.project.id, "x", assignee="alice"), processing=assigning)
+    [group_id] = ids(get(server, tenant))
+    assert shown(server, tenant, group_id)["assignedTo"] == {"type": "user", "id": "7"}
+
+    refused = put(server, tenant, group_id, {"assignedTo": "user:8"})
+    assert refused.status_code == 400
+    assert refused.json()["assignedTo"] == [
+        "vigil has no users or teams to assign to: only null unassigns"
+    ]
+    assert shown(server, tenant, group_id)["assignedTo"] == {"type": "user", "id": "7"}
+
+    response = put(server, tenant, group_id, {"assignedTo": None})
+    assert response.status_code == 200, response.text
+    assert response.json()["assignedTo"] is None
+    assert response.json()["activity"][0]["type"] == "unassigned"
+    # Sentry's per-user flags mean nothing to a token: accepted, as Sentry accepts them.
+    assert put(server, tenant, group_id, {"hasSeen": True}).status_code == 200
 
 
 def test_put_the_same_status_changes_nothing(server: str, tenant: Tenant, engine: Engine) -> None:

@@ -224,6 +224,23 @@ def test_put_with_an_invalid_config_is_400_and_changes_nothing(server: str, tena
     assert call("GET", server, MONITORS + "job/", tenant.token).json() == before
 
 
+def test_put_refuses_what_it_cannot_change(server: str, tenant: Tenant, engine: Engine) -> None:
+    with engine.begin() as conn:
+        store.create_project(conn, tenant.org, "api")
+    assert create(server, tenant, name="Nightly", slug="nightly").status_code == 201
+    path = MONITORS + "nightly/"
+    moved = call("PUT", server, path, tenant.token, json={"project": "api"})
+    assert moved.status_code == 400
+    assert moved.json()["project"] == ["moving a monitor to another project is not supported"]
+    owned = call("PUT", server, path, tenant.token, json={"owner": "user:1"})
+    assert owned.status_code == 400
+    assert owned.json()["owner"] == ["vigil has no users or teams: a monitor has no owner"]
+    # Naming its own project, or no owner, changes nothing and is fine.
+    same = call("PUT", server, path, tenant.token, json={"project": "web", "owner": None})
+    assert same.status_code == 200, same.text
+    assert same.json()["project"]["slug"] == "web"
+
+
 def test_put_mutes_the_monitor_and_its_environments(
     server: str, tenant: Tenant, engine: Engine
 ) -> None:

@@ -632,11 +632,37 @@ class Refused(Exception):
         return JSONResponse({"detail": self.reason, "substatus": [self.reason]}, status_code=400)
 
 
+def _unassigns(body: dict[str, Any]) -> bool:
+    """Whether the PUT takes the issue's assignee away (`assignedTo` null or ""). Anyone
+    else is a 400: vigil has no users or teams to assign to (an occurrence's assignee is
+    one resolved by the producer), and a 200 would say the assignment was made."""
+    if "assignedTo" not in body:
+        return False
+    if body["assignedTo"] in (None, ""):
+        return True
+    raise FieldErrors(
+        {"assignedTo": ["vigil has no users or teams to assign to: only null unassigns"]}
+    )
+
+
+def _unassign(conn: Connection, group_id: int) -> None:
+    grp = get_group(conn, group_id, for_update=True)
+    assert grp is not None
+    if grp.assignee is not None:
+        update_group(conn, group_id, assignee=None)
+        add_activity(conn, grp, ActivityType.UNASSIGNED, {}, datetime.now(UTC))
+
+
 def apply_changes(
-    conn: Connection, group_id: int, wanted: StatusRequest | None, priority: PriorityLevel | None
+    conn: Connection,
+    group_id: int,
+    wanted: StatusRequest | None,
+    priority: PriorityLevel | None,
+    unassign: bool = False,
 ) -> None:
-    """Apply a PUT's status change (through the status-change path) and priority to one
-    issue; Refused, with the rule's reason, for a combination that path refuses."""
+    """Apply a PUT's status change (through the status-change path), priority and
+    unassignment to one issue; Refused, with the rule's reason, for a combination that
+    path refuses."""
     if wanted is not None:
         substatus = None if wanted.substatus is None else int(wanted.substatus)
         decision = update_group_status(conn, group_id, int(wanted.status), substatus)
@@ -651,10 +677,14 @@ def apply_changes(
             set_snooze(conn, group_id, snooze, now)
     if priority is not None:
         _set_priority(conn, group_id, priority)
+    if unassign:
+        _unassign(conn, group_id)
 
 
-def _parse_changes(body: dict[str, Any]) -> tuple[StatusRequest | None, PriorityLevel | None]:
-    return parse_status_request(body), _priority(body)
+def _parse_changes(
+    body: dict[str, Any],
+) -> tuple[StatusRequest | None, PriorityLevel | None, bool]:
+    return parse_status_request(body), _priority(body), _unassigns(body)
 
 
 async def update_issue(request: Request) -> Response:
@@ -666,8 +696,8 @@ async def update_issue(request: Request) -> Response:
             with svc.writing() as conn:
                 access = _authorize(conn, request, WRITE)
                 row = find_issue(conn, access.organization, request.path_params["issue_id"])
-                wanted, priority = _parse_changes(body)
-                apply_changes(conn, row.id, wanted, priority)
+                wanted, priority, unassign = _parse_changes(body)
+                apply_changes(conn, row.id, wanted, priority, unassign)
                 updated = find_issue(conn, access.organization, str(row.id))
                 body_out = serialize_issue_details(conn, updated)
         except FieldErrors as exc:
@@ -693,11 +723,11 @@ async def bulk_update_issues(request: Request) -> Response:
                 if not wanted_ids:
                     raise FieldErrors({"id": ["name the issues to change with id="]})
                 rows = [find_issue(conn, access.organization, i) for i in wanted_ids]
-                wanted, priority = _parse_changes(body)
+                wanted, priority, unassign = _parse_changes(body)
                 # In id order, so that two bulk changes lock their groups in the same
                 # order and never deadlock (PostgreSQL).
                 for row in sorted(rows, key=lambda r: int(r.id)):
-                    apply_changes(conn, row.id, wanted, priority)
+                    apply_changes(conn, row.id, wanted, priority, unassign)
         except FieldErrors as exc:
             return field_error_response(exc.errors)
         except Refused as exc:

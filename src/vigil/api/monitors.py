@@ -353,7 +353,7 @@ async def update_monitor(request: Request) -> Response:
             access = _authorize(conn, request, WRITE)
             monitor, project = find_monitor(conn, request, access.organization)
             try:
-                changes = _changes(conn, monitor, body)
+                changes = _changes(conn, monitor, project, body)
             except FieldErrors as exc:
                 return field_error_response(exc.errors)
             if changes:
@@ -373,8 +373,16 @@ async def update_monitor(request: Request) -> Response:
     return await run_in_threadpool(write)
 
 
-def _changes(conn: Connection, monitor: Monitor, body: dict[str, Any]) -> dict[str, Any]:
+def _changes(
+    conn: Connection, monitor: Monitor, project: Project, body: dict[str, Any]
+) -> dict[str, Any]:
     changes: dict[str, Any] = {}
+    # Fields Sentry's PUT takes that vigil cannot honour are refused, never ignored: a
+    # 200 would tell the client its change was made.
+    if "project" in body and str(body["project"]) not in (project.slug, str(project.id)):
+        raise FieldErrors({"project": ["moving a monitor to another project is not supported"]})
+    if body.get("owner") not in (None, ""):
+        raise FieldErrors({"owner": ["vigil has no users or teams: a monitor has no owner"]})
     if "name" in body:
         changes["name"] = _name(body["name"])
     if "slug" in body:
