@@ -1,15 +1,22 @@
-"""Server options on both databases: set, read back, replace; and the crons killswitch
-value read leniently."""
+"""Server options on both databases: set, read back, replace; the crons killswitch
+value read leniently; and `vigil option set` refusing keys and values vigil would not
+read."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
+from tests.conftest import subprocess_env
+from vigil.config import Settings
 from vigil.monitors.consumer import KillswitchCache
+from vigil.option_checks import check_option
 from vigil.options import (
     CRONS_DISABLE_CHECKIN,
     get_option,
@@ -61,3 +68,69 @@ def test_killswitch_is_read_again_only_after_its_cache_time(engine: Engine) -> N
     assert cache.get() == frozenset()
     now[0] = 5.0
     assert cache.get() == frozenset({9})
+
+
+# --- `vigil option set` checks what it stores ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        (CRONS_DISABLE_CHECKIN, [{"organization_id": 1}]),
+        (CRONS_DISABLE_CHECKIN, []),
+        ("issues.occurrence-consumer.rate-limit.enabled", True),
+        ("issues.occurrence-consumer.rate-limit.quota", {"limit": 50}),
+        ("crons.system_incidents.pct_deviation_anomaly_threshold", -12.5),
+        ("crons.system_incidents.tick_decision_window", 5),
+    ],
+)
+def test_known_options_take_their_shape(key: str, value: Any) -> None:
+    check_option(key, value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        ("crons.organisation.disable-check-in", [], "unknown option"),
+        (CRONS_DISABLE_CHECKIN, {"organization_id": 1}, "takes a list of"),
+        (CRONS_DISABLE_CHECKIN, [1, 2], "takes a list of"),
+        ("issues.occurrence-consumer.rate-limit.enabled", "yes", "takes true or false"),
+        ("issues.occurrence-consumer.rate-limit.quota", {"limit": 0}, "takes {"),
+        ("issues.occurrence-consumer.rate-limit.quota", {"window": 60}, "takes {"),
+        (
+            "issues.occurrence-consumer.rate-limit.quota",
+            {"window_seconds": 60, "granularity_seconds": 120},
+            "takes {",
+        ),
+        ("crons.system_incidents.tick_decision_window", 0, "positive whole number"),
+    ],
+)
+def test_unknown_keys_and_wrong_shapes_are_refused(key: str, value: Any, reason: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        check_option(key, value)
+
+
+def test_the_command_refuses_a_typo_and_stores_a_good_value(
+    stack: Settings, engine: Engine
+) -> None:
+    def vigil(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "vigil", "option", *args],
+            env=subprocess_env(stack),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    refused = vigil("set", CRONS_DISABLE_CHECKIN, '{"organization_id": 1}')
+    assert refused.returncode != 0
+    assert "takes a list of" in refused.stderr
+    with engine.connect() as conn:
+        assert get_option(conn, CRONS_DISABLE_CHECKIN) is None
+    stored = vigil("set", CRONS_DISABLE_CHECKIN, '[{"organization_id": 1}]')
+    assert stored.returncode == 0, stored.stderr
+    forced = vigil("set", "my.own.note", '"kept"', "--force")
+    assert forced.returncode == 0, forced.stderr
+    with engine.connect() as conn:
+        assert get_option(conn, CRONS_DISABLE_CHECKIN) == [{"organization_id": 1}]
+        assert get_option(conn, "my.own.note") == "kept"

@@ -278,6 +278,7 @@ def cmd_option(settings: Settings, args: argparse.Namespace) -> int:
     import json
 
     from vigil import options
+    from vigil.option_checks import check_option
 
     def run(c: Connection) -> int:
         if args.action == "list":
@@ -290,6 +291,11 @@ def cmd_option(settings: Settings, args: argparse.Namespace) -> int:
                 value = json.loads(args.value)
             except json.JSONDecodeError as exc:
                 raise CommandError(f"option value must be JSON: {exc}") from None
+            if not args.force:
+                try:
+                    check_option(args.key, value)
+                except ValueError as exc:
+                    raise CommandError(f"{exc} (--force stores it anyway)") from None
             options.set_option(c, args.key, value)
             print(f"{args.key} = {json.dumps(value)}")
         return 0
@@ -369,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "get", "set"])
     p.add_argument("key", nargs="?")
     p.add_argument("value", nargs="?", help="for set: the value as JSON")
+    p.add_argument(
+        "--force", action="store_true", help="for set: store a key or value vigil does not know"
+    )
     p.set_defaults(func=cmd_option)
     return parser
 
