@@ -161,6 +161,38 @@ def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cleanup(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from vigil.retention import remove_expired
+
+    if args.days is not None and args.days < 1:
+        raise CommandError(f"--days must be at least 1, got {args.days}")
+    days = settings.retention_days if args.days is None else args.days
+    if days <= 0:
+        print("nothing to do: retention is off (VIGIL_RETENTION_DAYS=0; or pass --days N)")
+        return 0
+    now = datetime.now(UTC)
+    print(f"deleting what is older than {days} days (before {now:%Y-%m-%d %H:%M} UTC)")
+    totals: dict[str, int] = {}
+
+    def progress(kind: str, count: int) -> None:
+        totals[kind] = totals.get(kind, 0) + count
+        print(f"  {kind}: {totals[kind]:,} deleted", flush=True)
+
+    engine = _prepare(settings)
+    try:
+        removed = remove_expired(engine, now, days, progress)
+    finally:
+        engine.dispose()
+    print(
+        f"done: {removed.issues:,} issues, {removed.events:,} events, "
+        f"{removed.occurrences:,} occurrences, {removed.checkins:,} check-ins, "
+        f"{removed.incidents:,} incidents deleted"
+    )
+    return 0
+
+
 def cmd_config(settings: Settings, _args: argparse.Namespace) -> int:
     env_of = {name: env for env, name in ENV_VARS.items()}
     for f in fields(Settings):
@@ -331,6 +363,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_periodic)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
     sub.add_parser("config", help="print the effective settings").set_defaults(func=cmd_config)
+    p = sub.add_parser(
+        "cleanup",
+        help="delete issues, events and check-ins older than the retention (vigil periodic "
+        "does it hourly)",
+    )
+    p.add_argument(
+        "--days",
+        type=int,
+        help="keep this many days instead of VIGIL_RETENTION_DAYS",
+    )
+    p.set_defaults(func=cmd_cleanup)
 
     p = sub.add_parser("org", help="organizations")
     p.add_argument("action", choices=["list", "create"])

@@ -45,6 +45,8 @@ class Settings:
     occurrence_workers: int = 0
     # "batched" (split by fingerprint, dedupe, pruning) or "single" (one message at a time)
     occurrence_mode: str = "batched"
+    # days issues, events, occurrences and check-ins are kept (vigil.retention); 0: forever
+    retention_days: int = 90
 
     @property
     def host(self) -> str:
@@ -193,6 +195,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
         "VIGIL_OCCURRENCE_MODE",
         _choice("VIGIL_OCCURRENCE_MODE", ("batched", "single")),
     ),
+    "retention_days": ("VIGIL_RETENTION_DAYS", _non_negative_int("VIGIL_RETENTION_DAYS")),
 }
 
 ENV_VARS = {env: name for name, (env, _) in _PARSERS.items()}

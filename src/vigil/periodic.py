@@ -1,8 +1,9 @@
 """`vigil periodic`: the jobs that run on a timer rather than on a message — the
 deactivation of expired custom sampling rules, the unignoring of issues ignored for a
-time once it is up, and, given the settings, the crons clock's
-wall-time sources (`clock_jobs`) and the outbox flush for rows a crashed writer left.
-Each job is harmless to run late, twice, or from several processes at once."""
+time once it is up, and, given the settings, the crons clock's wall-time sources
+(`clock_jobs`), the outbox flush for rows a crashed writer left and data retention
+(hourly, on a thread of its own). Each job is harmless to run late, twice, or from
+several processes at once."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from sqlalchemy import Engine
 from vigil.config import Settings
 from vigil.db.engine import is_transient
 from vigil.issues.snooze_processing import expire_snoozes
+from vigil.retention import EVERY_S as RETENTION_EVERY_S
+from vigil.retention import Retention
 from vigil.sampling import rules
 
 log = logging.getLogger(__name__)
@@ -67,13 +70,17 @@ def clock_jobs(settings: Settings, engine: Engine) -> tuple[tuple[Job, ...], Cal
 OUTBOX_FLUSH_S = 10.0
 
 
-def settings_jobs(settings: Settings, engine: Engine) -> tuple[tuple[Job, ...], Callable[[], None]]:
-    """The jobs that need the settings (the crons clock's, the outbox flush) and the
-    function that releases what they hold."""
+def settings_jobs(
+    settings: Settings, engine: Engine, *, background: bool = True
+) -> tuple[tuple[Job, ...], Callable[[], None]]:
+    """The jobs that need the settings (the crons clock's, the outbox flush, retention)
+    and the function that releases what they hold. Not `background`, retention runs
+    in the caller's thread."""
     from vigil.streams.outbox import PeriodicFlush
 
     clock, close_clock = clock_jobs(settings, engine)
     flush = PeriodicFlush(settings)
+    retention = Retention(settings.retention_days, background=background)
 
     def close() -> None:
         try:
@@ -81,11 +88,20 @@ def settings_jobs(settings: Settings, engine: Engine) -> tuple[tuple[Job, ...], 
         finally:
             close_clock()
 
-    return (*clock, Job("outbox-flush", OUTBOX_FLUSH_S, flush)), close
+    jobs = (
+        *clock,
+        Job("outbox-flush", OUTBOX_FLUSH_S, flush),
+        Job("retention", RETENTION_EVERY_S, retention),
+    )
+    return jobs, close
 
 
 def run_once(engine: Engine, now: datetime | None = None, settings: Settings | None = None) -> None:
-    jobs, close = settings_jobs(settings, engine) if settings is not None else ((), _nothing)
+    jobs, close = (
+        settings_jobs(settings, engine, background=False)
+        if settings is not None
+        else ((), _nothing)
+    )
     try:
         for job in JOBS + jobs:
             job.run(engine, now or datetime.now(UTC))

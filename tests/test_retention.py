@@ -1,0 +1,141 @@
+"""Data retention on both databases (`vigil.retention`, `vigil cleanup`): what is older
+than the retention goes, with what belongs to it; what is newer, and what something kept
+still refers to, stays."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from tests.conftest import subprocess_env
+from tests.issues.occurrences import N_PLUS_ONE, make_project, occurrence, process
+from tests.support.checkins import Sender, incidents
+from vigil.config import Settings
+from vigil.db.tables import event, group, grouphash, issue_occurrence, monitor_checkin
+from vigil.issues.fingerprint import md5_hex
+from vigil.monitors.checkin_processing import CheckinProcessing
+from vigil.retention import Removed, remove_expired
+from vigil.tenancy.store import Project
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+OLD = NOW - timedelta(days=100)
+RECENT = NOW - timedelta(days=10)
+DAILY = {"schedule": {"type": "crontab", "value": "0 3 * * *"}}
+
+
+def at(moment: datetime, fingerprint: str, engine: Engine, project: Project, **extra: Any) -> None:
+    process(engine, occurrence(project.id, fingerprint, at=moment, **extra), now=moment)
+
+
+def count(engine: Engine, table: Any, *where: Any) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
+
+
+def group_of(engine: Engine, project: Project, fingerprint: str) -> int | None:
+    with engine.connect() as conn:
+        found = conn.execute(
+            select(grouphash.c.group_id).where(
+                grouphash.c.project_id == project.id, grouphash.c.hash == md5_hex(fingerprint)
+            )
+        ).scalar_one_or_none()
+    return None if found is None else int(found)
+
+
+@pytest.fixture
+def project(engine: Engine) -> Project:
+    return make_project(engine)
+
+
+@pytest.fixture
+def scenario(engine: Engine, project: Project) -> dict[str, Any]:
+    # Issues: one last seen long ago, one seen then and lately, a noise-gated occurrence.
+    at(OLD, "stale", engine, project)
+    at(OLD, "alive", engine, project)
+    at(RECENT, "alive", engine, project)
+    at(OLD, "noisy", engine, project, type=N_PLUS_ONE)
+    # Crons: an incident opened and resolved long ago, another opened and resolved lately;
+    # another monitor's incident opened long ago and still open.
+    send = Sender(engine, project, CheckinProcessing())
+    send(OLD - timedelta(days=1), monitor_config=DAILY)
+    send(OLD, status="error")
+    send(OLD + timedelta(hours=1))
+    send(RECENT, status="error")
+    send(RECENT + timedelta(hours=1))
+    send(OLD, monitor_slug="broken", monitor_config=DAILY, status="error")
+    before = incidents(engine)
+    assert len(before) == 3
+    assert count(engine, issue_occurrence, issue_occurrence.c.group_id.is_(None)) == 1
+    return {"incidents": before}
+
+
+def test_what_is_older_than_the_retention_goes(
+    engine: Engine, project: Project, scenario: dict[str, Any]
+) -> None:
+    cutoff = NOW - timedelta(days=90)
+    seen: dict[str, int] = {}
+    removed = remove_expired(
+        engine, NOW, 90, lambda kind, n: seen.__setitem__(kind, seen.get(kind, 0) + n)
+    )
+
+    # The issue last seen before the cutoff is gone, with its hash, event and occurrence
+    # (counted as one issue).
+    assert group_of(engine, project, "stale") is None
+    alive = group_of(engine, project, "alive")
+    assert alive is not None
+    assert count(engine, group) == 1
+    # The issue still seen keeps only its recent event and occurrence.
+    assert count(engine, event) == 1
+    assert count(engine, event, event.c.group_id == alive, event.c.timestamp >= cutoff) == 1
+    assert count(engine, issue_occurrence) == 1
+    # Check-ins before the cutoff are gone; the incident resolved before it too.
+    assert count(engine, monitor_checkin, monitor_checkin.c.date_added < cutoff) == 0
+    assert count(engine, monitor_checkin) == 2
+    _, recent, still_open = scenario["incidents"]
+    kept = {row.id: row for row in incidents(engine)}
+    assert set(kept) == {recent.id, still_open.id}
+    # The open incident stays, its starting check-in gone (it keeps its time).
+    assert kept[still_open.id].starting_checkin_id is None
+    assert kept[still_open.id].starting_timestamp is not None
+    assert kept[recent.id].resolving_checkin_id == recent.resolving_checkin_id
+
+    assert removed == Removed(issues=1, events=2, occurrences=2, checkins=4, incidents=1)
+    assert seen == {"issues": 1, "events": 2, "occurrences": 2, "checkins": 4, "incidents": 1}
+    # A second run finds nothing more.
+    assert remove_expired(engine, NOW, 90).total() == 0
+
+
+def test_zero_days_keeps_everything(engine: Engine, scenario: dict[str, Any]) -> None:
+    assert remove_expired(engine, NOW, 0).total() == 0
+    assert count(engine, group) == 2
+    assert count(engine, monitor_checkin) == 6
+
+
+def test_the_cleanup_command_reports_what_it_deleted(
+    stack: Settings, engine: Engine, scenario: dict[str, Any]
+) -> None:
+    def cleanup(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "vigil", "cleanup", *args],
+            env=subprocess_env(stack),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    kept_longer = cleanup("--days", "200")
+    assert kept_longer.returncode == 0, kept_longer.stderr
+    assert "done: 0 issues, 0 events, 0 occurrences, 0 check-ins, 0 incidents" in kept_longer.stdout
+    result = cleanup("--days", "90")
+    assert result.returncode == 0, result.stderr
+    assert "deleting what is older than 90 days" in result.stdout
+    assert "  checkins: 4 deleted" in result.stdout
+    assert "done: 1 issues, 2 events, 2 occurrences, 4 check-ins, 1 incidents" in result.stdout
+    refused = cleanup("--days", "-1")
+    assert refused.returncode != 0
+    assert "--days" in refused.stderr
