@@ -26,6 +26,7 @@ from vigil.api import (
     issues,
     monitors,
     occurrences,
+    openapi,
     organizations,
     project_keys,
 )
@@ -55,6 +56,7 @@ def all_routes() -> list[BaseRoute]:
         *issues.routes(),
         *health.routes(),
         *metrics_api.routes(),
+        *openapi.routes(),
     ]
 
 

@@ -1,0 +1,426 @@
+"""The OpenAPI 3.1 document of vigil's HTTP API, served at `GET /api/0/openapi.json`
+(no token needed: it describes, it reveals nothing).
+
+Each operation is declared once in `OPERATIONS`: its method and path (as routed), a
+summary, the query parameters it reads, what its body is, and its answers. The JSON
+bodies are Sentry's shapes; their fields are described in README.md and docs/, which
+the descriptions point to. A test checks that the document and the app's routes name
+the same operations, so neither can drift from the other.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from vigil import __version__
+from vigil.api.services import services
+
+OPENAPI_PATH: Final = "/api/0/openapi.json"
+_CONVERTOR = re.compile(r"\{(\w+)(?::\w+)?\}")
+
+ORG = "/api/0/organizations/{organization_slug}"
+PROJECT = "/api/0/projects/{organization_slug}/{project_slug}"
+MONITOR = ORG + "/monitors/{monitor_slug}"
+PROJECT_MONITOR = PROJECT + "/monitors/{monitor_slug}"
+ISSUE = ORG + "/issues/{issue_id}"
+
+_PATH_PARAMS: Final = {
+    "organization_slug": "the organization's slug",
+    "project_slug": "the project's slug or id",
+    "project_id": "the project's id (as in the DSN)",
+    "monitor_slug": "the monitor's slug",
+    "sentry_key": "the DSN's public key",
+    "issue_id": "the issue's id or short id (WEB-1A)",
+    "event_id": "the event's id (32 hex digits) or its occurrence's id",
+    "key_id": "the DSN key's public key",
+    "error_id": "the processing error record's id",
+}
+_INTEGER_PATH_PARAMS: Final = frozenset({"project_id"})
+
+PAGINATION: Final = (
+    ("cursor", "the page: the cursor of a `Link` header's next or previous link"),
+    ("per_page", "results per page, 1-100"),
+)
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    summary: str
+    tag: str
+    query: tuple[tuple[str, str], ...] = ()
+    body: str | None = None  # what the JSON body is; None: no body
+    answers: Mapping[int, str] = field(default_factory=lambda: {200: "the result"})
+    auth: str = "token"  # "token", "dsn" or "none"
+    paged: bool = False
+
+
+def _op(method: str, path: str, summary: str, tag: str, **kwargs: Any) -> Operation:
+    return Operation(method, path, summary, tag, **kwargs)
+
+
+_NOT_FOUND = {404: "not found, or not this organization's"}
+_FIELD_ERRORS = {400: "invalid: `{field: [reason]}` and `detail`"}
+
+OPERATIONS: Final[tuple[Operation, ...]] = (
+    # --- ingest (Sentry's, for SDKs and cron wrappers) ---
+    _op(
+        "POST",
+        "/api/{project_id}/envelope/",
+        "Ingest an envelope: its check_in items become check-ins",
+        "ingest",
+        body="a Sentry envelope (identity, gzip, deflate or br); see README.md",
+        answers={
+            200: "accepted and durable: `{id}`",
+            400: "not an envelope",
+            401: "no DSN key",
+            403: "a key of another project, or disabled",
+            413: "over VIGIL_MAX_MESSAGE_BYTES",
+            429: "over the project's check-in quota (`X-Sentry-Rate-Limits`)",
+            503: "the log is unavailable",
+        },
+        auth="dsn",
+    ),
+    *(
+        _op(
+            method,
+            path,
+            "Record a check-in (curl, cron wrappers)",
+            "ingest",
+            query=(
+                ("status", "in_progress, ok or error"),
+                ("check_in_id", "the run's id (else the latest in_progress one)"),
+                ("environment", "the monitor environment"),
+                ("duration", "seconds"),
+            ),
+            body="optional JSON check-in with `monitor_config` (POST)"
+            if method == "POST"
+            else None,
+            answers={
+                202: "accepted and durable (empty body)",
+                400: "not a check-in",
+                401: "no DSN key",
+                403: "a key of another project, or disabled",
+                413: "over VIGIL_MAX_MESSAGE_BYTES",
+                503: "the log is unavailable",
+            },
+            auth="dsn",
+        )
+        for path in (
+            "/api/{project_id}/cron/{monitor_slug}/{sentry_key}/",
+            "/api/{project_id}/cron/{monitor_slug}/",
+        )
+        for method in ("GET", "POST")
+    ),
+    # --- organizations, projects, keys ---
+    _op("GET", ORG + "/", "The organization, with its features", "organizations"),
+    _op("GET", ORG + "/projects/", "The organization's projects", "organizations"),
+    _op("GET", PROJECT + "/keys/", "The project's DSN keys", "keys"),
+    _op(
+        "POST",
+        PROJECT + "/keys/",
+        "Make a DSN key",
+        "keys",
+        body='`{"name"}`',
+        answers={201: "the key, with its DSN"},
+    ),
+    _op(
+        "PUT",
+        PROJECT + "/keys/{key_id}/",
+        "Enable or disable a DSN key",
+        "keys",
+        body='`{"isActive"}`, `{"name"}`',
+        answers={200: "the key", **_NOT_FOUND},
+    ),
+    # --- dynamic sampling ---
+    _op(
+        "GET",
+        ORG + "/dynamic-sampling/custom-rules/",
+        "Find the custom sampling rule of a query",
+        "dynamic-sampling",
+        query=(("query", "the rule's query"), ("project", "project ids, repeatable")),
+        answers={200: "the rule", 204: "no such rule", **_FIELD_ERRORS},
+    ),
+    _op(
+        "POST",
+        ORG + "/dynamic-sampling/custom-rules/",
+        "Create or extend a custom sampling rule",
+        "dynamic-sampling",
+        body='`{"query", "projects", "period"}`; see docs/dynamic-sampling.md',
+        answers={200: "the rule", **_FIELD_ERRORS},
+    ),
+    # --- crons ---
+    _op(
+        "GET",
+        ORG + "/monitors/",
+        "List monitors",
+        "monitors",
+        query=(("project", "project slug or id, repeatable; -1: all"), ("query", "words")),
+        paged=True,
+    ),
+    _op(
+        "POST",
+        ORG + "/monitors/",
+        "Create a monitor",
+        "monitors",
+        body='`{"project", "name", "slug"?, "config"}`; see docs/crons.md',
+        answers={201: "the monitor", **_FIELD_ERRORS},
+    ),
+    *(
+        op
+        for base in (MONITOR, PROJECT_MONITOR)
+        for op in (
+            _op(
+                "GET",
+                base + "/",
+                "A monitor with its environments",
+                "monitors",
+                answers={200: "the monitor", **_NOT_FOUND},
+            ),
+            _op(
+                "PUT",
+                base + "/",
+                "Change a monitor (name, slug, config, isMuted, status)",
+                "monitors",
+                body='`{"name"?, "slug"?, "config"?, "isMuted"?, "status"?}`',
+                answers={200: "the monitor", **_FIELD_ERRORS, **_NOT_FOUND},
+            ),
+            _op(
+                "DELETE",
+                base + "/",
+                "Delete a monitor",
+                "monitors",
+                answers={202: "deleted", **_NOT_FOUND},
+            ),
+            _op(
+                "GET",
+                base + "/checkins/",
+                "A monitor's check-ins, newest first",
+                "monitors",
+                query=(
+                    ("environment", "repeatable"),
+                    ("start", "ISO-8601"),
+                    ("end", "ISO-8601"),
+                ),
+                paged=True,
+            ),
+            _op("GET", base + "/processing-errors/", "A monitor's processing errors", "monitors"),
+            _op(
+                "DELETE",
+                base + "/processing-errors/",
+                "Delete a monitor's processing errors of a type",
+                "monitors",
+                query=(("errortype", "the error type id"),),
+                answers={204: "deleted", **_FIELD_ERRORS},
+            ),
+        )
+    ),
+    _op("GET", PROJECT + "/processing-errors/", "A project's processing errors", "monitors"),
+    _op(
+        "DELETE",
+        PROJECT + "/processing-errors/",
+        "Delete a project's processing errors of a type",
+        "monitors",
+        query=(("errortype", "the error type id"),),
+        answers={204: "deleted", **_FIELD_ERRORS},
+    ),
+    _op(
+        "DELETE",
+        PROJECT + "/processing-errors/{error_id}/",
+        "Delete one processing error record",
+        "monitors",
+        answers={204: "deleted", **_NOT_FOUND},
+    ),
+    _op("GET", ORG + "/monitors-clock/", "The crons clock", "monitors"),
+    # --- issue platform ---
+    _op(
+        "POST",
+        PROJECT + "/occurrences/",
+        "Submit an occurrence or a status change",
+        "issues",
+        body="one ingest-occurrences message; see docs/issues-api.md",
+        answers={
+            202: "accepted and durable: `{id}`",
+            **_FIELD_ERRORS,
+            413: "too large",
+            503: "the log is unavailable",
+        },
+    ),
+    *(
+        _op(
+            "GET",
+            path,
+            "List issues",
+            "issues",
+            query=(
+                ("project", "project slug or id, repeatable; -1: all"),
+                ("query", "Sentry search; see docs/issues-api.md"),
+                ("environment", "repeatable"),
+                ("statsPeriod", "24h, 14d, …"),
+                ("start", "ISO-8601"),
+                ("end", "ISO-8601"),
+                ("sort", "date, new, freq or priority"),
+                ("limit", "results per page, 1-100"),
+            ),
+            answers={200: "the issues (`X-Hits`: how many match)", **_FIELD_ERRORS},
+            paged=True,
+        )
+        for path in (ORG + "/issues/", PROJECT + "/issues/")
+    ),
+    _op(
+        "PUT",
+        ORG + "/issues/",
+        "Change the status or priority of the issues named by id=",
+        "issues",
+        query=(("id", "an issue id, repeatable"),),
+        body='`{"status", "substatus"?, "statusDetails"?}` and/or `{"priority"}`',
+        answers={200: "the change", **_FIELD_ERRORS, **_NOT_FOUND},
+    ),
+    _op(
+        "GET",
+        ISSUE + "/",
+        "An issue, with its activity",
+        "issues",
+        answers={200: "the issue", **_NOT_FOUND},
+    ),
+    _op(
+        "PUT",
+        ISSUE + "/",
+        "Resolve, unresolve, ignore, prioritise or unassign an issue",
+        "issues",
+        body='`{"status", "substatus"?, "statusDetails"?}`, `{"priority"}`, `{"assignedTo": null}`',
+        answers={200: "the issue", **_FIELD_ERRORS, **_NOT_FOUND},
+    ),
+    _op(
+        "GET",
+        ISSUE + "/events/",
+        "An issue's events, newest first",
+        "issues",
+        query=(("environment", "repeatable"), ("full", "true: every field")),
+        paged=True,
+    ),
+    *(
+        _op(
+            "GET",
+            ISSUE + f"/events/{which}/",
+            summary,
+            "issues",
+            answers={200: "the event", **_NOT_FOUND},
+        )
+        for which, summary in (
+            ("latest", "An issue's latest event"),
+            ("oldest", "An issue's oldest event"),
+            ("{event_id}", "One of an issue's events"),
+        )
+    ),
+    # --- operations ---
+    _op(
+        "GET",
+        "/_health/",
+        "Liveness; with full=1, the database and the log too",
+        "operations",
+        query=(("full", "1: check the database and the log"),),
+        answers={200: "healthy", 503: "a check failed"},
+        auth="none",
+    ),
+    _op("GET", "/metrics", "Prometheus metrics", "operations", auth="none"),
+    _op("GET", OPENAPI_PATH, "This document", "operations", auth="none"),
+)
+
+
+def _parameters(op: Operation) -> list[dict[str, Any]]:
+    params: list[dict[str, Any]] = [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "description": _PATH_PARAMS[name],
+            "schema": {"type": "integer" if name in _INTEGER_PATH_PARAMS else "string"},
+        }
+        for name in _CONVERTOR.findall(op.path)
+    ]
+    query = op.query + (PAGINATION if op.paged else ())
+    params += [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": text,
+            "schema": {"type": "string"},
+        }
+        for name, text in query
+    ]
+    return params
+
+
+def _operation(op: Operation) -> dict[str, Any]:
+    answers: dict[str, Any] = {}
+    for status, text in sorted(op.answers.items()):
+        answer: dict[str, Any] = {"description": text}
+        if status not in (202, 204) and op.path != "/metrics":
+            answer["content"] = {"application/json": {"schema": {}}}
+        answers[str(status)] = answer
+    if op.auth == "token":
+        answers.setdefault("401", {"description": "no token, or not a valid one"})
+        answers.setdefault("403", {"description": "the token lacks the scope, or the organization"})
+    document: dict[str, Any] = {
+        "summary": op.summary,
+        "operationId": f"{op.method.lower()} {op.path}",
+        "tags": [op.tag],
+        "parameters": _parameters(op),
+        "responses": answers,
+    }
+    if op.body is not None:
+        document["requestBody"] = {
+            "description": op.body,
+            "required": op.method != "GET",
+            "content": {"application/json": {"schema": {}}},
+        }
+    if op.auth == "token":
+        document["security"] = [{"bearer": []}]
+    elif op.auth == "dsn":
+        document["security"] = [{"sentryAuth": []}, {"sentryKey": []}]
+    else:
+        document["security"] = []
+    return document
+
+
+def build_document(base_url: str) -> dict[str, Any]:
+    """The OpenAPI document, with `base_url` as its server."""
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "vigil",
+            "version": __version__,
+            "description": "Sentry-compatible cron monitoring and issue ingestion. Bodies "
+            "are Sentry's shapes: see README.md and docs/ for their fields.",
+        },
+        "servers": [{"url": base_url}],
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "an API token"},
+                "sentryAuth": {"type": "apiKey", "in": "header", "name": "X-Sentry-Auth"},
+                "sentryKey": {"type": "apiKey", "in": "query", "name": "sentry_key"},
+            }
+        },
+        "paths": paths,
+    }
+
+
+def openapi_endpoint(request: Request) -> JSONResponse:
+    return JSONResponse(build_document(services(request).settings.base_url))
+
+
+def routes() -> list[BaseRoute]:
+    return [Route(OPENAPI_PATH, openapi_endpoint, methods=["GET"], name=OPENAPI_PATH)]
