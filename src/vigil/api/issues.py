@@ -747,6 +747,8 @@ async def bulk_update_issues(request: Request) -> Response:
             )
         if priority is not None:
             result["priority"] = priority.label
+        if unassign:
+            result["assignedTo"] = None
         return JSONResponse(result)
 
     return await run_in_threadpool(write)
