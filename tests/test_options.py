@@ -82,6 +82,7 @@ def test_killswitch_is_read_again_only_after_its_cache_time(engine: Engine) -> N
         ("issues.occurrence-consumer.rate-limit.quota", {"limit": 50}),
         ("crons.system_incidents.pct_deviation_anomaly_threshold", -12.5),
         ("crons.system_incidents.tick_decision_window", 5),
+        ("crons.system_incidents.tick_decision_window", None),  # back to the default
     ],
 )
 def test_known_options_take_their_shape(key: str, value: Any) -> None:
@@ -103,6 +104,7 @@ def test_known_options_take_their_shape(key: str, value: Any) -> None:
             "takes {",
         ),
         ("crons.system_incidents.tick_decision_window", 0, "positive whole number"),
+        ("crons.system_incidents.pct_deviation_anomaly_threshold", float("nan"), "a number"),
     ],
 )
 def test_unknown_keys_and_wrong_shapes_are_refused(key: str, value: Any, reason: str) -> None:

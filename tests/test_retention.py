@@ -59,6 +59,8 @@ def scenario(engine: Engine, project: Project) -> dict[str, Any]:
     at(OLD, "alive", engine, project)
     at(RECENT, "alive", engine, project)
     at(OLD, "noisy", engine, project, type=N_PLUS_ONE)
+    # Events that claim to be old, but were received lately (a backfill, a wrong clock).
+    process(engine, occurrence(project.id, "backfilled", at=OLD), now=RECENT)
     # Crons: an incident opened and resolved long ago, another opened and resolved lately;
     # another monitor's incident opened long ago and still open.
     send = Sender(engine, project, CheckinProcessing())
@@ -88,11 +90,17 @@ def test_what_is_older_than_the_retention_goes(
     assert group_of(engine, project, "stale") is None
     alive = group_of(engine, project, "alive")
     assert alive is not None
-    assert count(engine, group) == 1
+    # The backfilled issue stays, with its event and occurrence: vigil got them lately.
+    backfilled = group_of(engine, project, "backfilled")
+    assert backfilled is not None
+    assert count(engine, group) == 2
+    assert count(engine, event, event.c.group_id == backfilled) == 1
+    assert count(engine, issue_occurrence, issue_occurrence.c.group_id == backfilled) == 1
     # The issue still seen keeps only its recent event and occurrence.
-    assert count(engine, event) == 1
+    assert count(engine, event, event.c.group_id == alive) == 1
     assert count(engine, event, event.c.group_id == alive, event.c.timestamp >= cutoff) == 1
-    assert count(engine, issue_occurrence) == 1
+    assert count(engine, issue_occurrence, issue_occurrence.c.group_id == alive) == 1
+    assert count(engine, event) == count(engine, issue_occurrence) == 2
     # Check-ins before the cutoff are gone; the incident resolved before it too.
     assert count(engine, monitor_checkin, monitor_checkin.c.date_added < cutoff) == 0
     assert count(engine, monitor_checkin) == 2
@@ -104,15 +112,16 @@ def test_what_is_older_than_the_retention_goes(
     assert kept[still_open.id].starting_timestamp is not None
     assert kept[recent.id].resolving_checkin_id == recent.resolving_checkin_id
 
-    assert removed == Removed(issues=1, events=2, occurrences=2, checkins=4, incidents=1)
-    assert seen == {"issues": 1, "events": 2, "occurrences": 2, "checkins": 4, "incidents": 1}
+    # (The stale issue's event and occurrence are counted as such, deleted before it.)
+    assert removed == Removed(issues=1, events=3, occurrences=3, checkins=4, incidents=1)
+    assert seen == {"issues": 1, "events": 3, "occurrences": 3, "checkins": 4, "incidents": 1}
     # A second run finds nothing more.
     assert remove_expired(engine, NOW, 90).total() == 0
 
 
 def test_zero_days_keeps_everything(engine: Engine, scenario: dict[str, Any]) -> None:
     assert remove_expired(engine, NOW, 0).total() == 0
-    assert count(engine, group) == 2
+    assert count(engine, group) == 3
     assert count(engine, monitor_checkin) == 6
 
 
@@ -135,7 +144,7 @@ def test_the_cleanup_command_reports_what_it_deleted(
     assert result.returncode == 0, result.stderr
     assert "deleting what is older than 90 days" in result.stdout
     assert "  checkins: 4 deleted" in result.stdout
-    assert "done: 1 issues, 2 events, 2 occurrences, 4 check-ins, 1 incidents" in result.stdout
+    assert "done: 1 issues, 3 events, 3 occurrences, 4 check-ins, 1 incidents" in result.stdout
     refused = cleanup("--days", "-1")
     assert refused.returncode != 0
     assert "--days" in refused.stderr

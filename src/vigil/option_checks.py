@@ -4,6 +4,7 @@ then silently ignored by the process that reads it. No I/O."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -21,7 +22,8 @@ def _is_bool(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    # (json.loads reads NaN and Infinity, which PostgreSQL's JSON cannot store)
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _is_positive_int(value: Any) -> bool:
@@ -86,11 +88,11 @@ OPTIONS: Final[Mapping[str, tuple[str, Check]]] = {
 
 def check_option(key: str, value: Any) -> None:
     """ValueError, saying what is expected, unless `key` is an option vigil reads and
-    `value` has the shape it takes."""
+    `value` has the shape it takes, or is null (which its readers take as unset)."""
     known = OPTIONS.get(key)
     if known is None:
         names = ", ".join(sorted(OPTIONS))
         raise ValueError(f"unknown option {key!r}; vigil reads: {names}")
     expected, check = known
-    if not check(value):
-        raise ValueError(f"{key} takes {expected}")
+    if value is not None and not check(value):  # null: back to the default
+        raise ValueError(f"{key} takes {expected} (or null for the default)")

@@ -5,8 +5,13 @@ does for a self-hosted install (90 days by default; 0 keeps everything).
   occurrences, environments, releases seen, inbox, activity, history, snooze);
 - events and occurrences before the cutoff of issues still seen, and those that made no
   issue (noise gate, quota) or were stored for none;
-- crons check-ins before the cutoff, and incidents resolved before it (a check-in an
-  incident still refers to stays).
+- crons check-ins before the cutoff, and incidents resolved before it (the check-in
+  that resolved an incident kept stays; an open incident keeps its start time, not
+  necessarily its starting check-in).
+
+"Before the cutoff" goes by when vigil stored a row, not only by the time a client
+claims: an issue whose events say they are old but that still gets occurrences stays,
+and so do events received lately.
 
 Monitors, their environments' state, releases and environments themselves stay.
 
@@ -89,22 +94,57 @@ def remove_expired(
     return removed
 
 
+def _stale_issues(project_id: int, cutoff: datetime) -> tuple[Any, ...]:
+    """Issues last seen before the cutoff, and with no occurrence stored since: an
+    event's time is the client's, so an issue whose events claim to be old but keep
+    arriving stays."""
+    g, o = group_table, occurrence_table
+    recent = select(o.c.group_id).where(o.c.group_id == g.c.id, o.c.date_added >= cutoff)
+    return (g.c.project_id == project_id, g.c.last_seen < cutoff, ~recent.exists())
+
+
+def _old_events(group_id: int | None, project_id: int, cutoff: datetime) -> tuple[Any, ...]:
+    """A group's events (None: events of no group) from before the cutoff, by their
+    time and by when they were received (a backfilled event stays its full time)."""
+    e = event_table
+    of_group = e.c.group_id.is_(None) if group_id is None else e.c.group_id == group_id
+    return (of_group, e.c.project_id == project_id, e.c.timestamp < cutoff, e.c.received < cutoff)
+
+
+def _old_occurrences(group_id: int | None, project_id: int, cutoff: datetime) -> tuple[Any, ...]:
+    # (An occurrence id is unique per project only: the project is part of the match.)
+    o = occurrence_table
+    of_group = o.c.group_id.is_(None) if group_id is None else o.c.group_id == group_id
+    return (of_group, o.c.project_id == project_id, o.c.date_added < cutoff)
+
+
 def _issues(engine: Engine, project_id: int, cutoff: datetime, report: Progress) -> None:
     g = group_table
+    stale = _stale_issues(project_id, cutoff)
+    tried: set[int] = set()
     while True:
-        with engine.begin() as conn:
-            ids = _ids(
-                conn,
-                select(g.c.id)
-                .where(g.c.project_id == project_id, g.c.last_seen < cutoff)
-                .limit(GROUP_BATCH),
-            )
-            if ids:
-                # The foreign keys take the issue's rows with it (ON DELETE CASCADE).
-                conn.execute(delete(g).where(g.c.id.in_(ids)))
-        report("issues", len(ids))
-        if len(ids) < GROUP_BATCH:
+        with engine.connect() as conn:
+            ids = _ids(conn, select(g.c.id).where(*stale).order_by(g.c.id).limit(GROUP_BATCH))
+        ids = [i for i in ids if i not in tried]
+        if not ids:
             return
+        tried.update(ids)
+        # Their many rows in small batches first; then the groups, each only if it is
+        # still stale (an occurrence may have come meanwhile), taking the rest with them
+        # (ON DELETE CASCADE: hashes, activity, history, inbox, environments).
+        for group_id in ids:
+            _delete_old_rows(engine, group_id, project_id, cutoff, report)
+        with engine.begin() as conn:
+            done = conn.execute(delete(g).where(g.c.id.in_(ids), *stale)).rowcount
+        report("issues", int(done))
+
+
+def _delete_old_rows(
+    engine: Engine, group_id: int | None, project_id: int, cutoff: datetime, report: Progress
+) -> None:
+    o, e = occurrence_table, event_table
+    _in_batches(engine, o, _old_occurrences(group_id, project_id, cutoff), "occurrences", report)
+    _in_batches(engine, e, _old_events(group_id, project_id, cutoff), "events", report)
 
 
 def _events_of_seen_issues(
@@ -112,25 +152,16 @@ def _events_of_seen_issues(
 ) -> None:
     g = group_table
     with engine.connect() as conn:
-        older = _ids(
-            conn, select(g.c.id).where(g.c.project_id == project_id, g.c.first_seen < cutoff)
-        )
-    o, e = occurrence_table, event_table
+        first_seen_before = (g.c.project_id == project_id, g.c.first_seen < cutoff)
+        older = _ids(conn, select(g.c.id).where(*first_seen_before))
     for group_id in older:
-        old_occurrences = (o.c.group_id == group_id, o.c.date_added < cutoff)
-        _in_batches(engine, o, old_occurrences, "occurrences", report)
-        _in_batches(engine, e, (e.c.group_id == group_id, e.c.timestamp < cutoff), "events", report)
+        _delete_old_rows(engine, group_id, project_id, cutoff, report)
 
 
 def _without_issue(engine: Engine, project_id: int, cutoff: datetime, report: Progress) -> None:
     """Occurrences that made no issue, and events stored for no issue (noise-gated ones,
     ones an occurrence looks up)."""
-    o, e = occurrence_table, event_table
-    # (An occurrence id is unique per project only: the project is part of the match.)
-    conditions = (o.c.group_id.is_(None), o.c.project_id == project_id, o.c.date_added < cutoff)
-    _in_batches(engine, o, conditions, "occurrences", report)
-    conditions = (e.c.group_id.is_(None), e.c.project_id == project_id, e.c.timestamp < cutoff)
-    _in_batches(engine, e, conditions, "events", report)
+    _delete_old_rows(engine, None, project_id, cutoff, report)
 
 
 def _incidents(engine: Engine, environment_id: int, cutoff: datetime, report: Progress) -> None:
@@ -148,18 +179,17 @@ def _incidents(engine: Engine, environment_id: int, cutoff: datetime, report: Pr
 
 def _checkins(engine: Engine, environment_id: int, cutoff: datetime, report: Progress) -> None:
     c, i = checkin_table, incident_table
-    with engine.connect() as conn:
-        # The check-ins that resolved the incidents kept: the incident needs them.
-        kept = _ids(
-            conn,
-            select(i.c.resolving_checkin_id).where(
-                i.c.monitor_environment_id == environment_id,
-                i.c.resolving_checkin_id.is_not(None),
-            ),
-        )
-    conditions = [c.c.monitor_environment_id == environment_id, c.c.date_added < cutoff]
-    if kept:
-        conditions.append(c.c.id.not_in(kept))
+    # A check-in that resolved an incident kept stays: the incident needs it. (An open
+    # incident's starting check-in may go: the incident keeps its start time.) Asked
+    # in each batch's own statements, so a resolution meanwhile is seen.
+    resolving = select(i.c.resolving_checkin_id).where(
+        i.c.monitor_environment_id == environment_id, i.c.resolving_checkin_id.is_not(None)
+    )
+    conditions = (
+        c.c.monitor_environment_id == environment_id,
+        c.c.date_added < cutoff,
+        c.c.id.not_in(resolving),
+    )
     _in_batches(engine, c, conditions, "checkins", report)
 
 

@@ -61,6 +61,9 @@ def test_counts_and_windows_are_kept() -> None:
         ({"ignoreDuration": 10**12}, "ignoreDuration"),
         ({"ignoreUntil": "tomorrow"}, "ignoreUntil"),
         ({"ignoreUntil": 1700000000}, "ignoreUntil"),
+        # in UTC these fall off the calendar
+        ({"ignoreUntil": "9999-12-31T23:59:59-01:00"}, "ignoreUntil"),
+        ({"ignoreUntil": "0001-01-01T00:00:00+01:00"}, "ignoreUntil"),
         ({"ignoreUserWindow": 99999, "ignoreUserCount": 1}, "ignoreUserWindow"),
     ],
 )

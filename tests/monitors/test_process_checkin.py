@@ -27,9 +27,14 @@ from vigil.monitors.checkin_processing import (
     CheckinProcessing,
     process_checkin,
     process_checkins,
+    validate_checkin,
 )
 from vigil.monitors.enums import CheckInStatus, MonitorStatus, ObjectStatus
-from vigil.monitors.processing_errors import CheckinItem, ProcessingErrorType
+from vigil.monitors.processing_errors import (
+    CheckinItem,
+    ProcessingErrorsException,
+    ProcessingErrorType,
+)
 from vigil.monitors.store import get_monitor
 from vigil.tenancy import store as tenancy
 from vigil.tenancy.store import Project
@@ -206,6 +211,17 @@ def test_validation_errors_name_the_field(
     send(monitor_config=DAILY, **fields)
     assert checkins(engine) == []
     assert errors(engine, project) == [[{"type": 5, "errors": expected}]]
+
+
+def test_an_integer_duration_past_any_float_is_refused_not_a_crash() -> None:
+    # JSON written by a producer's own encoder may hold it (orjson, here, would not).
+    with pytest.raises(ProcessingErrorsException) as raised:
+        validate_checkin({"status": "ok", "duration": 10**400})
+    [error] = raised.value.errors
+    assert error.to_dict() == {
+        "type": 5,
+        "errors": {"duration": ["Ensure this value is less than or equal to 2147483647."]},
+    }
 
 
 def test_a_duration_is_truncated_to_milliseconds_before_its_range_is_checked(

@@ -93,11 +93,12 @@ def _moment(details: Mapping[str, Any]) -> datetime | None:
         if not isinstance(value, str):
             raise ValueError
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        # (in UTC, a moment at the calendar's very edge may fall off it: OverflowError)
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise InvalidSnooze(
             "ignoreUntil", f"ignoreUntil must be an ISO-8601 date-time, not {value!r}"
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def time_is_up(snooze: Snooze, now: datetime) -> bool:

@@ -65,7 +65,8 @@ def expire_snoozes(engine: Engine, now: datetime) -> int:
     while True:
         with engine.begin() as conn:
             due = groups_due(conn, now, EXPIRY_BATCH)
-            for group_id in due:
+            # Locked in id order, as the consumer and bulk changes lock groups (no deadlock).
+            for group_id in sorted(due):
                 grp = get_group(conn, group_id, for_update=True)
                 snooze = get_snooze(conn, group_id)
                 if grp is None or snooze is None or not time_is_up(snooze, now):

@@ -371,12 +371,10 @@ def validate_checkin(
     if raw_duration is not None:
         # int(seconds * 1000), as the reference, then the range; seconds near the float
         # maximum are infinite in milliseconds, and NaN is no number (msgpack has both).
-        milliseconds = (
-            raw_duration * 1000
-            if isinstance(raw_duration, int | float) and not isinstance(raw_duration, bool)
-            else math.nan
-        )
-        if math.isnan(milliseconds):
+        is_number = isinstance(raw_duration, int | float) and not isinstance(raw_duration, bool)
+        milliseconds = raw_duration * 1000 if is_number else math.nan
+        # (an int stays an int, however large: only a float can be NaN)
+        if isinstance(milliseconds, float) and math.isnan(milliseconds):
             errors["duration"] = ["A valid integer is required."]
         elif milliseconds <= -1:
             errors["duration"] = ["Ensure this value is greater than or equal to 0."]
