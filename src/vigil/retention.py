@@ -105,7 +105,8 @@ def _stale_issues(project_id: int, cutoff: datetime) -> tuple[Any, ...]:
 
 def _old_events(group_id: int | None, project_id: int, cutoff: datetime) -> tuple[Any, ...]:
     """A group's events (None: events of no group) from before the cutoff, by their
-    time and by when they were received (a backfilled event stays its full time)."""
+    time and by when they were received (a backfilled event is kept for the retention
+    from when it came)."""
     e = event_table
     of_group = e.c.group_id.is_(None) if group_id is None else e.c.group_id == group_id
     return (of_group, e.c.project_id == project_id, e.c.timestamp < cutoff, e.c.received < cutoff)
