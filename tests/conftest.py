@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -101,3 +103,16 @@ def subprocess_env(settings: Settings) -> dict[str, str]:
         VIGIL_BIND=settings.bind,
     )
     return {k: v for k, v in env.items() if v != ""}
+
+
+def run_vigil(
+    settings: Settings, *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`vigil ARGS...` as a child process using these settings, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "vigil", *args],
+        env=subprocess_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
-from tests.conftest import subprocess_env
+from tests.conftest import run_vigil
 from vigil.config import Settings
 from vigil.monitors.consumer import KillswitchCache
 from vigil.option_checks import check_option
@@ -116,13 +115,7 @@ def test_the_command_refuses_a_typo_and_stores_a_good_value(
     stack: Settings, engine: Engine
 ) -> None:
     def vigil(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "vigil", "option", *args],
-            env=subprocess_env(stack),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return run_vigil(stack, "option", *args)
 
     refused = vigil("set", CRONS_DISABLE_CHECKIN, '{"organization_id": 1}')
     assert refused.returncode != 0

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
-from tests.conftest import subprocess_env
+from tests.conftest import run_vigil
 from tests.support.tenants import make_tenant
 from vigil.config import Settings
 from vigil.sampling import rules
@@ -42,13 +40,7 @@ def test_periodic_once_deactivates_expired_sampling_rules(stack: Settings, engin
             now=now - timedelta(minutes=5),
             **common,
         )
-    result = subprocess.run(
-        [sys.executable, "-m", "vigil", "periodic", "--once"],
-        env=subprocess_env(stack),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_vigil(stack, "periodic", "--once")
     assert result.returncode == 0, result.stderr
     with engine.connect() as conn:
         after_expired = rules.get_rule(conn, expired.id)

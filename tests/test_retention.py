@@ -5,14 +5,13 @@ still refers to, stays."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
 
-from tests.conftest import subprocess_env
+from tests.conftest import run_vigil
 from tests.issues.occurrences import N_PLUS_ONE, make_project, occurrence, process
 from tests.support.checkins import Sender, incidents
 from vigil.config import Settings
@@ -129,13 +128,7 @@ def test_the_cleanup_command_reports_what_it_deleted(
     stack: Settings, engine: Engine, scenario: dict[str, Any]
 ) -> None:
     def cleanup(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "vigil", "cleanup", *args],
-            env=subprocess_env(stack),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        return run_vigil(stack, "cleanup", *args)
 
     kept_longer = cleanup("--days", "200")
     assert kept_longer.returncode == 0, kept_longer.stderr

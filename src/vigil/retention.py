@@ -253,8 +253,3 @@ class Retention:
                     "incidents": removed.incidents,
                 },
             )
-
-    def wait(self, timeout: float | None = None) -> None:
-        """Wait for a run in progress (tests, shutdown)."""
-        if self._thread is not None:
-            self._thread.join(timeout)

@@ -1,5 +1,5 @@
 """An ignore until a condition is met (`vigil.issues.snooze`): reading the condition
-from the API's statusDetails, and when it is met."""
+from the API's statusDetails, when it is met, and how the API shows it."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
+from vigil.api.issues import snooze_status_details as status_details
 from vigil.issues.snooze import (
     InvalidSnooze,
     Snooze,
     condition_met,
     has_condition,
     snooze_from_details,
-    status_details,
 )
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

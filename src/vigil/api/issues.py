@@ -89,7 +89,6 @@ from vigil.issues.snooze import (
     has_condition,
     snooze_from_details,
 )
-from vigil.issues.snooze import status_details as snooze_status_details
 from vigil.issues.snooze_store import get_snooze, get_snoozes, set_snooze
 from vigil.issues.status_change import (
     INVALID_SUBSTATUS,
@@ -150,6 +149,18 @@ def _label(enum_type: Any, value: int | None) -> str | None:
         return str(enum_type(value).label)
     except ValueError:
         return None
+
+
+def snooze_status_details(snooze: Snooze) -> dict[str, Any]:
+    """`statusDetails` of an issue ignored until the snooze's condition, as Sentry's."""
+    return {
+        "ignoreCount": snooze.count,
+        "ignoreUntil": format_date(snooze.until),
+        "ignoreUserCount": snooze.user_count,
+        "ignoreUserWindow": snooze.user_window,
+        "ignoreWindow": snooze.window,
+        "actor": None,
+    }
 
 
 def _status_details(

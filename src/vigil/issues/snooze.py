@@ -1,6 +1,6 @@
 """Ignoring an issue until a condition is met (Sentry's "archive until …", its
-GroupSnooze): reading the condition from the issues API's `statusDetails`, deciding
-whether it is met, and its API form. No I/O.
+GroupSnooze): reading the condition from the issues API's `statusDetails` and deciding
+whether it is met. No I/O.
 
 The conditions, as Sentry's: `ignoreDuration` (minutes from now) or `ignoreUntil` (a
 moment) ends it in time; `ignoreCount` more occurrences end it, or, with `ignoreWindow`
@@ -116,19 +116,3 @@ def condition_met(snooze: Snooze, *, now: datetime, times_seen: int, in_window: 
             return in_window >= snooze.count
         return times_seen >= snooze.times_seen + snooze.count
     return False
-
-
-def status_details(snooze: Snooze) -> dict[str, Any]:
-    """The API's `statusDetails` of an issue ignored until the snooze's condition."""
-    return {
-        "ignoreCount": snooze.count,
-        "ignoreUntil": None if snooze.until is None else _iso(snooze.until),
-        "ignoreUserCount": snooze.user_count,
-        "ignoreUserWindow": snooze.user_window,
-        "ignoreWindow": snooze.window,
-        "actor": None,
-    }
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
