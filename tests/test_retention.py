@@ -141,3 +141,24 @@ def test_the_cleanup_command_reports_what_it_deleted(
     refused = cleanup("--days", "-1")
     assert refused.returncode != 0
     assert "--days" in refused.stderr
+
+
+def test_an_issue_still_seen_loses_old_occurrences_without_events(
+    engine: Engine, project: Project
+) -> None:
+    # An issue first seen long ago whose old occurrence has no event left (as when the
+    # event was looked up, or deleted before): found by its occurrence alone. An issue
+    # with nothing old is left alone.
+    at(OLD, "alive", engine, project)
+    at(RECENT, "alive", engine, project)
+    at(RECENT, "young", engine, project)
+    alive = group_of(engine, project, "alive")
+    with engine.begin() as conn:
+        conn.execute(event.delete().where(event.c.group_id == alive, event.c.timestamp < RECENT))
+
+    removed = remove_expired(engine, NOW, 90)
+
+    assert removed == Removed(occurrences=1)
+    assert count(engine, issue_occurrence, issue_occurrence.c.group_id == alive) == 1
+    assert count(engine, group) == 2
+    assert count(engine, event) == count(engine, issue_occurrence) == 2

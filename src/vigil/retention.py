@@ -104,19 +104,29 @@ def _stale_issues(project_id: int, cutoff: datetime) -> tuple[Any, ...]:
 
 
 def _old_events(group_id: int | None, project_id: int, cutoff: datetime) -> tuple[Any, ...]:
-    """A group's events (None: events of no group) from before the cutoff, by their
-    time and by when they were received (a backfilled event is kept for the retention
-    from when it came)."""
+    """A group's events (None: events of no group) from before the cutoff."""
     e = event_table
     of_group = e.c.group_id.is_(None) if group_id is None else e.c.group_id == group_id
-    return (of_group, e.c.project_id == project_id, e.c.timestamp < cutoff, e.c.received < cutoff)
+    return (of_group, *_event_is_old(project_id, cutoff))
+
+
+def _event_is_old(project_id: int, cutoff: datetime) -> tuple[Any, ...]:
+    """An event of the project from before the cutoff, by its time and by when it was
+    received (a backfilled event is kept for the retention from when it came)."""
+    e = event_table
+    return (e.c.project_id == project_id, e.c.timestamp < cutoff, e.c.received < cutoff)
 
 
 def _old_occurrences(group_id: int | None, project_id: int, cutoff: datetime) -> tuple[Any, ...]:
-    # (An occurrence id is unique per project only: the project is part of the match.)
     o = occurrence_table
     of_group = o.c.group_id.is_(None) if group_id is None else o.c.group_id == group_id
-    return (of_group, o.c.project_id == project_id, o.c.date_added < cutoff)
+    return (of_group, *_occurrence_is_old(project_id, cutoff))
+
+
+def _occurrence_is_old(project_id: int, cutoff: datetime) -> tuple[Any, ...]:
+    # (An occurrence id is unique per project only: the project is part of the match.)
+    o = occurrence_table
+    return (o.c.project_id == project_id, o.c.date_added < cutoff)
 
 
 def _issues(engine: Engine, project_id: int, cutoff: datetime, report: Progress) -> None:
@@ -151,10 +161,24 @@ def _delete_old_rows(
 def _events_of_seen_issues(
     engine: Engine, project_id: int, cutoff: datetime, report: Progress
 ) -> None:
-    g = group_table
+    g, e, o = group_table, event_table, occurrence_table
+    # Only the issues that have something to delete, found in one statement (an index
+    # probe per issue: event by group and time, occurrence by group and date), not two
+    # deletes per issue first seen before the cutoff, which every hourly run repeated
+    # for each long-lived issue.
+    old_events = select(e.c.id).where(e.c.group_id == g.c.id, *_event_is_old(project_id, cutoff))
+    old_occurrences = select(o.c.id).where(
+        o.c.group_id == g.c.id, *_occurrence_is_old(project_id, cutoff)
+    )
     with engine.connect() as conn:
-        first_seen_before = (g.c.project_id == project_id, g.c.first_seen < cutoff)
-        older = _ids(conn, select(g.c.id).where(*first_seen_before))
+        older = _ids(
+            conn,
+            select(g.c.id).where(
+                g.c.project_id == project_id,
+                g.c.first_seen < cutoff,
+                old_events.exists() | old_occurrences.exists(),
+            ),
+        )
     for group_id in older:
         _delete_old_rows(engine, group_id, project_id, cutoff, report)
 
