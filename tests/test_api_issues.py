@@ -206,6 +206,11 @@ def test_an_invalid_query_or_sort_is_a_400(server: str, tenant: Tenant) -> None:
     response = get(server, tenant, sort="trends")
     assert response.status_code == 400
     assert response.json()["detail"].startswith("Invalid sort 'trends'")
+    # A query of a thousand words: a reason, not the database's limit as a 500.
+    response = get(server, tenant, query=" ".join(["a"] * 1000))
+    assert response.status_code == 400
+    assert response.json() == {"detail": "Too many search terms: 1000 (at most 100)"}
+    assert get(server, tenant, query=" ".join(["a"] * 100)).status_code == 200
 
 
 def test_environment_filter(server: str, tenant: Tenant, engine: Engine) -> None:

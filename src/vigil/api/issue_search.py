@@ -12,8 +12,8 @@ Supported, as Sentry writes them (terms are ANDed):
 - a value list `key:[a, b]` or `key:a,b` matches any of them; `!key:value` excludes;
 - any other word (or "quoted phrase") must appear in the issue's title (case-insensitive).
 
-A `key:value` term with another key, or a value that key does not know, is an
-`InvalidQuery` with the reason (the API answers 400).
+A `key:value` term with another key, a value that key does not know, or more than
+`MAX_TERMS` terms is an `InvalidQuery` with the reason (the API answers 400).
 """
 
 from __future__ import annotations
@@ -106,6 +106,10 @@ _STATUS_TERMS: Final[dict[str, Filter]] = {
     },
 }
 
+# Each term is a condition of the query: SQLite refuses an expression over 1,000 deep,
+# and no person writes a hundred terms.
+MAX_TERMS: Final = 100
+
 # key:[a, b] | key:"a b" | "a phrase" | word
 _TOKEN = re.compile(r'!?[\w.]+:\[[^\]]*\]|!?[\w.]+:"[^"]*"|"[^"]*"|\S+')
 _KEY = re.compile(r"^(!?)([A-Za-z_][\w.]*):(?!//)(.*)$", re.DOTALL)  # not a URL
@@ -118,7 +122,10 @@ def parse_query(query: str, types: GroupTypeRegistry = registry) -> IssueSearch:
     environments: list[str] = []
     excluded: list[str] = []
     names_type = False
-    for token in _TOKEN.findall(query):
+    tokens = _TOKEN.findall(query)
+    if len(tokens) > MAX_TERMS:
+        raise InvalidQuery(f"Too many search terms: {len(tokens)} (at most {MAX_TERMS})")
+    for token in tokens:
         matched = _KEY.match(token)
         if matched is None:
             word = token[1:-1] if len(token) >= 2 and token[0] == token[-1] == '"' else token
