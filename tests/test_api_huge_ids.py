@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
+from tests.conftest import run_vigil
 from tests.support.live_server import live_server
 from tests.support.tenants import Tenant, make_tenant
 from vigil.api.app import create_app
@@ -176,3 +177,11 @@ def test_a_stats_period_beyond_the_calendar_is_a_field_error(
     )
     assert response.status_code == 400, response.text
     assert "statsPeriod" in response.json()
+
+
+def test_revoking_a_token_by_an_id_no_row_can_have(stack: Settings, tenant: Tenant) -> None:
+    for token_id in (HUGE, "0", "-5"):
+        result = run_vigil(stack, "token", "revoke", "--org", "acme", "--id", token_id)
+        assert result.returncode != 0
+        assert f"token {int(token_id)} does not exist in organization 'acme'" in result.stderr
+        assert "Traceback" not in result.stderr

@@ -44,6 +44,10 @@ def test_postgres_urls_select_psycopg(tmp_path: Path) -> None:
         ({"VIGIL_PUBLIC_URL": "example.com"}, "VIGIL_PUBLIC_URL must start with http"),
         ({"VIGIL_TOPIC_PREFIX": "a b"}, "VIGIL_TOPIC_PREFIX may only hold"),
         ({"VIGIL_CONFIG": "/nonexistent/vigil.toml"}, "not a readable file"),
+        (
+            {"VIGIL_RETENTION_DAYS": "99999999999"},
+            "VIGIL_RETENTION_DAYS must be at most 36,500, got 99,999,999,999",
+        ),
     ],
 )
 def test_invalid_values_name_the_setting(tmp_path: Path, env: dict[str, str], message: str) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from vigil import __version__, logs
-from vigil.config import ENV_VARS, ConfigError, Settings, load_settings
+from vigil.config import ENV_VARS, MAX_RETENTION_DAYS, ConfigError, Settings, load_settings
 from vigil.db.engine import make_engine
 from vigil.db.migrate import migrate
 from vigil.streams.backend import LogError
@@ -162,18 +162,19 @@ def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(settings: Settings, args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
     from vigil.retention import remove_expired
 
-    if args.days is not None and args.days < 1:
-        raise CommandError(f"--days must be at least 1, got {args.days}")
+    if args.days is not None and not 1 <= args.days <= MAX_RETENTION_DAYS:
+        raise CommandError(f"--days must be from 1 to {MAX_RETENTION_DAYS:,}, got {args.days:,}")
     days = settings.retention_days if args.days is None else args.days
     if days <= 0:
         print("nothing to do: retention is off (VIGIL_RETENTION_DAYS=0; or pass --days N)")
         return 0
     now = datetime.now(UTC)
-    print(f"deleting what is older than {days} days (before {now:%Y-%m-%d %H:%M} UTC)")
+    cutoff = now - timedelta(days=days)
+    print(f"deleting what is older than {days} days (before {cutoff:%Y-%m-%d %H:%M} UTC)")
     totals: dict[str, int] = {}
 
     def progress(kind: str, count: int) -> None:

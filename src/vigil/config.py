@@ -13,6 +13,9 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+# A century: more is no retention at all, and a date that far back does not exist.
+MAX_RETENTION_DAYS = 36_500
+
 
 class ConfigError(Exception):
     """An invalid setting; the message names the setting and what is wrong."""
@@ -93,7 +96,7 @@ def _positive_int(name: str) -> Callable[[str], int]:
     return parse
 
 
-def _non_negative_int(name: str) -> Callable[[str], int]:
+def _non_negative_int(name: str, most: int | None = None) -> Callable[[str], int]:
     def parse(raw: str) -> int:
         try:
             value = int(raw)
@@ -101,6 +104,8 @@ def _non_negative_int(name: str) -> Callable[[str], int]:
             raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
         if value < 0:
             raise ConfigError(f"{name} must not be negative, got {value}")
+        if most is not None and value > most:
+            raise ConfigError(f"{name} must be at most {most:,}, got {value:,}")
         return value
 
     return parse
@@ -195,7 +200,10 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
         "VIGIL_OCCURRENCE_MODE",
         _choice("VIGIL_OCCURRENCE_MODE", ("batched", "single")),
     ),
-    "retention_days": ("VIGIL_RETENTION_DAYS", _non_negative_int("VIGIL_RETENTION_DAYS")),
+    "retention_days": (
+        "VIGIL_RETENTION_DAYS",
+        _non_negative_int("VIGIL_RETENTION_DAYS", most=MAX_RETENTION_DAYS),
+    ),
 }
 
 ENV_VARS = {env: name for name, (env, _) in _PARSERS.items()}

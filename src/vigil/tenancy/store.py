@@ -260,6 +260,8 @@ def list_tokens(conn: Connection, org: Organization) -> list[ApiToken]:
 
 
 def revoke_token(conn: Connection, org: Organization, token_id: int) -> None:
+    if not in_range(token_id):  # not a row id: the driver would refuse it
+        raise NotFound(f"token {token_id} does not exist in organization {org.slug!r}")
     result = conn.execute(
         update(api_token)
         .where(and_(api_token.c.id == token_id, api_token.c.organization_id == org.id))
