@@ -5,6 +5,7 @@ reference's example message processed to an issue."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -41,7 +42,8 @@ from vigil.db.tables import (
     release_project,
     release_project_environment,
 )
-from vigil.issues import event_store
+from vigil.issues import event_store, occurrence_processing
+from vigil.issues.drop_log import DropLog
 from vigil.issues.enums import (
     ActivityType,
     GroupStatus,
@@ -271,13 +273,32 @@ def test_noise_counter_expires(engine: Engine, project: Project) -> None:
 
 
 def test_creation_quota_limits_new_groups_per_type_and_hour(
-    engine: Engine, project: Project
+    engine: Engine,
+    project: Project,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # (A fresh record of logged drops: the process-wide one remembers other tests'.)
+    monkeypatch.setattr(occurrence_processing, "drops", DropLog())
     for i in range(5):
         process(engine, occurrence(project.id, f"fp-{i}", type=P95_REGRESSION), now=T0)
-    dropped = process(engine, occurrence(project.id, "fp-5", type=P95_REGRESSION), now=later(30))
+    with caplog.at_level(logging.INFO, logger="vigil.issues"):
+        dropped = process(
+            engine, occurrence(project.id, "fp-5", type=P95_REGRESSION), now=later(30)
+        )
+        process(engine, occurrence(project.id, "fp-6", type=P95_REGRESSION), now=later(30))
     assert dropped is not None and dropped[1] is None
     assert len(groups(engine)) == 5
+    # The operator sees why, once (the next drop within the minute only counts).
+    lines = [r for r in caplog.records if r.message.startswith("occurrence dropped")]
+    assert [(r.message, r.__dict__["project_id"], r.__dict__["reason"]) for r in lines] == [
+        (
+            "occurrence dropped: the project has created 5 new issues of this type in the "
+            "last 3,600 s, its creation quota",
+            project.id,
+            "creation_quota",
+        )
+    ]
     # an existing group still takes occurrences
     updated = process(engine, occurrence(project.id, "fp-0", type=P95_REGRESSION), now=later(31))
     assert updated is not None and updated[1] is not None

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, update
 from vigil import metrics
 from vigil.db.tables import group as group_table
 from vigil.issues import event_store, group_store
+from vigil.issues.drop_log import drops
 from vigil.issues.enums import (
     ActivityType,
     GroupHistoryStatus,
@@ -162,6 +163,13 @@ def process_occurrence_message(
         key = occurrence_rate_limit_key(project_id, occurrence.fingerprint[0])
         if not w.take_quota(key, processing.rate_limit, now):
             metrics.ISSUE_MESSAGES.labels("dropped_rate_limited").inc()
+            drops.dropped(
+                "rate_limited",
+                project_id,
+                occurrence.type.slug,
+                "its fingerprint is over the occurrence rate limit "
+                "(option issues.occurrence-consumer.rate-limit.quota)",
+            )
             return None
     if w.occurrence_exists(occurrence.id, project_id):
         metrics.ISSUE_MESSAGES.labels("duplicate").inc()
@@ -440,10 +448,25 @@ def _create_group(
     noise = pass_noise_gate(conn, ctx.project_id, hashed, group_type.noise_config, now)
     if not noise.create:
         metrics.ISSUE_MESSAGES.labels("dropped_noise_reduction").inc()
+        drops.dropped(
+            "noise_reduction",
+            ctx.project_id,
+            group_type.slug,
+            "its fingerprint has not yet been seen often enough for a new issue of its type "
+            "(the type's noise gate)",
+        )
         return None
     quota_key = creation_quota_key(ctx.project_id, group_type.slug)
-    if not writes.take_quota(quota_key, group_type.creation_quota, now):
+    quota = group_type.creation_quota
+    if not writes.take_quota(quota_key, quota, now):
         metrics.ISSUE_MESSAGES.labels("dropped_creation_quota").inc()
+        drops.dropped(
+            "creation_quota",
+            ctx.project_id,
+            group_type.slug,
+            f"the project has created {quota.limit:,} new issues of this type in the last "
+            f"{quota.window_seconds:,} s, its creation quota",
+        )
         return None
     values = {
         "type": kwargs.type,
