@@ -135,6 +135,8 @@ def test_post_takes_a_project_id_slug_and_interval(server: str, tenant: Tenant) 
         ),
         ({"project": "nope"}, {"project": ["Invalid project"]}),
         ({"project": None}, {"project": ["This field is required."]}),
+        # Past 64 bits the JSON integer arrives as a float: not a project, but given.
+        ({"project": 10**23}, {"project": ["Invalid project"]}),
     ],
 )
 def test_post_answers_400_naming_the_field(

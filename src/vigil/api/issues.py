@@ -35,6 +35,7 @@ one of them. An issue of another organization, or none, is a 404.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -676,7 +677,10 @@ def apply_changes(
     path refuses."""
     if wanted is not None:
         substatus = None if wanted.substatus is None else int(wanted.substatus)
-        decision = update_group_status(conn, group_id, int(wanted.status), substatus)
+        # A refusal is the client's 400, not an error of the server's.
+        decision = update_group_status(
+            conn, group_id, int(wanted.status), substatus, refusal_level=logging.INFO
+        )
         if isinstance(decision, NoChange) and decision.log_name is not None:
             raise Refused(refusal_reason(decision.log_name, wanted))
         if wanted.condition is not None:

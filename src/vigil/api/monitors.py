@@ -300,8 +300,10 @@ def _create(
     raw_project = body.get("project")
     if isinstance(raw_project, int) and not isinstance(raw_project, bool):
         raw_project = str(raw_project)
-    if not isinstance(raw_project, str) or not raw_project:
+    if raw_project is None or raw_project == "":
         raise FieldErrors({"project": ["This field is required."]})
+    if not isinstance(raw_project, str):  # a float (an integer past 64 bits), a list, ...
+        raise FieldErrors({"project": ["Invalid project"]})
     try:
         project = tenancy.get_project(conn, org, raw_project)
     except tenancy.NotFound:

@@ -78,9 +78,11 @@ def _minutes(details: Mapping[str, Any], key: str, most: int) -> int | None:
     value = details.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidSnooze(key, f"{key} must be a whole number, not {value!r}")
-    if not 1 <= value <= most:
+    # (A JSON integer past 64 bits arrives as a float: say what is wrong with it.)
+    huge = isinstance(value, float) and value.is_integer() and abs(value) > most
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        if not huge and not (isinstance(value, int) and not isinstance(value, bool)):
+            raise InvalidSnooze(key, f"{key} must be a whole number, not {value!r}")
         raise InvalidSnooze(key, f"{key} must be between 1 and {most}")
     return value
 

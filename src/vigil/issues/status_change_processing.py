@@ -93,10 +93,11 @@ def update_status(
     *,
     now: datetime,
     log_extra: Mapping[str, Any] | None = None,
+    refusal_level: int = logging.ERROR,
 ) -> Decision:
     """Decide (spec A5 table) and apply a status change to `grp`. A refused change is
-    logged (its rule's name, with `log_extra`) and counted, and changes nothing;
-    UnsupportedStatusError is logged and raised."""
+    logged at `refusal_level` (its rule's name, with `log_extra`) and counted, and
+    changes nothing; UnsupportedStatusError is logged and raised."""
     extra = dict(log_extra or {"group_id": grp.id})
     try:
         decision = decide(
@@ -109,12 +110,12 @@ def update_status(
             current_priority=grp.priority,
         )
     except UnsupportedStatusError:
-        log.error(UnsupportedStatusError.log_name, extra=extra)
+        log.log(refusal_level, UnsupportedStatusError.log_name, extra=extra)
         metrics.ISSUE_MESSAGES.labels("invalid_status_change").inc()
         raise
     if isinstance(decision, NoChange):
         if decision.log_name is not None:
-            log.error(decision.log_name, extra=extra)
+            log.log(refusal_level, decision.log_name, extra=extra)
             metrics.ISSUE_MESSAGES.labels("invalid_status_change").inc()
         return decision
     apply_transition(conn, grp, decision, now)
@@ -165,15 +166,24 @@ def update_group_status(
     new_substatus: int | None,
     *,
     now: datetime | None = None,
+    refusal_level: int = logging.ERROR,
 ) -> Decision:
     """Apply a status change to the group with that id, as a status-change message
     would: the applied `Transition`, or `NoChange` (log_name None when the group already
     had that status, else the rule that refused it). GroupNotFound for an unknown id,
-    UnsupportedStatusError for a status other than unresolved / resolved / ignored."""
+    UnsupportedStatusError for a status other than unresolved / resolved / ignored.
+    `refusal_level`: how loud a refusal is logged (a caller that answers the client
+    with it need not log an error)."""
     grp = get_group(conn, group_id, for_update=True)
     if grp is None:
         raise GroupNotFound(f"group {group_id} does not exist")
     extra = {"group_id": group_id, "new_status": new_status, "new_substatus": new_substatus}
     return update_status(
-        conn, grp, new_status, new_substatus, now=now or datetime.now(UTC), log_extra=extra
+        conn,
+        grp,
+        new_status,
+        new_substatus,
+        now=now or datetime.now(UTC),
+        log_extra=extra,
+        refusal_level=refusal_level,
     )

@@ -319,7 +319,10 @@ def _create_monitor(
             ).scalar_one()
     except IntegrityError:
         return None
-    log.info("monitor created by a check-in", extra={"monitor_id": monitor_id, "slug": slug})
+    log.info(
+        "monitor created",
+        extra={"monitor_id": monitor_id, "slug": slug, "project_id": project.id},
+    )
     created = get_monitor_by_id(conn, monitor_id)
     assert created is not None
     return created
