@@ -128,6 +128,8 @@ def cmd_consumer(settings: Settings, args: argparse.Namespace) -> int:
     if args.list or not args.name:
         names = _consumer_names()
         print("\n".join(names) if names else "(no consumers are defined yet)")
+        if not args.list:
+            print("vigil consumer: name the consumer to run (one of the above)", file=sys.stderr)
         return 0 if args.list else 2
     definition = get_definition(args.name, settings)
     if not os.environ.get("VIGIL_SUPERVISED"):
@@ -349,9 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vigil {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("serve", help="run everything: web, consumers (supervised)").set_defaults(
-        func=cmd_serve
-    )
+    sub.add_parser(
+        "serve",
+        help="run everything: the web app, every consumer and the periodic jobs, supervised",
+    ).set_defaults(func=cmd_serve)
     sub.add_parser("web", help="run only the web app (ingest, API, health, metrics)").set_defaults(
         func=cmd_web
     )
@@ -359,15 +362,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?")
     p.add_argument("--list", action="store_true", help="list the consumers")
     p.set_defaults(func=cmd_consumer)
-    p = sub.add_parser("periodic", help="run the periodic jobs (expiry of sampling rules)")
+    p = sub.add_parser(
+        "periodic",
+        help="run only the timer-driven jobs: expiry of sampling rules, issues unignored when "
+        "their time is up, the crons clock's idle tick and pulses, the outbox flush, retention",
+    )
     p.add_argument("--once", action="store_true", help="run each job once and exit")
     p.set_defaults(func=cmd_periodic)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
     sub.add_parser("config", help="print the effective settings").set_defaults(func=cmd_config)
     p = sub.add_parser(
         "cleanup",
-        help="delete issues, events and check-ins older than the retention (vigil periodic "
-        "does it hourly)",
+        help="delete issues, events and check-ins older than the retention, at once and for "
+        "good (vigil periodic does it hourly)",
     )
     p.add_argument(
         "--days",
@@ -423,6 +430,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="for set: store a key or value vigil does not know"
     )
     p.set_defaults(func=cmd_option)
+    # Each command's own --help opens with the line the command list shows for it.
+    for action in sub._choices_actions:
+        command = sub.choices[action.dest]
+        if command.description is None:
+            command.description = action.help
     return parser
 
 
