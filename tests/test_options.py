@@ -117,6 +117,17 @@ def test_the_command_refuses_a_typo_and_stores_a_good_value(
     def vigil(*args: str) -> subprocess.CompletedProcess[str]:
         return run_vigil(stack, "option", *args)
 
+    # A fresh install lists what it reads, none of it set; get says so.
+    listed = vigil("list")
+    assert listed.returncode == 0, listed.stderr
+    assert f"{CRONS_DISABLE_CHECKIN}\t(not set: the default)" in listed.stdout.splitlines()
+    unset = vigil("get", CRONS_DISABLE_CHECKIN)
+    assert (unset.returncode, unset.stdout) == (0, "null\n")
+    assert "is not set: vigil uses its default" in unset.stderr
+    typo = vigil("get", "crons.organisation.disable-check-in")
+    assert typo.returncode != 0
+    assert "unknown option 'crons.organisation.disable-check-in'" in typo.stderr
+
     refused = vigil("set", CRONS_DISABLE_CHECKIN, '{"organization_id": 1}')
     assert refused.returncode != 0
     assert "takes a list of" in refused.stderr
@@ -129,3 +140,7 @@ def test_the_command_refuses_a_typo_and_stores_a_good_value(
     with engine.connect() as conn:
         assert get_option(conn, CRONS_DISABLE_CHECKIN) == [{"organization_id": 1}]
         assert get_option(conn, "my.own.note") == "kept"
+    listed = vigil("list").stdout.splitlines()
+    assert f'{CRONS_DISABLE_CHECKIN}\t[{{"organization_id": 1}}]' in listed
+    assert listed[-1] == 'my.own.note\t"kept"'
+    assert vigil("get", "my.own.note").stdout == '"kept"\n'

@@ -313,14 +313,21 @@ def cmd_option(settings: Settings, args: argparse.Namespace) -> int:
     import json
 
     from vigil import options
-    from vigil.option_checks import check_option
+    from vigil.option_checks import OPTIONS, check_option
 
     def run(c: Connection) -> int:
+        stored = options.list_options(c)
         if args.action == "list":
-            for key, value in options.list_options(c).items():
-                print(f"{key}\t{json.dumps(value)}")
+            # Every option vigil reads, set or not, then any other stored with --force.
+            for key in [*sorted(OPTIONS), *sorted(set(stored) - set(OPTIONS))]:
+                shown = json.dumps(stored[key]) if key in stored else "(not set: the default)"
+                print(f"{key}\t{shown}")
         elif args.action == "get":
-            print(json.dumps(options.get_option(c, args.key)))
+            if args.key not in OPTIONS and args.key not in stored:
+                raise CommandError(f"unknown option {args.key!r} (vigil option list shows them)")
+            print(json.dumps(stored.get(args.key)))
+            if args.key not in stored:
+                print(f"({args.key} is not set: vigil uses its default)", file=sys.stderr)
         else:
             try:
                 value = json.loads(args.value)
