@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.conftest import run_vigil
+from tests.support.tenants import make_tenant
 from vigil.config import Settings
 from vigil.monitors.consumer import KillswitchCache
 from vigil.option_checks import check_option
@@ -144,3 +145,20 @@ def test_the_command_refuses_a_typo_and_stores_a_good_value(
     assert f'{CRONS_DISABLE_CHECKIN}\t[{{"organization_id": 1}}]' in listed
     assert listed[-1] == 'my.own.note\t"kept"'
     assert vigil("get", "my.own.note").stdout == '"kept"\n'
+
+
+def test_enabling_a_feature_vigil_does_not_read_warns(stack: Settings, engine: Engine) -> None:
+    make_tenant(engine, "acme")
+
+    def feature(*args: str) -> subprocess.CompletedProcess[str]:
+        return run_vigil(stack, "feature", *args, "--org", "acme")
+
+    known = feature("enable", "organizations:occurrence-consumer-prune-status-changes")
+    assert known.returncode == 0, known.stderr
+    assert known.stderr == ""
+    typo = feature("enable", "organizations:occurrence-consumer-prune-status-change")
+    assert typo.returncode == 0, typo.stderr  # stored all the same
+    assert "warning: vigil reads no feature named" in typo.stderr
+    assert "organizations:profile-file-io-main-thread-ingest" in typo.stderr
+    listed = feature("list").stdout.splitlines()
+    assert "organizations:occurrence-consumer-prune-status-change\ton" in listed
