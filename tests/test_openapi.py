@@ -5,17 +5,27 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from jsonschema import Draft202012Validator, ValidationError
 from openapi_spec_validator import validate
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
+from sqlalchemy import Engine
 from starlette.routing import Route
 
+from tests.issues.occurrences import occurrence, process
+from tests.support.checkins import Sender
 from tests.support.live_server import live_server
+from tests.support.tenants import make_tenant
 from vigil.api.app import all_routes, create_app
-from vigil.api.openapi import OPENAPI_PATH, build_document
+from vigil.api.openapi import ISSUE, MONITOR, OPENAPI_PATH, ORG, PROJECT, build_document
 from vigil.config import Settings
+from vigil.monitors.checkin_processing import CheckinProcessing
 
 _CONVERTOR = re.compile(r"\{(\w+):\w+\}")
 
@@ -62,3 +72,84 @@ def test_it_is_served_without_a_token(server: str) -> None:
     issue = document["paths"]["/api/0/organizations/{organization_slug}/issues/{issue_id}/"]
     assert issue["put"]["security"] == [{"bearer": []}]
     assert set(issue["put"]["responses"]) >= {"200", "400", "401", "403", "404"}
+
+
+# --- the schemas against real answers ----------------------------------------------------
+
+
+def _validator(document: dict[str, Any], method: str, path: str, status: str) -> Any:
+    """A validator of the answer `status` of the documented operation, its references
+    resolved in the document."""
+    registry: Registry[Any] = Registry().with_resource(
+        "urn:vigil", DRAFT202012.create_resource(document)
+    )
+    pointer = "/".join(
+        part.replace("~", "~0").replace("/", "~1")
+        for part in ("paths", path, method, "responses", status, "content")
+    )
+    schema = {"$ref": f"urn:vigil#/{pointer}/application~1json/schema"}
+    return Draft202012Validator(schema, registry=registry)
+
+
+def test_real_answers_match_the_documented_schemas(stack: Settings, engine: Engine) -> None:
+    tenant = make_tenant(engine, "acme", "web")
+    project = tenant.project
+    # An issue with an event, a monitor with check-ins, a processing error of each kind.
+    process(engine, occurrence(project.id, "job-failed"), now=datetime.now(UTC))
+    send = Sender(engine, project, CheckinProcessing())
+    now = datetime.now(UTC)
+    config = {"schedule": {"type": "interval", "value": 1, "unit": "day"}, "checkin_margin": 5}
+    guid = send(
+        now - timedelta(minutes=2),
+        monitor_slug="nightly",
+        monitor_config=config,
+        status="in_progress",
+    )
+    send(now - timedelta(minutes=1), monitor_slug="nightly", status="error", check_in_id=guid)
+    send(now, monitor_slug="nightly", status="ok", check_in_id=guid)  # already finished
+    send(now, monitor_slug="fresh", monitor_config={"schedule": "not a schedule"})
+    with live_server(create_app(stack)) as url:
+        document = httpx.get(url + OPENAPI_PATH, timeout=30).json()
+        headers = {"Authorization": f"Bearer {tenant.token}"}
+
+        def get(template: str, **params: str) -> Any:
+            concrete = template.format(
+                organization_slug="acme",
+                project_slug="web",
+                monitor_slug="nightly",
+                issue_id=params.pop("issue_id", ""),
+            )
+            response = httpx.get(url + concrete, headers=headers, timeout=30)
+            assert response.status_code == 200, (template, response.text)
+            _validator(document, "get", template, "200").validate(response.json())
+            return response.json()
+
+        [issue] = get(ORG + "/issues/")
+        get(ISSUE + "/", issue_id=issue["id"])
+        events = get(ISSUE + "/events/", issue_id=issue["id"])
+        assert events and events[0]["occurrence"]["evidenceDisplay"]
+        get(ISSUE + "/events/latest/", issue_id=issue["id"])
+        monitors = get(ORG + "/monitors/")
+        assert [m["slug"] for m in monitors] == ["nightly"]
+        get(MONITOR + "/")
+        checkins = get(MONITOR + "/checkins/")
+        assert {c["status"] for c in checkins} == {"error"}
+        assert get(MONITOR + "/processing-errors/")
+        assert get(PROJECT + "/processing-errors/")
+        # A refusal has the documented error shape too.
+        missing = httpx.get(
+            url + f"/api/0/organizations/acme/issues/{2**40}/", headers=headers, timeout=30
+        )
+        assert missing.status_code == 404
+        _validator(document, "get", ISSUE + "/", "404").validate(missing.json())
+        bad = httpx.put(
+            url + f"/api/0/organizations/acme/issues/{issue['id']}/",
+            headers=headers,
+            json={"status": "ignored", "substatus": "regressed"},
+            timeout=30,
+        )
+        assert bad.status_code == 400
+        _validator(document, "put", ISSUE + "/", "400").validate(bad.json())
+        # And a wrong shape would be caught: the schemas are not empty.
+        with pytest.raises(ValidationError):
+            _validator(document, "get", ISSUE + "/", "200").validate({"id": 1})

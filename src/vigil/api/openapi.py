@@ -3,9 +3,10 @@
 
 Each operation is declared once in `OPERATIONS`: its method and path (as routed), a
 summary, the query parameters it reads, what its body is, and its answers. The JSON
-bodies are Sentry's shapes; their fields are described in README.md and docs/, which
-the descriptions point to. A test checks that the document and the app's routes name
-the same operations, so neither can drift from the other.
+bodies are Sentry's shapes; the main ones have schemas (`openapi_schemas`), the others
+are described in words pointing to README.md and docs/. Tests check that the document
+and the app's routes name the same operations, and that real answers match the schemas,
+so neither can drift from the other.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from vigil import __version__
+from vigil.api.openapi_schemas import SCHEMAS, ref
 from vigil.api.services import services
 
 OPENAPI_PATH: Final = "/api/0/openapi.json"
@@ -48,6 +50,7 @@ PAGINATION: Final = (
     ("cursor", "the page: the cursor of a `Link` header's next or previous link"),
     ("per_page", "results per page, 1-100"),
 )
+_INTEGER_QUERY: Final = frozenset({"per_page", "limit"})
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,10 @@ class Operation:
     answers: Mapping[int, str] = field(default_factory=lambda: {200: "the result"})
     auth: str = "token"  # "token", "dsn" or "none"
     paged: bool = False
+    # The success answer's and the body's schema in `openapi_schemas.SCHEMAS`, by name
+    # ("Issue[]": a list of them); None: described in words only.
+    response: str | None = None
+    request: str | None = None
 
 
 def _op(method: str, path: str, summary: str, tag: str, **kwargs: Any) -> Operation:
@@ -165,6 +172,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "monitors",
         query=(("project", "project slug or id, repeatable; -1: all"), ("query", "words")),
         paged=True,
+        response="Monitor[]",
     ),
     _op(
         "POST",
@@ -173,6 +181,8 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "monitors",
         body='`{"project", "name", "slug"?, "config"}`; see docs/crons.md',
         answers={201: "the monitor", **_FIELD_ERRORS},
+        response="Monitor",
+        request="MonitorCreate",
     ),
     *(
         op
@@ -184,6 +194,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                 "A monitor with its environments",
                 "monitors",
                 answers={200: "the monitor", **_NOT_FOUND},
+                response="Monitor",
             ),
             _op(
                 "PUT",
@@ -192,6 +203,8 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                 "monitors",
                 body='`{"name"?, "slug"?, "config"?, "isMuted"?, "status"?}`',
                 answers={200: "the monitor", **_FIELD_ERRORS, **_NOT_FOUND},
+                response="Monitor",
+                request="MonitorUpdate",
             ),
             _op(
                 "DELETE",
@@ -211,8 +224,15 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                     ("end", "ISO-8601"),
                 ),
                 paged=True,
+                response="CheckIn[]",
             ),
-            _op("GET", base + "/processing-errors/", "A monitor's processing errors", "monitors"),
+            _op(
+                "GET",
+                base + "/processing-errors/",
+                "A monitor's processing errors",
+                "monitors",
+                response="ProcessingError[]",
+            ),
             _op(
                 "DELETE",
                 base + "/processing-errors/",
@@ -223,7 +243,13 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
             ),
         )
     ),
-    _op("GET", PROJECT + "/processing-errors/", "A project's processing errors", "monitors"),
+    _op(
+        "GET",
+        PROJECT + "/processing-errors/",
+        "A project's processing errors",
+        "monitors",
+        response="ProcessingError[]",
+    ),
     _op(
         "DELETE",
         PROJECT + "/processing-errors/",
@@ -272,6 +298,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
             ),
             answers={200: "the issues (`X-Hits`: how many match)", **_FIELD_ERRORS},
             paged=True,
+            response="Issue[]",
         )
         for path in (ORG + "/issues/", PROJECT + "/issues/")
     ),
@@ -283,6 +310,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         query=(("id", "an issue id, repeatable"),),
         body='`{"status", "substatus"?, "statusDetails"?}` and/or `{"priority"}`',
         answers={200: "the change", **_FIELD_ERRORS, **_NOT_FOUND},
+        request="IssueUpdate",
     ),
     _op(
         "GET",
@@ -290,6 +318,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "An issue, with its activity",
         "issues",
         answers={200: "the issue", **_NOT_FOUND},
+        response="IssueDetails",
     ),
     _op(
         "PUT",
@@ -298,6 +327,8 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "issues",
         body='`{"status", "substatus"?, "statusDetails"?}`, `{"priority"}`, `{"assignedTo": null}`',
         answers={200: "the issue", **_FIELD_ERRORS, **_NOT_FOUND},
+        response="IssueDetails",
+        request="IssueUpdate",
     ),
     _op(
         "GET",
@@ -306,6 +337,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "issues",
         query=(("environment", "repeatable"), ("full", "true: every field")),
         paged=True,
+        response="Event[]",
     ),
     *(
         _op(
@@ -314,6 +346,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
             summary,
             "issues",
             answers={200: "the event", **_NOT_FOUND},
+            response="Event",
         )
         for which, summary in (
             ("latest", "An issue's latest event"),
@@ -354,7 +387,7 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
             "in": "query",
             "required": False,
             "description": text,
-            "schema": {"type": "string"},
+            "schema": {"type": "integer" if name in _INTEGER_QUERY else "string"},
         }
         for name, text in query
     ]
@@ -366,11 +399,14 @@ def _operation(op: Operation) -> dict[str, Any]:
     for status, text in sorted(op.answers.items()):
         answer: dict[str, Any] = {"description": text}
         if status not in (202, 204) and op.path != "/metrics":
-            answer["content"] = {"application/json": {"schema": {}}}
+            answer["content"] = {"application/json": {"schema": _answer_schema(op, status)}}
         answers[str(status)] = answer
     if op.auth == "token":
-        answers.setdefault("401", {"description": "no token, or not a valid one"})
-        answers.setdefault("403", {"description": "the token lacks the scope, or the organization"})
+        for refusal, text in (
+            ("401", "no token, or not a valid one"),
+            ("403", "the token lacks the scope, or the organization"),
+        ):
+            answers.setdefault(refusal, {"description": text, "content": _json(ref("Error"))})
     document: dict[str, Any] = {
         "summary": op.summary,
         "operationId": f"{op.method.lower()} {op.path}",
@@ -382,7 +418,7 @@ def _operation(op: Operation) -> dict[str, Any]:
         document["requestBody"] = {
             "description": op.body,
             "required": op.method != "GET",
-            "content": {"application/json": {"schema": {}}},
+            "content": _json(_named(op.request) if op.request else {}),
         }
     if op.auth == "token":
         document["security"] = [{"bearer": []}]
@@ -391,6 +427,25 @@ def _operation(op: Operation) -> dict[str, Any]:
     else:
         document["security"] = []
     return document
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _named(name: str) -> dict[str, Any]:
+    # "Issue[]": a list of Issue
+    if name.endswith("[]"):
+        return {"type": "array", "items": ref(name[:-2])}
+    return ref(name)
+
+
+def _answer_schema(op: Operation, status: int) -> dict[str, Any]:
+    if 200 <= status < 300:
+        return _named(op.response) if op.response else {}
+    if status == 400 and op.answers.get(400) == _FIELD_ERRORS[400]:
+        return ref("FieldErrors")
+    return ref("Error")
 
 
 def build_document(base_url: str) -> dict[str, Any]:
@@ -408,11 +463,12 @@ def build_document(base_url: str) -> dict[str, Any]:
         },
         "servers": [{"url": base_url}],
         "components": {
+            "schemas": SCHEMAS,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "an API token"},
                 "sentryAuth": {"type": "apiKey", "in": "header", "name": "X-Sentry-Auth"},
                 "sentryKey": {"type": "apiKey", "in": "query", "name": "sentry_key"},
-            }
+            },
         },
         "paths": paths,
     }

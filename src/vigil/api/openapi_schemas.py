@@ -1,0 +1,300 @@
+"""The JSON Schemas of the API's main bodies, for the OpenAPI document's `components`
+(`vigil.api.openapi`): what the serializers in `vigil.api.issues` and
+`vigil.api.monitors` write, and what the PUT and POST bodies take. Every field listed is
+always present in an answer (null where the type says so); Sentry's clients ignore the
+fields they do not know, and so may others. A test validates real answers against these,
+so a serializer and its schema cannot drift apart unnoticed."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+Schema = dict[str, Any]
+
+_STR: Final[Schema] = {"type": "string"}
+_NSTR: Final[Schema] = {"type": ["string", "null"]}
+_BOOL: Final[Schema] = {"type": "boolean"}
+_INT: Final[Schema] = {"type": "integer"}
+_NINT: Final[Schema] = {"type": ["integer", "null"]}
+_DATE: Final[Schema] = {"type": "string", "format": "date-time"}
+_NDATE: Final[Schema] = {"type": ["string", "null"], "format": "date-time"}
+_OBJ: Final[Schema] = {"type": "object"}
+_NULL: Final[Schema] = {"type": "null"}
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _object(properties: dict[str, Schema], *, optional: tuple[str, ...] = ()) -> Schema:
+    """An object with these properties, all present but the `optional` ones."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": [name for name in properties if name not in optional],
+    }
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {"oneOf": [_NULL, schema]}
+
+
+_ACTIVITY = _object({"id": _STR, "type": _STR, "data": _OBJ, "dateCreated": _DATE, "user": _NULL})
+
+_ISSUE = _object(
+    {
+        "id": _STR,
+        "shortId": _STR,
+        "title": _STR,
+        "culprit": _NSTR,
+        "level": _STR,
+        "status": {"enum": ["unresolved", "resolved", "ignored"]},
+        "substatus": {"type": ["string", "null"]},
+        "statusDetails": _OBJ,
+        "priority": {"enum": ["low", "medium", "high", None]},
+        "priorityLocked": _BOOL,
+        "firstSeen": _DATE,
+        "lastSeen": _DATE,
+        "count": {"type": "string", "description": "times seen, as a string (Sentry's)"},
+        "userCount": _INT,
+        "numComments": _INT,
+        "project": _object({"id": _STR, "slug": _STR, "name": _STR}),
+        "platform": _NSTR,
+        "type": _STR,
+        "issueType": {"type": "string", "description": "the group type's slug"},
+        "issueCategory": {"type": ["string", "null"], "description": "cron, performance, …"},
+        "metadata": _OBJ,
+        "firstRelease": _nullable(_object({"version": _STR, "shortVersion": _STR})),
+        "assignedTo": {"type": ["object", "null"]},
+        "isBookmarked": _BOOL,
+        "isSubscribed": _BOOL,
+        "hasSeen": _BOOL,
+        "isPublic": _BOOL,
+        "shareId": _NULL,
+        "logger": _NULL,
+        "annotations": {"type": "array"},
+    }
+)
+
+_EVENT = _object(
+    {
+        "id": _STR,
+        "eventID": _STR,
+        "groupID": _NSTR,
+        "projectID": _STR,
+        "title": _STR,
+        "message": _NSTR,
+        "culprit": _NSTR,
+        "type": _STR,
+        "platform": _NSTR,
+        "environment": _NSTR,
+        "dateCreated": _DATE,
+        "dateReceived": _DATE,
+        "tags": {"type": "array", "items": _object({"key": _STR, "value": _STR})},
+        "occurrence": {
+            **_object(
+                {
+                    "id": _STR,
+                    "eventId": _STR,
+                    "fingerprint": {"type": "array", "items": _STR},
+                    "issueTitle": _STR,
+                    "subtitle": _STR,
+                    "evidenceData": _OBJ,
+                    "evidenceDisplay": {
+                        "type": "array",
+                        "items": _object({"name": _STR, "value": {}, "important": _BOOL}),
+                    },
+                    "type": _INT,
+                    "level": _NSTR,
+                    "culprit": _NSTR,
+                }
+            ),
+            "description": "the issue occurrence the event was saved for (its stored form, "
+            "keys in camelCase)",
+        },
+    }
+)
+
+_MONITOR_CONFIG = {
+    **_object(
+        {
+            "schedule_type": {"enum": ["crontab", "interval"]},
+            "schedule": {
+                "oneOf": [
+                    {"type": "string", "description": "a crontab"},
+                    {
+                        "type": "array",
+                        "description": "[count, unit]",
+                        "prefixItems": [_INT, _STR],
+                    },
+                ]
+            },
+            "checkin_margin": _NINT,
+            "max_runtime": _NINT,
+            "timezone": _STR,
+            "failure_issue_threshold": _NINT,
+            "recovery_threshold": _NINT,
+            "alert_rule_id": _NINT,
+        },
+        optional=(
+            "checkin_margin",
+            "max_runtime",
+            "failure_issue_threshold",
+            "recovery_threshold",
+            "alert_rule_id",
+        ),
+    ),
+    "description": "see docs/crons.md",
+}
+
+_STATUS_NAMES: Final = ["active", "disabled"]
+_ENV_STATUS: Final = ["active", "disabled", "ok", "error", "timeout", "missed_checkin"]
+
+_MONITOR_ENVIRONMENT = _object(
+    {
+        "name": _STR,
+        "status": {"type": "string", "examples": _ENV_STATUS},
+        "isMuted": _BOOL,
+        "lastCheckIn": _NDATE,
+        "nextCheckIn": _NDATE,
+        "nextCheckInLatest": _NDATE,
+        "dateCreated": _DATE,
+    }
+)
+
+_MONITOR = _object(
+    {
+        "id": _STR,
+        "slug": _STR,
+        "name": _STR,
+        "status": {"type": "string", "examples": _STATUS_NAMES},
+        "isMuted": _BOOL,
+        "config": _nullable(ref("MonitorConfig")),
+        "project": _object({"id": _STR, "slug": _STR}),
+        "owner": _NULL,
+        "dateCreated": _DATE,
+        "environments": {"type": "array", "items": ref("MonitorEnvironment")},
+    }
+)
+
+_CHECK_IN = _object(
+    {
+        "id": _STR,
+        "environment": _STR,
+        "status": {"enum": ["in_progress", "ok", "error", "missed", "timeout", "unknown"]},
+        "duration": _NINT,
+        "dateCreated": _DATE,
+        "dateUpdated": _DATE,
+        "expectedTime": _NDATE,
+        "monitorConfig": _nullable(ref("MonitorConfig")),
+    }
+)
+
+_PROCESSING_ERROR = _object(
+    {
+        "id": _STR,
+        "checkin": {"type": "object", "description": "the check-in message as received"},
+        "errors": {
+            "type": "array",
+            "items": {**_object({"type": _INT}), "description": "one error; see docs/crons.md"},
+        },
+    }
+)
+
+_ISSUE_UPDATE = {
+    "type": "object",
+    "properties": {
+        "status": {"enum": ["resolved", "unresolved", "ignored", "resolvedInNextRelease"]},
+        "substatus": {
+            "enum": [
+                "ongoing",
+                "escalating",
+                "regressed",
+                "new",
+                "archived_until_escalating",
+                "archived_until_condition_met",
+                "archived_forever",
+                None,
+            ]
+        },
+        "statusDetails": {
+            "type": "object",
+            "properties": {
+                "ignoreCount": _INT,
+                "ignoreWindow": _INT,
+                "ignoreUserCount": _INT,
+                "ignoreUserWindow": _INT,
+                "ignoreDuration": _INT,
+                "ignoreUntil": _DATE,
+                "ignoreUntilEscalating": _BOOL,
+            },
+        },
+        "priority": {"enum": ["low", "medium", "high"]},
+        "assignedTo": {"type": "null", "description": "null unassigns"},
+        "hasSeen": _BOOL,
+        "isBookmarked": _BOOL,
+    },
+}
+
+_MONITOR_CREATE = {
+    "type": "object",
+    "properties": {
+        "project": {"type": ["string", "integer"], "description": "slug or id"},
+        "name": _STR,
+        "slug": _STR,
+        "config": ref("MonitorConfigInput"),
+    },
+    "required": ["project", "name", "config"],
+}
+
+_MONITOR_UPDATE = {
+    "type": "object",
+    "properties": {
+        "name": _STR,
+        "slug": _STR,
+        "config": ref("MonitorConfigInput"),
+        "isMuted": _BOOL,
+        "status": {"enum": _STATUS_NAMES},
+    },
+}
+
+_MONITOR_CONFIG_INPUT = {
+    "type": "object",
+    "properties": {
+        "schedule_type": {"enum": ["crontab", "interval"]},
+        "schedule": _MONITOR_CONFIG["properties"]["schedule"],
+        "checkin_margin": _NINT,
+        "max_runtime": _NINT,
+        "timezone": _STR,
+        "failure_issue_threshold": _NINT,
+        "recovery_threshold": _NINT,
+    },
+    "description": "as the check-in's monitor_config; see docs/crons.md",
+}
+
+SCHEMAS: Final[dict[str, Schema]] = {
+    "Error": {**_object({"detail": _STR}), "description": "why the request was refused"},
+    "FieldErrors": {
+        **_object({"detail": _STR}),
+        "additionalProperties": {"type": "array", "items": _STR},
+        "description": "`detail`, and the reasons by field",
+    },
+    "Issue": _ISSUE,
+    "IssueDetails": {
+        "allOf": [
+            ref("Issue"),
+            _object({"activity": {"type": "array", "items": ref("Activity")}}),
+        ]
+    },
+    "Activity": _ACTIVITY,
+    "Event": _EVENT,
+    "Monitor": _MONITOR,
+    "MonitorEnvironment": _MONITOR_ENVIRONMENT,
+    "MonitorConfig": _MONITOR_CONFIG,
+    "MonitorConfigInput": _MONITOR_CONFIG_INPUT,
+    "CheckIn": _CHECK_IN,
+    "ProcessingError": _PROCESSING_ERROR,
+    "IssueUpdate": _ISSUE_UPDATE,
+    "MonitorCreate": _MONITOR_CREATE,
+    "MonitorUpdate": _MONITOR_UPDATE,
+}
