@@ -78,13 +78,14 @@ def _minutes(details: Mapping[str, Any], key: str, most: int) -> int | None:
     value = details.get(key)
     if value is None:
         return None
-    # (A JSON integer past 64 bits arrives as a float: say what is wrong with it.)
-    huge = isinstance(value, float) and value.is_integer() and abs(value) > most
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
-        if not huge and not (isinstance(value, int) and not isinstance(value, bool)):
-            raise InvalidSnooze(key, f"{key} must be a whole number, not {value!r}")
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    # A JSON integer past 64 bits arrives as a float: out of range, not "not whole".
+    too_big = isinstance(value, float) and value.is_integer() and abs(value) > most
+    if not is_int and not too_big:
+        raise InvalidSnooze(key, f"{key} must be a whole number, not {value!r}")
+    if too_big or not 1 <= value <= most:
         raise InvalidSnooze(key, f"{key} must be between 1 and {most}")
-    return value
+    return int(value)
 
 
 def _moment(details: Mapping[str, Any]) -> datetime | None:
