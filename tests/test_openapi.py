@@ -112,12 +112,12 @@ def test_real_answers_match_the_documented_schemas(stack: Settings, engine: Engi
         document = httpx.get(url + OPENAPI_PATH, timeout=30).json()
         headers = {"Authorization": f"Bearer {tenant.token}"}
 
-        def get(template: str, **params: str) -> Any:
+        def get(template: str, issue_id: str = "") -> Any:
             concrete = template.format(
                 organization_slug="acme",
                 project_slug="web",
                 monitor_slug="nightly",
-                issue_id=params.pop("issue_id", ""),
+                issue_id=issue_id,
             )
             response = httpx.get(url + concrete, headers=headers, timeout=30)
             assert response.status_code == 200, (template, response.text)

@@ -294,6 +294,8 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_feature(settings: Settings, args: argparse.Namespace) -> int:
+    from vigil.issues.projects import FEATURE_PREFIX, features_read
+
     def run(c: Connection) -> int:
         org = store.get_organization(c, args.org)
         if args.action in ("enable", "disable"):
@@ -301,12 +303,12 @@ def cmd_feature(settings: Settings, args: argparse.Namespace) -> int:
                 raise CommandError(f"feature {args.action} needs a feature name")
             store.set_feature(c, org, args.feature, args.action == "enable")
             print(f"{args.feature} {args.action}d for {org.slug}")
-            known = _known_features()
+            known = features_read()
             if args.feature not in known:
+                shown = sorted(name for name in known if name.startswith(FEATURE_PREFIX))
                 print(
                     f"warning: vigil reads no feature named {args.feature!r}; it is stored "
-                    f"anyway. vigil reads: "
-                    f"{', '.join(sorted(n for n in known if n.startswith('organizations:')))}",
+                    f"anyway. vigil reads: {', '.join(shown)}",
                     file=sys.stderr,
                 )
         else:
@@ -315,17 +317,6 @@ def cmd_feature(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     return _with_conn(settings, run)
-
-
-def _known_features() -> set[str]:
-    """The organization features vigil reads, each with and without its
-    "organizations:" prefix (both are read)."""
-    from vigil.issues.batching import PRUNE_STATUS_CHANGES_ALIAS, PRUNE_STATUS_CHANGES_FEATURE
-    from vigil.issues.group_types import ingest_feature, registry
-
-    names = {PRUNE_STATUS_CHANGES_FEATURE, PRUNE_STATUS_CHANGES_ALIAS}
-    names |= {feature for t in registry if (feature := ingest_feature(t)) is not None}
-    return names | {name.removeprefix("organizations:") for name in names}
 
 
 def cmd_option(settings: Settings, args: argparse.Namespace) -> int:

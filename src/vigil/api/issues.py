@@ -536,7 +536,7 @@ class StatusRequest:
     condition: Mapping[str, Any] | None = None
 
 
-_STATUS_NAMES: Final = {
+PUT_STATUS_NAMES: Final = {  # the statuses a PUT may ask for
     "resolved": GroupStatus.RESOLVED,
     "unresolved": GroupStatus.UNRESOLVED,
     "ignored": GroupStatus.IGNORED,
@@ -551,9 +551,9 @@ def parse_status_request(body: dict[str, Any]) -> StatusRequest | None:
             raise FieldErrors({"status": ["status is required with substatus or statusDetails"]})
         return None
     raw = body["status"]
-    if not isinstance(raw, str) or raw not in _STATUS_NAMES:
+    if not isinstance(raw, str) or raw not in PUT_STATUS_NAMES:
         raise FieldErrors({"status": [f'"{raw}" is not a valid choice.']})
-    status = _STATUS_NAMES[raw]
+    status = PUT_STATUS_NAMES[raw]
     details = body.get("statusDetails") or {}
     if not isinstance(details, dict):
         raise FieldErrors({"statusDetails": ["statusDetails must be an object"]})

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from vigil.api.issues import PUT_STATUS_NAMES
+from vigil.issues.enums import PRIORITY_NAMES, SUBSTATUS_NAMES, GroupStatus
+from vigil.monitors.enums import CheckInStatus, MonitorStatus, ObjectStatus
+
 Schema = dict[str, Any]
 
 _STR: Final[Schema] = {"type": "string"}
@@ -48,10 +52,10 @@ _ISSUE = _object(
         "title": _STR,
         "culprit": _NSTR,
         "level": _STR,
-        "status": {"enum": ["unresolved", "resolved", "ignored"]},
-        "substatus": {"type": ["string", "null"]},
+        "status": {"enum": [status.label for status in GroupStatus]},
+        "substatus": {"enum": [*SUBSTATUS_NAMES.values(), None]},
         "statusDetails": _OBJ,
-        "priority": {"enum": ["low", "medium", "high", None]},
+        "priority": {"enum": [*PRIORITY_NAMES.values(), None]},
         "priorityLocked": _BOOL,
         "firstSeen": _DATE,
         "lastSeen": _DATE,
@@ -115,27 +119,24 @@ _EVENT = _object(
     }
 )
 
+_CONFIG_FIELDS: Final[dict[str, Schema]] = {
+    "schedule_type": {"enum": ["crontab", "interval"]},
+    "schedule": {
+        "oneOf": [
+            {"type": "string", "description": "a crontab"},
+            {"type": "array", "description": "[count, unit]", "prefixItems": [_INT, _STR]},
+        ]
+    },
+    "checkin_margin": _NINT,
+    "max_runtime": _NINT,
+    "timezone": _STR,
+    "failure_issue_threshold": _NINT,
+    "recovery_threshold": _NINT,
+}
+
 _MONITOR_CONFIG = {
     **_object(
-        {
-            "schedule_type": {"enum": ["crontab", "interval"]},
-            "schedule": {
-                "oneOf": [
-                    {"type": "string", "description": "a crontab"},
-                    {
-                        "type": "array",
-                        "description": "[count, unit]",
-                        "prefixItems": [_INT, _STR],
-                    },
-                ]
-            },
-            "checkin_margin": _NINT,
-            "max_runtime": _NINT,
-            "timezone": _STR,
-            "failure_issue_threshold": _NINT,
-            "recovery_threshold": _NINT,
-            "alert_rule_id": _NINT,
-        },
+        {**_CONFIG_FIELDS, "alert_rule_id": _NINT},
         optional=(
             "checkin_margin",
             "max_runtime",
@@ -147,13 +148,11 @@ _MONITOR_CONFIG = {
     "description": "see docs/crons.md",
 }
 
-_STATUS_NAMES: Final = ["active", "disabled"]
-_ENV_STATUS: Final = ["active", "disabled", "ok", "error", "timeout", "missed_checkin"]
 
 _MONITOR_ENVIRONMENT = _object(
     {
         "name": _STR,
-        "status": {"type": "string", "examples": _ENV_STATUS},
+        "status": {"enum": [status.label for status in MonitorStatus]},
         "isMuted": _BOOL,
         "lastCheckIn": _NDATE,
         "nextCheckIn": _NDATE,
@@ -167,7 +166,7 @@ _MONITOR = _object(
         "id": _STR,
         "slug": _STR,
         "name": _STR,
-        "status": {"type": "string", "examples": _STATUS_NAMES},
+        "status": {"enum": [status.label for status in ObjectStatus]},
         "isMuted": _BOOL,
         "config": _nullable(ref("MonitorConfig")),
         "project": _object({"id": _STR, "slug": _STR}),
@@ -181,7 +180,7 @@ _CHECK_IN = _object(
     {
         "id": _STR,
         "environment": _STR,
-        "status": {"enum": ["in_progress", "ok", "error", "missed", "timeout", "unknown"]},
+        "status": {"enum": [status.label for status in CheckInStatus]},
         "duration": _NINT,
         "dateCreated": _DATE,
         "dateUpdated": _DATE,
@@ -204,19 +203,8 @@ _PROCESSING_ERROR = _object(
 _ISSUE_UPDATE = {
     "type": "object",
     "properties": {
-        "status": {"enum": ["resolved", "unresolved", "ignored", "resolvedInNextRelease"]},
-        "substatus": {
-            "enum": [
-                "ongoing",
-                "escalating",
-                "regressed",
-                "new",
-                "archived_until_escalating",
-                "archived_until_condition_met",
-                "archived_forever",
-                None,
-            ]
-        },
+        "status": {"enum": list(PUT_STATUS_NAMES)},
+        "substatus": {"enum": [*SUBSTATUS_NAMES.values(), None]},
         "statusDetails": {
             "type": "object",
             "properties": {
@@ -254,21 +242,13 @@ _MONITOR_UPDATE = {
         "slug": _STR,
         "config": ref("MonitorConfigInput"),
         "isMuted": _BOOL,
-        "status": {"enum": _STATUS_NAMES},
+        "status": {"enum": ["active", "disabled"]},
     },
 }
 
 _MONITOR_CONFIG_INPUT = {
     "type": "object",
-    "properties": {
-        "schedule_type": {"enum": ["crontab", "interval"]},
-        "schedule": _MONITOR_CONFIG["properties"]["schedule"],
-        "checkin_margin": _NINT,
-        "max_runtime": _NINT,
-        "timezone": _STR,
-        "failure_issue_threshold": _NINT,
-        "recovery_threshold": _NINT,
-    },
+    "properties": _CONFIG_FIELDS,
     "description": "as the check-in's monitor_config; see docs/crons.md",
 }
 

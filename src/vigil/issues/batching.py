@@ -62,12 +62,19 @@ def split_payloads(payloads: Iterable[Mapping[str, Any]]) -> list[list[Mapping[s
     return split_batch(payloads, batch_key)
 
 
+PRUNE_STATUS_CHANGES_NAMES: frozenset[str] = frozenset(
+    name
+    for spelling in (PRUNE_STATUS_CHANGES_FEATURE, PRUNE_STATUS_CHANGES_ALIAS)
+    for name in (spelling, spelling.removeprefix("organizations:"))
+)
+"""Every name the pruning feature is read under: either spelling, with or without the
+"organizations:" prefix."""
+
+
 def prunes_status_changes(organization_features: Collection[str]) -> bool:
-    """Whether an organization has status-change pruning on, under the reference's
-    spelling or the correct one, with or without the "organizations:" prefix."""
-    names = {PRUNE_STATUS_CHANGES_FEATURE, PRUNE_STATUS_CHANGES_ALIAS}
-    names |= {name.removeprefix("organizations:") for name in names}
-    return any(feature in names for feature in organization_features)
+    """Whether an organization has status-change pruning on (any of
+    `PRUNE_STATUS_CHANGES_NAMES`)."""
+    return any(feature in PRUNE_STATUS_CHANGES_NAMES for feature in organization_features)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,18 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, select
 
 from vigil.db.tables import organization_feature, project
+from vigil.issues.batching import PRUNE_STATUS_CHANGES_NAMES
+from vigil.issues.group_types import ingest_feature, registry
 
 FEATURE_PREFIX = "organizations:"
+
+
+def features_read() -> frozenset[str]:
+    """The organization features vigil reads, each with and without its prefix (both
+    are read): status-change pruning, and the ingest feature of each unreleased type."""
+    ingest = {feature for t in registry if (feature := ingest_feature(t)) is not None}
+    ingest |= {name.removeprefix(FEATURE_PREFIX) for name in ingest}
+    return PRUNE_STATUS_CHANGES_NAMES | ingest
 
 
 class UnknownProjectError(Exception):
