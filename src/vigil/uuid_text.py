@@ -17,3 +17,13 @@ def uuid_hex(text: str) -> str:
         int(text, 16)
         return text.lower()
     return UUID(text).hex
+
+
+def parse_uuid_hex(value: object) -> str | None:
+    """`value` as `uuid_hex` gives it, or None when it is not a string that parses."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return uuid_hex(value)
+    except ValueError:
+        return None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,13 +26,15 @@ from tests.issues.occurrences import (
     process,
     status_change,
 )
-from vigil.db.tables import processed_message
+from vigil.db.tables import issue_noise_counter, processed_message
 from vigil.issues.consumer import (
     CHUNK_MESSAGES,
     process_occurrence_group,
     process_occurrence_groups,
 )
 from vigil.issues.enums import ActivityType, GroupStatus, GroupSubStatus
+from vigil.issues.group_types import Quota
+from vigil.issues.occurrence_processing import DEFAULT_PROCESSING
 from vigil.tenancy import store as tenancy
 from vigil.tenancy.store import Project
 
@@ -124,6 +127,26 @@ def test_replaying_a_group_after_the_dedupe_window_applies_nothing_twice(
     assert len(occurrences(engine)) == 3 and len(events(engine)) == 3
 
 
+def test_a_replayed_occurrence_is_skipped_before_the_gates_count_it(
+    engine: Engine, project: Project
+) -> None:
+    # The stored occurrence is its dedupe record, however long ago it was applied: a
+    # replay takes no unit of the rate limit and no count of the noise gate.
+    limited = replace(DEFAULT_PROCESSING, rate_limit=Quota(limit=2))
+    noisy = occurrence(project.id, "noisy", type=1006)  # noise gate: counted, no group
+    first = occurrence(project.id, "fp")
+    assert process_occurrence_group(engine, [first, noisy], clock=at(T0), processing=limited) == []
+    later = at(T0 + timedelta(minutes=10))  # past the status changes' 300 s window
+    again = [first, first, noisy]
+    assert process_occurrence_group(engine, again, clock=later, processing=limited) == []
+    second = occurrence(project.id, "fp")  # the limit's second unit is still free
+    assert process_occurrence_group(engine, [second], clock=later, processing=limited) == []
+    assert [grp.times_seen for grp in groups(engine)] == [2]
+    with engine.connect() as conn:
+        assert conn.scalars(select(issue_noise_counter.c.count)).all() == [1]
+    assert len(occurrences(engine)) == 3
+
+
 def test_a_failing_message_is_recorded_and_the_rest_of_its_group_applied(
     engine: Engine, project: Project
 ) -> None:
@@ -145,8 +168,12 @@ def test_a_failing_message_is_recorded_and_the_rest_of_its_group_applied(
     assert failures[2].reason.startswith("UnsupportedStatusError")
     [grp] = groups(engine)
     assert grp.times_seen == 2
-    # a failed message's id is not remembered: once fixed, it may be sent again
-    assert count(engine, processed_message) == 2
+    # a failed message is not remembered: once fixed, it may be sent again
+    assert len(occurrences(engine)) == 2
+    assert count(engine, processed_message) == 0  # status changes' ids only: none applied
+    fixed = {**unsupported, "new_status": R}
+    assert process_occurrence_group(engine, [fixed], clock=at(T0)) == []
+    assert groups(engine)[0].status == R
 
 
 def test_unknown_project_fails_each_message_with_the_reason(

@@ -5,9 +5,10 @@ Batched mode (the default): a batch is split by (raw first fingerprint part, pro
 the groups run concurrently on worker threads, each group serially, in log order
 (`process_occurrence_group`). Single mode: every message on its own, in log order.
 
-Each message is applied wholly or not at all, and its id is recorded in the same
-transaction (batched mode's dedupe: an id applied in the last 300 s is skipped). Batched
-mode applies up to `CHUNK_MESSAGES` consecutive messages of a group in one transaction;
+Each message is applied wholly or not at all. Batched mode's dedupe: an occurrence the
+project has stored is skipped, and so is a status change whose id was applied in the
+last 300 s (its id is recorded in the transaction that applies it). Batched mode
+applies up to `CHUNK_MESSAGES` consecutive messages in one transaction;
 if one of them fails, the chunk is rolled back and redone one message per transaction,
 as single mode always does, so a bad message is still rejected alone. An occurrence
 whose id is already stored is never applied twice, in either mode, so replaying a batch
@@ -67,6 +68,7 @@ from vigil.options import get_option
 from vigil.streams.codecs import decode_occurrence_message
 from vigil.streams.runner import ConsumerDefinition, Rejected
 from vigil.streams.topics import Topic
+from vigil.uuid_text import parse_uuid_hex
 
 log = logging.getLogger(__name__)
 
@@ -149,18 +151,43 @@ class Failure:
     reason: str
 
 
-def _dedupe_target(payload: Mapping[str, Any]) -> tuple[int, str] | None:
-    # (project, raw id) when the message has both and a known kind; None: no dedupe.
+@dataclass(frozen=True)
+class _DedupeTarget:
+    """What a message is deduplicated by: its project and raw id, and for an occurrence
+    the id it is stored under (None for a status change)."""
+
+    project_id: int
+    message_id: str
+    occurrence_id: str | None
+
+
+def _dedupe_target(payload: Mapping[str, Any]) -> _DedupeTarget | None:
+    # None when the message lacks a usable project or id, or is of an unknown kind: no
+    # dedupe (an occurrence whose id does not parse is rejected by its validation).
     message_id = payload.get("id")
     project_id = payload.get("project_id")
     kind = payload.get("payload_type", PayloadType.OCCURRENCE)
-    if kind not in (PayloadType.OCCURRENCE, PayloadType.STATUS_CHANGE):
-        return None
     if not isinstance(project_id, int) or isinstance(project_id, bool):
+        return None
+    if kind == PayloadType.OCCURRENCE:
+        occurrence_id = parse_uuid_hex(message_id)
+        if occurrence_id is None:
+            return None
+        return _DedupeTarget(project_id, str(message_id), occurrence_id)
+    if kind != PayloadType.STATUS_CHANGE:
         return None
     if message_id is None or isinstance(message_id, dict | list):
         return None
-    return project_id, str(message_id)
+    return _DedupeTarget(project_id, str(message_id), None)
+
+
+def _already_applied(writes: IssueWrites, target: _DedupeTarget, now: datetime) -> bool:
+    # An occurrence's own stored row is its record (any time since, not only within the
+    # window): a second row per occurrence, keyed by a random id, was a tenth of the
+    # consumer's writes. A status change stores nothing of its own: its id is recorded.
+    if target.occurrence_id is not None:
+        return writes.occurrence_exists(target.occurrence_id, target.project_id)
+    return writes.was_processed(target.project_id, target.message_id, now)
 
 
 def apply_one(
@@ -171,8 +198,9 @@ def apply_one(
     processing: OccurrenceProcessing = DEFAULT_PROCESSING,
     dedupe: bool = True,
 ) -> ProcessedMessage | None:
-    """Apply one message in its own transaction. With `dedupe`, a message id applied for
-    its project within the window is skipped, and this one's id is recorded."""
+    """Apply one message in its own transaction. With `dedupe`, an occurrence the
+    project has stored, or a status change whose id was applied for its project within
+    the window, is skipped, and a status change's id is recorded."""
     with engine.begin() as conn:
         return _apply_in(
             conn, payload, now=now, processing=processing, dedupe=dedupe, writes=IssueWrites(conn)
@@ -190,12 +218,12 @@ def _apply_in(
 ) -> ProcessedMessage | None:
     # One message in the caller's transaction, deduplicated by id (see apply_one).
     target = _dedupe_target(payload) if dedupe else None
-    if target is not None and writes.was_processed(*target, now):
+    if target is not None and _already_applied(writes, target, now):
         metrics.ISSUE_MESSAGES.labels("duplicate").inc()
         return None
     result = _process_message(conn, payload, now=now, processing=processing, writes=writes)
-    if target is not None:
-        writes.mark_processed(*target, now)
+    if target is not None and target.occurrence_id is None:
+        writes.mark_processed(target.project_id, target.message_id, now)
     return result
 
 

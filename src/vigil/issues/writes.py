@@ -5,9 +5,9 @@ what it writes is held and written set-wise when the chunk ends).
 
 Why: an occurrence ran 12 to 20 statements one after the other, at about 50 µs each in
 SQLAlchemy, which bounded a consumer to about a thousand occurrences a second. A chunk of
-a hundred occurrences of one group now reads its dedupe records, occurrences, events,
-hashes and groups with five queries, and writes its events, occurrences, dedupe records
-and each touched group once.
+hundreds of occurrences now reads its stored occurrences, events, hashes and groups (and
+its status changes' dedupe records) with a query each, and writes its events,
+occurrences and each touched group once.
 
 The processing logic is the same in both: `ChunkWrites` answers every read as the
 database would if the held writes had been made (what the chunk stored counts as
@@ -39,6 +39,7 @@ from vigil.db.tables import (
 from vigil.db.timestamps import as_utc
 from vigil.issues import dedupe_store, event_store, gate_store, group_store
 from vigil.issues import quota as quota_rules
+from vigil.issues.batching import is_status_change_payload
 from vigil.issues.enums import InboxReason
 from vigil.issues.environment_store import ensure_group_environment, get_or_create_environment
 from vigil.issues.errors import InvalidEventPayloadError
@@ -49,7 +50,7 @@ from vigil.issues.group_types import Quota
 from vigil.issues.occurrence import IssueOccurrence
 from vigil.issues.occurrence_store import occurrence_exists, occurrence_row, store_occurrence
 from vigil.issues.rows import increment
-from vigil.uuid_text import uuid_hex
+from vigil.uuid_text import parse_uuid_hex
 
 _UPDATE_GROUP = (
     update(group)
@@ -209,17 +210,6 @@ class IssueWrites:
         """Write what is held (nothing is, here)."""
 
 
-def _uuid_hex(value: object) -> str | None:
-    # The key a raw id will have once normalised, to read ahead with; None when it will
-    # not parse (the message is then rejected, or its row read on its own).
-    if not isinstance(value, str):
-        return None
-    try:
-        return uuid_hex(value)
-    except ValueError:
-        return None
-
-
 class ChunkWrites(IssueWrites):
     """The reads and writes of one chunk transaction: rows read ahead for the whole chunk
     (`read_ahead`), rows read once and remembered, writes held until `flush`. Made for
@@ -266,15 +256,18 @@ class ChunkWrites(IssueWrites):
             if not isinstance(project_id, int) or isinstance(project_id, bool):
                 continue
             message_id = payload.get("id")
-            if isinstance(message_id, str):
-                messages.append((project_id, dedupe_store.stored_id(message_id)))
-            occurrence_id = _uuid_hex(message_id)
-            if occurrence_id is not None:
-                occurrences.append((occurrence_id, project_id))
+            if is_status_change_payload(payload):
+                # Only status changes have dedupe records (see the consumer).
+                if isinstance(message_id, str):
+                    messages.append((project_id, dedupe_store.stored_id(message_id)))
+            else:
+                occurrence_id = parse_uuid_hex(message_id)
+                if occurrence_id is not None:
+                    occurrences.append((occurrence_id, project_id))
             embedded = payload.get("event")
             inner = embedded.get("event_id") if isinstance(embedded, Mapping) else None
             for raw in (payload.get("event_id"), inner):
-                event_id = _uuid_hex(raw)
+                event_id = parse_uuid_hex(raw)
                 if event_id is not None:
                     events.append((project_id, event_id))
             fingerprint = payload.get("fingerprint")
