@@ -42,6 +42,7 @@ from vigil.db.tables import (
     processed_message,
     quota_bucket,
 )
+from vigil.issues import gate_store
 from vigil.issues.consumer import CHUNK_MESSAGES, apply_one, process_occurrence_groups
 from vigil.issues.enums import ActivityType, GroupStatus, GroupSubStatus
 from vigil.issues.fingerprint import md5_hex
@@ -361,3 +362,28 @@ def _store_event_behind_its_back(conn: Connection, project_id: int, event_id: st
             data={},
         )
     )
+
+
+def test_a_chunk_grants_quota_units_as_the_database_would(engine: Engine) -> None:
+    # A chunk keeps the window's sum while the bucket stays the same: across buckets,
+    # and past the window's end, it answers as reading the buckets each time does.
+    quota = Quota(window_seconds=180, granularity_seconds=60, limit=3)
+    steps = [0, 1, 2, 59, 61, 62, 130, 185, 186, 240, 241, 242, 243, 400, 401]
+    times = [T0 + timedelta(seconds=s) for s in steps]
+    with engine.begin() as conn:
+        alone = [gate_store.take_quota(conn, "quota:alone", quota, at) for at in times]
+    with engine.begin() as conn:
+        writes = ChunkWrites(conn)
+        chunked = [writes.take_quota("quota:chunk", quota, at) for at in times]
+        writes.flush()
+    assert chunked == alone
+    assert alone.count(True) < len(steps)  # the limit was met on the way
+    # and wrote the same units (buckets that left the window aside: the database's
+    # answers delete those on the way, a chunk leaves them to the periodic cleanup)
+    oldest = int(times[-1].timestamp()) // 60 * 60 - quota.window_seconds
+    with engine.connect() as conn:
+        rows = conn.execute(select(quota_bucket).where(quota_bucket.c.bucket > oldest)).all()
+    written = {(row.key, row.bucket): row.count for row in rows}
+    assert written and {
+        bucket: n for (key, bucket), n in written.items() if key == "quota:alone"
+    } == {bucket: n for (key, bucket), n in written.items() if key == "quota:chunk"}

@@ -22,10 +22,15 @@ def window_usage(buckets: Mapping[int, int], timestamp: float, quota: Quota) -> 
     return sum(count for start, count in buckets.items() if oldest < start <= current)
 
 
+def fits(used: int, quota: Quota, units: int = 1) -> bool:
+    """Whether `units` more fit in a window of which `used` are taken."""
+    return used + units <= quota.limit
+
+
 def is_granted(buckets: Mapping[int, int], timestamp: float, quota: Quota, units: int = 1) -> bool:
     """Whether `units` more fit in the window at `timestamp` (the caller then adds them to
     the bucket `bucket_of(timestamp)`)."""
-    return window_usage(buckets, timestamp, quota) + units <= quota.limit
+    return fits(window_usage(buckets, timestamp, quota), quota, units)
 
 
 RATE_LIMIT_ENABLED_OPTION = "issues.occurrence-consumer.rate-limit.enabled"
