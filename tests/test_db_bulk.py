@@ -200,3 +200,16 @@ def test_sqlite_datetime_text_is_sqlalchemys(value: datetime) -> None:
     assert processor is not None
     assert sqlite_datetime(value) == processor(value)
     assert sqlite_datetime(None) is None
+
+
+def test_sqlite_datetime_of_an_equal_moment_in_another_offset_is_its_own() -> None:
+    # The last text is reused for the same object only: 12:00 UTC and 14:00+02:00 are
+    # equal moments, written as SQLAlchemy writes each (the offset dropped).
+    utc = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    plus_two = utc.astimezone(timezone(timedelta(hours=2)))
+    assert utc == plus_two
+    assert [sqlite_datetime(utc), sqlite_datetime(plus_two), sqlite_datetime(utc)] == [
+        "2026-03-01 12:00:00.000000",
+        "2026-03-01 14:00:00.000000",
+        "2026-03-01 12:00:00.000000",
+    ]

@@ -25,13 +25,26 @@ from sqlalchemy.engine import Dialect
 Processor = Callable[[Any], Any]
 
 
+_last_datetime: tuple[datetime, str] | None = None
+
+
 def sqlite_datetime(value: datetime | None) -> str | None:
     """A date-time as SQLAlchemy's SQLite DATETIME stores it by default
     ("2026-03-01 12:00:00.000000"; an offset is dropped, as SQLAlchemy drops it)."""
+    global _last_datetime
     if value is None:
         return None
+    # A message's rows carry the same moment object in several columns (received,
+    # added, last seen): the last one's text is kept. By identity, not equality: equal
+    # moments in other offsets are written differently. The tuple is replaced whole, so
+    # a thread never reads half of another's.
+    last = _last_datetime
+    if last is not None and last[0] is value:
+        return last[1]
     # Without its offset first: formatting one costs more than dropping the tzinfo.
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    text = value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    _last_datetime = (value, text)
+    return text
 
 
 @dataclass(frozen=True)
