@@ -122,6 +122,7 @@ def cmd_web(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_consumer(settings: Settings, args: argparse.Namespace) -> int:
+    from vigil.gc_tuning import tune_for_throughput
     from vigil.streams.consumers import get_definition
     from vigil.streams.runner import run_consumer
 
@@ -134,6 +135,7 @@ def cmd_consumer(settings: Settings, args: argparse.Namespace) -> int:
     definition = get_definition(args.name, settings)
     if not os.environ.get("VIGIL_SUPERVISED"):
         _prepare(settings).dispose()
+    tune_for_throughput()
     run_consumer(definition, settings)
     return 0
 
