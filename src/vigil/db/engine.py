@@ -26,6 +26,13 @@ class DatabaseError(Exception):
     """The database cannot be used; the message says why and what to do."""
 
 
+CACHE_KIB = 16384
+"""Each SQLite connection's page cache (SQLite's default: 2 MiB). A consumer's chunk
+transaction dirties more pages than 2 MiB holds (events, occurrences and the indexes of
+random ids); SQLite then spilled them to the WAL mid-transaction and read them back.
+Pages are allocated as used: an idle connection does not take it."""
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
@@ -72,6 +79,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         cur.close()
         # SQLite's own lower() changes ASCII letters only, so a search for "über" would
         # not find "Über"; Python's matches PostgreSQL's lower() on a UTF-8 database.
