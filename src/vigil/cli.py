@@ -104,12 +104,15 @@ def cmd_web(settings: Settings, _args: argparse.Namespace) -> int:
     import uvicorn
 
     from vigil.api.app import create_app, server_options
+    from vigil.gc_tuning import tune_for_throughput
 
     if not os.environ.get("VIGIL_SUPERVISED"):
         _prepare(settings).dispose()
     options = server_options()
+    app = create_app(settings)
+    tune_for_throughput()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         http=options.http,

@@ -1,10 +1,13 @@
-"""The garbage collector's settings for vigil's long-running worker processes.
+"""The garbage collector's settings for vigil's long-running processes (the web server
+and the consumers).
 
-A consumer allocates many short-lived objects per message (decoded payloads, rows,
+They allocate many short-lived objects per request or message (decoded payloads, rows,
 parameters). With CPython's default gen-0 threshold (700 allocations) the collector ran
 every few messages and walked every object the process had made at start-up (modules,
-SQLAlchemy's tables and compiled statements) on each older-generation pass: about a
-seventh of the occurrences consumer's time. No I/O here."""
+SQLAlchemy's tables and compiled statements) on each older-generation pass. That was
+about a seventh of the occurrences consumer's time; in the web server, each full pass
+stopped every request in flight for 45-60 ms, a few times a second under load (the
+check-in p99 at concurrency 64 went from 53 to 22 ms). No I/O here."""
 
 from __future__ import annotations
 
