@@ -213,3 +213,26 @@ def test_sqlite_datetime_of_an_equal_moment_in_another_offset_is_its_own() -> No
         "2026-03-01 14:00:00.000000",
         "2026-03-01 12:00:00.000000",
     ]
+
+
+@pytest.mark.parametrize("column", ["label", "at"])
+def test_rows_of_one_column_are_stored_whole(engine: Engine, column: str) -> None:
+    # One bound parameter per row: a plain text, and one the SQLite date-time text
+    # converts (on PostgreSQL, SQLAlchemy's own insert).
+    metadata = MetaData()
+    kind = String(64) if column == "label" else DateTime(timezone=True)
+    table = Table(f"bulk_one_{uuid.uuid4().hex[:8]}", metadata, Column(column, kind))
+    metadata.create_all(engine)
+    values = ["first", "second"] if column == "label" else [AT, AT + timedelta(hours=1)]
+    try:
+        with engine.begin() as conn:
+            insert_rows(conn, table, [{column: value} for value in values])
+        with engine.connect() as conn:
+            stored = conn.scalars(select(table.c[column])).all()
+        if column == "at":
+            stored = [
+                value.replace(tzinfo=UTC) if value.tzinfo is None else value for value in stored
+            ]
+        assert sorted(stored) == values
+    finally:
+        metadata.drop_all(engine)

@@ -13,6 +13,7 @@ PostgreSQL the round trip is what counts, and SQLAlchemy's own multi-row insert 
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -108,10 +109,24 @@ def execute_many(
         # statement ("insertmanyvalues"), where the driver's executemany runs one per row.
         conn.execute(statement, list(rows))
         return
-    pairs = tuple(zip(plan.keys, plan.processors, strict=True))
     params: list[Any]
     if plan.positional:
-        params = [tuple(row[k] if p is None else p(row[k]) for k, p in pairs) for row in rows]
+        # Each row's values taken at once, then only the columns with a processor
+        # converted: a generator over every column of every row cost more.
+        take = operator.itemgetter(*plan.keys)
+        convert = [(i, p) for i, p in enumerate(plan.processors) if p is not None]
+        params = []
+        for row in rows:
+            values = take(row)
+            if len(plan.keys) == 1:
+                values = (values,)
+            if convert:
+                converted = list(values)
+                for i, p in convert:
+                    converted[i] = p(converted[i])
+                values = tuple(converted)
+            params.append(values)
     else:
+        pairs = tuple(zip(plan.keys, plan.processors, strict=True))
         params = [{k: row[k] if p is None else p(row[k]) for k, p in pairs} for row in rows]
     conn.exec_driver_sql(plan.sql, params)
