@@ -78,8 +78,8 @@ CLEANUP_EVERY = timedelta(minutes=1)
 CHUNK_MESSAGES = 500
 """How many consecutive messages share a transaction: a whole batch of the default size.
 Most of a commit's cost on SQLite is the index pages it writes, and inserts keyed by
-random ids (events, occurrences, dedupe records) dirty about one page each unless many
-share a transaction: 100 to 500 a chunk gave 10-20 % more occurrences a second. A
+random ids (events, occurrences) dirty about one page each unless many share a
+transaction: 100 to 500 a chunk gave 10-20 % more occurrences a second. A
 chunk holds SQLite's write lock for about a tenth of a second."""
 
 Clock = Callable[[], datetime]
