@@ -115,10 +115,11 @@ def execute_many(
         # converted: a generator over every column of every row cost more.
         take = operator.itemgetter(*plan.keys)
         convert = [(i, p) for i, p in enumerate(plan.processors) if p is not None]
+        single = len(plan.keys) == 1  # itemgetter of one key gives the value, not a tuple
         params = []
         for row in rows:
             values = take(row)
-            if len(plan.keys) == 1:
+            if single:
                 values = (values,)
             if convert:
                 converted = list(values)

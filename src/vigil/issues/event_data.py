@@ -38,7 +38,7 @@ from typing import Any
 
 from vigil.issues.enums import LOG_LEVELS
 from vigil.issues.errors import EventPayloadValidationError
-from vigil.uuid_text import uuid_hex
+from vigil.uuid_text import parse_uuid_hex
 
 EVENT_FIELDS_ALWAYS: tuple[str, ...] = (
     "event_id",
@@ -147,7 +147,7 @@ def current_schema_errors(data: Mapping[str, Any]) -> list[str]:
         errors.append("timestamp: required, a number or a date-time string")
     if not isinstance(data.get("platform"), str):
         errors.append("platform: required, a string")
-    if "event_id" in data and not _is_uuid(data["event_id"]):
+    if "event_id" in data and parse_uuid_hex(data["event_id"]) is None:
         errors.append("event_id: not a UUID")
     if data.get("level") is not None and data["level"] not in LOG_LEVELS:
         errors.append("level: not a log level")
@@ -214,16 +214,6 @@ def _is_timestamp(value: object) -> bool:
     if _is_number(value):
         return math.isfinite(value)  # type: ignore[arg-type]
     return isinstance(value, str) and _is_iso_datetime(value)
-
-
-def _is_uuid(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        uuid_hex(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _tags_ok(tags: object) -> bool:
