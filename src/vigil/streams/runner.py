@@ -4,6 +4,9 @@ The pipeline is an arroyo `StreamProcessor` with three steps:
 
     decode each message  ->  batch (VIGIL_BATCH_SIZE / VIGIL_BATCH_TIME_MS)  ->  apply + commit
 
+A batch is applied on a thread of its own (`apply_thread.ApplyInThread`), one batch at
+a time and in order, while the consumer's thread reads and decodes the next one.
+
 Promises, for every consumer:
 
 - **At-least-once in, effectively-once out.** Offsets are committed only after `apply`
@@ -58,6 +61,7 @@ from arroyo.types import BrokerValue, Commit, Message, Partition, Topic
 from vigil import metrics
 from vigil.config import Settings
 from vigil.db.engine import is_transient
+from vigil.streams.apply_thread import ApplyInThread
 from vigil.streams.backend import LogBackend, LogError, MessageTooLarge, get_backend
 from vigil.streams.codecs import CodecError
 from vigil.streams.topics import dlq_topic
@@ -502,9 +506,10 @@ class _StrategyFactory(ProcessingStrategyFactory[KafkaPayload], Generic[T]):
     def create_with_partitions(
         self, commit: Commit, partitions: Mapping[Partition, int]
     ) -> ProcessingStrategy[KafkaPayload]:
-        apply: RunTask[ValuesBatch[_Item[T]], None] = RunTask(
+        apply: ApplyInThread[ValuesBatch[_Item[T]], None] = ApplyInThread(
             _ApplyBatch(self._definition, self._dead_letters, self._stop),
             CommitOffsets(commit),
+            thread_name=f"vigil-{self._definition.name}",
         )
         batch: BatchStep[_Item[T]] = BatchStep(
             max_batch_size=_batch_size(self._definition, self._settings),
