@@ -36,7 +36,16 @@ def _prepare(settings: Settings) -> Engine:
     before, after = migrate(engine)
     if before != after:
         log.info("database migrated", extra={"from": before or "empty", "to": after})
+    for warning in _server_warnings(engine):
+        log.warning(warning)
     return engine
+
+
+def _server_warnings(engine: Engine) -> list[str]:
+    from vigil.db.server_checks import server_warnings
+
+    with engine.connect() as conn:
+        return server_warnings(conn)
 
 
 def _consumer_names() -> list[str]:
@@ -160,11 +169,14 @@ def cmd_periodic(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
     engine = make_engine(settings)
     before, after = migrate(engine)
+    warnings = _server_warnings(engine)
     engine.dispose()
     if before == after:
         print(f"database is up to date (revision {after})")
     else:
         print(f"database migrated from {before or 'empty'} to {after}")
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
