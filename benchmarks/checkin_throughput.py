@@ -22,7 +22,8 @@ The load generator is a small asyncio HTTP/1.1 client with keep-alive connection
 per concurrent request) in this process, so it shares the machine's cores with the
 server; the baseline pays the same cost, which is why results are given as ratios.
 Each monitor gets at most 5 check-ins in the run, under the per-monitor-environment
-limit of 6 a minute, so none is rate limited.
+limit of 6 a minute, so none is rate limited. On a PostgreSQL server with autovacuum
+off, the benchmark runs autovacuum's ANALYZE itself (`autoanalyze.py`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+from autoanalyze import autoanalyze
 from sqlalchemy import create_engine, func, select
 
 from vigil.db.tables import monitor, monitor_checkin
@@ -326,6 +328,7 @@ def run(args: argparse.Namespace) -> list[Row]:
     with (
         tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp,
         serve(Path(tmp), args.database_url, args.kafka) as server,
+        autoanalyze(args.database_url),
     ):
         slugs = [f"bench-{i:06d}" for i in range(args.monitors)]
         print(f"setup: {args.monitors:,} monitors created by their first check-in …", flush=True)
