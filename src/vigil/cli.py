@@ -20,6 +20,7 @@ from vigil.db.migrate import migrate
 from vigil.streams.backend import LogError
 from vigil.tenancy import credentials, store
 from vigil.tenancy.bootstrap import bootstrap
+from vigil.tenancy.public_url import public_base_url
 
 log = logging.getLogger("vigil")
 
@@ -31,13 +32,16 @@ class CommandError(Exception):
 # --- running ---------------------------------------------------------------------------
 
 
-def _prepare(settings: Settings) -> Engine:
+def _prepare(settings: Settings, *, warn: bool = True) -> Engine:
+    # `warn`: log what is wrong with the database server's settings (for the processes
+    # that run on; not for each short admin command).
     engine = make_engine(settings)
     before, after = migrate(engine)
     if before != after:
         log.info("database migrated", extra={"from": before or "empty", "to": after})
-    for warning in _server_warnings(engine):
-        log.warning(warning)
+    if warn:
+        for warning in _server_warnings(engine):
+            log.warning(warning)
     return engine
 
 
@@ -65,6 +69,8 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
 
     engine = _prepare(settings)
     boot = bootstrap(engine)
+    with engine.connect() as conn:
+        base_url = public_base_url(conn, settings)
     engine.dispose()
     names = _consumer_names()
     backend = get_backend(settings)
@@ -72,7 +78,9 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
         backend.ensure_topics(names)
     finally:
         backend.close()
-    _print_banner(settings, boot.created, boot.project.id, boot.key, boot.token, boot.organization)
+    _print_banner(
+        settings, base_url, boot.created, boot.project.id, boot.key, boot.token, boot.organization
+    )
     metrics_dir = str((settings.home / "run" / "prometheus").resolve())
     prepare_metrics_dir(metrics_dir)
     children = {"web": vigil_argv("web"), "periodic": vigil_argv("periodic")}
@@ -85,6 +93,7 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
 
 def _print_banner(
     settings: Settings,
+    base_url: str,
     created: bool,
     project_id: int,
     key: store.ProjectKey | None,
@@ -93,9 +102,7 @@ def _print_banner(
 ) -> None:
     lines = [f"vigil {__version__} listening on {settings.base_url}"]
     if key is not None:
-        lines.append(
-            f"  DSN:       {credentials.format_dsn(settings.base_url, key.public_key, project_id)}"
-        )
+        lines.append(f"  DSN:       {credentials.format_dsn(base_url, key.public_key, project_id)}")
     else:
         lines.append("  DSN:       (the first project has no active key: `vigil key create`)")
     if token:
@@ -225,7 +232,7 @@ def cmd_config(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _with_conn(settings: Settings, fn: Callable[[Connection], int]) -> int:
-    engine = _prepare(settings)
+    engine = _prepare(settings, warn=False)
     try:
         with engine.begin() as conn:
             return fn(conn)
@@ -252,8 +259,9 @@ def cmd_project(settings: Settings, args: argparse.Namespace) -> int:
         if args.action == "create":
             proj = store.create_project(c, org, args.slug, args.name)
             key = store.create_key(c, proj)
+            base_url = public_base_url(c, settings)
             print(f"created project {proj.slug} (id {proj.id})")
-            print(f"DSN: {credentials.format_dsn(settings.base_url, key.public_key, proj.id)}")
+            print(f"DSN: {credentials.format_dsn(base_url, key.public_key, proj.id)}")
         else:
             for proj in store.list_projects(c, org):
                 print(f"{proj.id}\t{proj.slug}\t{proj.name}")
@@ -270,13 +278,14 @@ def cmd_key(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         org = store.get_organization(c, args.org)
         proj = store.get_project(c, org, args.project)
+        base_url = public_base_url(c, settings)
         if args.action == "create":
             key = store.create_key(c, proj, args.label)
-            print(credentials.format_dsn(settings.base_url, key.public_key, proj.id))
+            print(credentials.format_dsn(base_url, key.public_key, proj.id))
         else:
             for key in store.list_keys(c, proj):
                 state = "active" if key.is_active else "disabled"
-                dsn = credentials.format_dsn(settings.base_url, key.public_key, proj.id)
+                dsn = credentials.format_dsn(base_url, key.public_key, proj.id)
                 print(f"{key.public_key}\t{state}\t{key.label}\t{dsn}")
         return 0
 

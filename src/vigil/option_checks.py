@@ -13,6 +13,7 @@ from vigil.issues.quota import RATE_LIMIT_ENABLED_OPTION as OCCURRENCE_RATE_LIMI
 from vigil.issues.quota import RATE_LIMIT_QUOTA_OPTION as OCCURRENCE_RATE_LIMIT_QUOTA
 from vigil.monitors import clock_store
 from vigil.options import CRONS_DISABLE_CHECKIN
+from vigil.tenancy.public_url import URL_PREFIX_OPTION, is_url_prefix
 
 Check = Callable[[Any], bool]
 
@@ -82,6 +83,11 @@ OPTIONS: Final[Mapping[str, tuple[str, Check]]] = {
     clock_store.DISPATCH_OCCURRENCES: (
         "true or false: send incident occurrences through monitors-incident-occurrences",
         _is_bool,
+    ),
+    URL_PREFIX_OPTION: (
+        'the URL clients reach vigil at, as a JSON string ("https://vigil.example.com"): '
+        "DSNs are built from it (default: VIGIL_PUBLIC_URL, else http://VIGIL_BIND)",
+        is_url_prefix,
     ),
 }
 

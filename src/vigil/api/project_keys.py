@@ -19,6 +19,7 @@ from vigil.api.http import json_object, read_body, route
 from vigil.api.services import services
 from vigil.tenancy import store
 from vigil.tenancy.credentials import format_dsn
+from vigil.tenancy.public_url import public_base_url
 
 MAX_NAME_CHARS = 64  # project_key.label
 
@@ -67,7 +68,7 @@ def _project(conn: Connection, request: Request, required: str) -> tuple[store.P
         project = store.get_project(conn, access.organization, params["project_slug"])
     except store.NotFound as exc:
         raise HTTPException(404, str(exc)) from None
-    return project, services(request).settings.base_url
+    return project, public_base_url(conn, services(request).settings)
 
 
 def list_keys(request: Request) -> JSONResponse:
