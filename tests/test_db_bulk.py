@@ -29,6 +29,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy import exc as sa_exc
 
 from vigil.db.bulk import execute_many, insert_rows, sqlite_datetime
 
@@ -85,7 +86,7 @@ def _rows() -> list[dict[str, Any]]:
         {
             "id": 3,
             "label": "another zone and no microseconds",
-            "body": "",
+            "body": "tab\there, new\nline, back\\slash, \\N, \\.",
             "big": -1,
             "flag": False,
             "ref": uuid.UUID("bd16982e-afa9-4012-8813-c423c1038669"),
@@ -117,6 +118,25 @@ def test_insert_rows_stores_what_sqlalchemy_stores(
         back = [row._asdict() for row in conn.execute(select(ours).order_by(ours.c.id))]
     assert [row["data"] for row in back] == [row["data"] for row in _rows()]
     assert [row["body"] for row in back] == [row["body"] for row in _rows()]
+
+
+def test_a_failed_insert_raises_what_sqlalchemys_insert_raises(
+    engine: Engine, tables: tuple[Table, Table]
+) -> None:
+    # On PostgreSQL the rows go in by COPY; its errors are still SQLAlchemy's, so that
+    # callers tell bad data from a lost connection the same way.
+    ours, theirs = tables
+    duplicate = [_rows()[0], _rows()[0]]
+    for table in (ours, theirs):
+        with pytest.raises(sa_exc.IntegrityError), engine.begin() as conn:
+            if table is ours:
+                insert_rows(conn, table, duplicate)
+            else:
+                conn.execute(insert(table), duplicate)
+    assert _stored(engine, ours) == _stored(engine, theirs) == []
+    with engine.begin() as conn:  # the connection went back to the pool usable
+        insert_rows(conn, ours, _rows()[1:])
+    assert [row[0] for row in _stored(engine, ours)] == [2, 3]
 
 
 def test_execute_many_updates_as_sqlalchemy_updates(
