@@ -31,8 +31,8 @@ class Received(ProcessingStrategy[str | FilteredPayload]):
         self.joined = False
 
     def submit(self, message: Message[str | FilteredPayload]) -> None:
-        assert isinstance(message.payload, str)
-        self.values.append(message.payload)
+        if isinstance(message.payload, str):
+            self.values.append(message.payload)
         self.offsets.append(message.value.committable[PARTITION])
 
     def poll(self) -> None:
@@ -58,14 +58,17 @@ class Gated:
         self.order: list[str] = []
 
     def gate(self, value: str) -> threading.Event:
-        self.started.setdefault(value, threading.Event())
         return self.gates.setdefault(value, threading.Event())
+
+    def began(self, value: str) -> threading.Event:
+        # Made by whichever thread comes first: the test's or the apply's.
+        return self.started.setdefault(value, threading.Event())
 
     def __call__(self, message: Message[str]) -> str:
         value = message.payload
         self.threads.add(threading.get_ident())
         self.order.append(value)
-        self.started.setdefault(value, threading.Event()).set()
+        self.began(value).set()
         assert self.gate(value).wait(WAIT_S), f"gate of {value} never opened"
         if value.startswith("bad"):
             raise RuntimeError(f"cannot apply {value}")
@@ -76,7 +79,7 @@ def test_a_batch_applies_on_another_thread_while_the_caller_goes_on() -> None:
     apply, received = Gated(), Received()
     step = ApplyInThread(apply, received)
     step.submit(batch(1, "a"))  # returns although "a" is still applying
-    assert apply.started["a"].wait(WAIT_S)
+    assert apply.began("a").wait(WAIT_S)
     step.poll()
     assert received.values == []  # not passed on (so not committed) before it is applied
     assert apply.threads and threading.get_ident() not in apply.threads
@@ -91,7 +94,7 @@ def test_the_next_batch_waits_for_the_one_before_and_both_pass_on_in_order() -> 
     apply, received = Gated(), Received()
     step = ApplyInThread(apply, received)
     step.submit(batch(1, "a"))
-    assert apply.started["a"].wait(WAIT_S)
+    assert apply.began("a").wait(WAIT_S)
 
     submitted = threading.Event()
 
@@ -147,8 +150,23 @@ def test_join_waits_for_the_batch_in_flight_whatever_its_timeout() -> None:
     apply, received = Gated(), Received()
     step = ApplyInThread(apply, received)
     step.submit(batch(1, "a"))
-    assert apply.started["a"].wait(WAIT_S)
+    assert apply.began("a").wait(WAIT_S)
     threading.Timer(0.3, apply.gate("a").set).start()
     step.close()
     step.join(timeout=0)
     assert received.values == ["A"]
+
+
+def test_a_filtered_message_is_passed_on_after_the_batch_before_it() -> None:
+    apply, received = Gated(), Received()
+    step = ApplyInThread(apply, received)
+    step.submit(batch(1, "a"))
+    apply.gate("a").set()
+    filtered: Message[str] = Message(
+        BrokerValue(FilteredPayload(), PARTITION, 2, datetime(2026, 1, 1))  # type: ignore[arg-type]
+    )
+    step.submit(filtered)
+    assert received.offsets == [2, 3]  # "a" first, then the filtered one's offset
+    assert received.values == ["A"]
+    assert apply.order == ["a"]  # nothing applied for it
+    step.join()

@@ -120,6 +120,21 @@ def test_insert_rows_stores_what_sqlalchemy_stores(
     assert [row["body"] for row in back] == [row["body"] for row in _rows()]
 
 
+def test_rows_inserted_first_on_a_connection_are_committed_by_its_commit(
+    engine: Engine, tables: tuple[Table, Table]
+) -> None:
+    # "Commit as you go": no begin(), the insert is the connection's first statement.
+    ours, _ = tables
+    with engine.connect() as conn:
+        insert_rows(conn, ours, _rows())
+        assert conn.in_transaction()
+        conn.commit()
+    assert [row[0] for row in _stored(engine, ours)] == [1, 2, 3]
+    with engine.connect() as conn:  # and rolled back without one
+        insert_rows(conn, ours, [{**_rows()[0], "id": 9}])
+    assert [row[0] for row in _stored(engine, ours)] == [1, 2, 3]
+
+
 def test_a_failed_insert_raises_what_sqlalchemys_insert_raises(
     engine: Engine, tables: tuple[Table, Table]
 ) -> None:

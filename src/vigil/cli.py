@@ -207,7 +207,7 @@ def cmd_cleanup(settings: Settings, args: argparse.Namespace) -> int:
         totals[kind] = totals.get(kind, 0) + count
         print(f"  {kind}: {totals[kind]:,} deleted", flush=True)
 
-    engine = _prepare(settings)
+    engine = _prepare(settings, warn=False)
     try:
         removed = remove_expired(engine, now, days, progress)
     finally:

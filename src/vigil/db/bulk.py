@@ -161,6 +161,9 @@ def _copy_rows(
     preparer = conn.dialect.identifier_preparer
     names = ", ".join(preparer.quote(key) for key in plan.keys)
     sql = f"COPY {preparer.format_table(table)} ({names}) FROM STDIN"
+    if not conn.in_transaction():
+        # As any statement would: the caller's commit() must commit the rows.
+        conn.begin()
     raw = conn.connection.driver_connection
     try:
         with raw.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[union-attr]

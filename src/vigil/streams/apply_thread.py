@@ -54,6 +54,10 @@ class ApplyInThread(ProcessingStrategy[TIn], Generic[TIn, TOut]):
     def submit(self, message: Message[TIn]) -> None:
         assert not self._closed
         self._forward(wait=True)
+        if isinstance(message.payload, FilteredPayload):
+            # Nothing to apply: its offsets go on, after the batches before it.
+            self._next_step.submit(message)  # type: ignore[arg-type]
+            return
         self._in_flight = (message, self._executor.submit(self._function, message))
 
     def poll(self) -> None:
@@ -72,6 +76,10 @@ class ApplyInThread(ProcessingStrategy[TIn], Generic[TIn, TOut]):
         self._closed = True
 
     def terminate(self) -> None:
+        # Waits for the batch in flight (which may be waiting out a database outage
+        # until it ends or stop is asked): it must not still be applying beside the
+        # next assignment's batches. The consumer's thread was held just as long when
+        # it applied batches itself.
         self._closed = True
         self._in_flight = None
         self._executor.shutdown(wait=True)

@@ -21,7 +21,7 @@ MAX_LENGTH: Final = 200
 
 
 def is_url_prefix(value: Any) -> bool:
-    """An http(s) URL with a host, and neither a query nor a fragment."""
+    """An http(s) URL with a host, and no user, query, fragment or white space."""
     if not isinstance(value, str) or len(value) > MAX_LENGTH:
         return False
     try:
@@ -32,10 +32,11 @@ def is_url_prefix(value: Any) -> bool:
     return bool(
         parts.scheme in ("http", "https")
         and parts.hostname
+        and parts.username is None  # a DSN's user part is the key
+        and parts.password is None
         and not parts.query
         and not parts.fragment
-        and not value[-1:].isspace()
-        and " " not in value
+        and not any(char.isspace() for char in value)
     )
 
 
