@@ -439,6 +439,30 @@ def test_list_monitors_by_name_with_environments(
     assert list_monitors(conn, org.id, [other.id]) == []
 
 
+def test_list_monitors_pages_and_filters_before_reading_the_page(
+    conn: Connection, org: Organization, project: Project
+) -> None:
+    jobs = [created(conn, project, DAILY, slug=f"job-{i}") for i in range(5)]
+    backup = created(conn, project, DAILY, slug="Backup-ÉTÉ")
+    for job in (*jobs, backup):
+        ensure_environment(conn, project, job, None, MANY)
+
+    def slugs(**kwargs: Any) -> list[str]:
+        return [m.monitor.slug for m in list_monitors(conn, org.id, **kwargs)]
+
+    assert slugs(offset=1, limit=2) == ["job-0", "job-1"]  # names sort "Backup…" first
+    assert slugs(offset=5, limit=10) == ["job-4"]
+    assert slugs(offset=6, limit=10) == []
+    # each term in the name or the slug, casefolded beyond ASCII; paged after filtering
+    assert slugs(terms=["été"]) == ["Backup-ÉTÉ"]
+    assert slugs(terms=["job", "3"]) == ["job-3"]
+    assert slugs(terms=["job"], offset=3, limit=5) == ["job-3", "job-4"]
+    assert slugs(terms=["nothing"]) == []
+    # the page's monitors come with their own environments only
+    page = list_monitors(conn, org.id, terms=["job"], offset=1, limit=1)
+    assert [[e.monitor_id for e in m.environments] for m in page] == [[jobs[1].id]]
+
+
 # --- settings ---------------------------------------------------------------------------
 
 

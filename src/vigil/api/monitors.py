@@ -232,15 +232,15 @@ def list_monitors(request: Request) -> Response:
         project_ids = None
         if wanted and "-1" not in wanted:  # -1: every project, as Sentry's UI asks
             project_ids = [_project(conn, access.organization, p).id for p in wanted]
-        monitors = store.list_monitors(conn, access.organization.id, project_ids)
-    # `query`: words that must each be in the name or the slug, in any case (Sentry's).
-    for term in request.query_params.get("query", "").casefold().split():
-        monitors = [
-            m
-            for m in monitors
-            if term in m.monitor.name.casefold() or term in m.monitor.slug.casefold()
-        ]
-    rows = monitors[page.offset : page.offset + page.per_page + 1]
+        # `query`: words that must each be in the name or the slug, in any case (Sentry's).
+        rows = store.list_monitors(
+            conn,
+            access.organization.id,
+            project_ids,
+            terms=request.query_params.get("query", "").casefold().split(),
+            offset=page.offset,
+            limit=page.per_page + 1,
+        )
     body = [serialize_monitor(m, projects[m.monitor.project_id]) for m in rows]
     return paginated(request, page, rows, body)
 

@@ -166,33 +166,58 @@ def get_organization_monitor(
 
 
 def list_monitors(
-    conn: Connection, organization_id: int, project_ids: Iterable[int] | None = None
+    conn: Connection,
+    organization_id: int,
+    project_ids: Iterable[int] | None = None,
+    *,
+    terms: Sequence[str] = (),
+    offset: int = 0,
+    limit: int | None = None,
 ) -> list[MonitorWithEnvironments]:
     """The organization's monitors (of `project_ids` when given), ordered by name then
-    id, each with its environments ordered by name."""
+    id, each with its environments ordered by name.
+
+    `terms`: casefolded words that must each be in the name or the slug (Sentry's
+    `query`). `offset` / `limit` page the result: only that page's monitors and
+    environments are read in full."""
     condition = monitor_table.c.organization_id == organization_id
     if project_ids is not None:
         condition = and_(condition, monitor_table.c.project_id.in_(list(project_ids)))
-    monitors = [
-        _monitor(r)
-        for r in conn.execute(
-            select(monitor_table)
-            .where(condition)
-            .order_by(monitor_table.c.name, monitor_table.c.id)
-        )
-    ]
-    # one query for all environments (not an IN list of every monitor id)
+    order = (monitor_table.c.name, monitor_table.c.id)
+    if terms:
+        # Casefolded matching is Python's (SQLite's lower() knows only ASCII), so the
+        # filter runs over names and slugs alone; the page is then read in full.
+        ids = [
+            r.id
+            for r in conn.execute(
+                select(monitor_table.c.id, monitor_table.c.name, monitor_table.c.slug)
+                .where(condition)
+                .order_by(*order)
+            )
+            if all(t in r.name.casefold() or t in r.slug.casefold() for t in terms)
+        ]
+        ids = ids[offset:] if limit is None else ids[offset : offset + limit]
+        if not ids:
+            return []
+        condition = monitor_table.c.id.in_(ids)
+        query = select(monitor_table).where(condition).order_by(*order)
+    else:
+        query = select(monitor_table).where(condition).order_by(*order).offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+    monitors = [_monitor(r) for r in conn.execute(query)]
+    if not monitors:
+        return []
+    page_ids = [m.id for m in monitors]
     environments = conn.execute(
         _monitor_environment_query()
-        .join(monitor_table, monitor_table.c.id == monitor_environment_table.c.monitor_id)
-        .where(condition)
+        .where(monitor_environment_table.c.monitor_id.in_(page_ids))
         .order_by(environment_table.c.name)
     )
     by_monitor: dict[int, list[MonitorEnvironment]] = {m.id: [] for m in monitors}
     for row in environments:
         env = _monitor_environment(row)
-        if env.monitor_id in by_monitor:  # not a monitor created between the two reads
-            by_monitor[env.monitor_id].append(env)
+        by_monitor[env.monitor_id].append(env)
     return [MonitorWithEnvironments(m, tuple(by_monitor[m.id])) for m in monitors]
 
 
