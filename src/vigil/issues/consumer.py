@@ -306,7 +306,7 @@ def _group_order(
     project_id = batch_key(items[0])[1]
     if project_id is not None and project_id not in features:
         try:
-            with engine.connect() as conn:
+            with engine.execution_options(readonly=True).connect() as conn:
                 features[project_id] = processing.load_project(conn, project_id).features
         except UnknownProjectError:
             # each message is dead-lettered with the reason on its own turn
@@ -406,8 +406,9 @@ class OccurrenceConsumer:
             return self._engine
 
     def _batch_processing(self, engine: Engine) -> OccurrenceProcessing:
-        # The rate-limit options may change at run time: read once per batch.
-        with engine.connect() as conn:
+        # The rate-limit options may change at run time: read once per batch (without
+        # the write lock: on SQLite a plain connection waits for it).
+        with engine.execution_options(readonly=True).connect() as conn:
             enabled = get_option(conn, RATE_LIMIT_ENABLED_OPTION, False)
             quota = get_option(conn, RATE_LIMIT_QUOTA_OPTION)
         return replace(

@@ -213,7 +213,7 @@ class KillswitchCache:
     def get(self) -> frozenset[int]:
         now = self._clock()
         if self._read_at is None or now - self._read_at >= self._ttl_s:
-            with self._engine.connect() as conn:
+            with self._engine.execution_options(readonly=True).connect() as conn:
                 raw = get_option(conn, CRONS_DISABLE_CHECKIN, [])
             self._value = killswitch_organizations(raw)
             self._read_at = now
