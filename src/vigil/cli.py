@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import fields
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
@@ -381,6 +382,38 @@ def cmd_option(settings: Settings, args: argparse.Namespace) -> int:
     return _with_conn(settings, run)
 
 
+def cmd_bench(_settings: Settings, args: argparse.Namespace) -> int:
+    from vigil.bench import BenchError
+
+    # The benchmark's own bookkeeping (topics made in its temporary home) is not news.
+    if log.getEffectiveLevel() < logging.WARNING:
+        log.setLevel(logging.WARNING)
+    try:
+        return int(args.bench(args))
+    except BenchError as exc:
+        raise CommandError(f"bench {args.benchmark}: {exc}") from None
+
+
+def _add_bench(sub: Any) -> None:
+    from vigil.bench import checkins, occurrences
+
+    p = sub.add_parser(
+        "bench",
+        help="measure this machine: check-ins or occurrences end to end, each beside a "
+        "baseline from the same run (in a temporary home unless given a database)",
+    )
+    benchmarks = p.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    for name, module, summary in (
+        ("checkins", checkins, "HTTP envelopes into `vigil serve` until applied"),
+        ("occurrences", occurrences, "occurrences from the log to the issues API"),
+    ):
+        b = benchmarks.add_parser(name, help=summary, description=module.__doc__)
+        b.formatter_class = argparse.RawDescriptionHelpFormatter
+        module.add_arguments(b)
+        b.set_defaults(bench=module.command)
+    p.set_defaults(func=cmd_bench)
+
+
 # --- parser ----------------------------------------------------------------------------
 
 
@@ -473,6 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="for set: store a key or value vigil does not know"
     )
     p.set_defaults(func=cmd_option)
+    _add_bench(sub)
     # Each command's own --help opens with the line the command list shows for it.
     for action in sub._choices_actions:
         command = sub.choices[action.dest]

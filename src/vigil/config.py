@@ -120,7 +120,9 @@ def _bind(raw: str) -> str:
     return raw
 
 
-def _database_url(raw: str) -> str:
+def normalize_database_url(raw: str) -> str:
+    """A VIGIL_DATABASE_URL as the engine takes it (postgres:// and postgresql:// name
+    psycopg); ConfigError for a scheme vigil does not know."""
     if raw and not raw.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
         raise ConfigError(
             "VIGIL_DATABASE_URL must be a sqlite:/// or postgresql:// URL, "
@@ -161,7 +163,7 @@ def _url(raw: str) -> str:
 # setting name -> (environment variable, parser)
 _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "home": ("VIGIL_HOME", Path),
-    "database_url": ("VIGIL_DATABASE_URL", _database_url),
+    "database_url": ("VIGIL_DATABASE_URL", normalize_database_url),
     "kafka_bootstrap_servers": ("VIGIL_KAFKA_BOOTSTRAP_SERVERS", str.strip),
     "bind": ("VIGIL_BIND", _bind),
     "public_url": ("VIGIL_PUBLIC_URL", _url),
