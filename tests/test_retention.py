@@ -165,3 +165,19 @@ def test_an_issue_still_seen_loses_old_occurrences_without_events(
     assert count(engine, issue_occurrence, issue_occurrence.c.group_id == alive) == 1
     assert count(engine, group) == 2
     assert count(engine, event) == count(engine, issue_occurrence) == 2
+
+
+def test_an_event_is_kept_from_when_vigil_got_it_not_from_its_own_received(
+    engine: Engine, project: Project
+) -> None:
+    # A detector's event dated and received long ago by its own account (as the
+    # reference's example message is), stored lately: kept, as are its occurrence and
+    # issue.
+    payload = occurrence(project.id, "example", at=OLD)
+    payload["event"]["received"] = (OLD - timedelta(days=300)).isoformat()
+    process(engine, payload, now=RECENT)
+    assert remove_expired(engine, NOW, 90).total() == 0
+    assert count(engine, event) == count(engine, issue_occurrence) == 1
+    with engine.connect() as conn:
+        stored = conn.execute(select(event.c.received, event.c.data)).one()
+    assert stored.data["received"] == payload["event"]["received"]  # the event as sent

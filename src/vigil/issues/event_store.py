@@ -24,7 +24,8 @@ MAX_EVENT_TYPE_CHARS = 32
 
 @dataclass(frozen=True)
 class StoredEvent:
-    """An event as the issue platform sees it. `stored` is False for a lightweight event
+    """An event as the issue platform sees it. `received`: when vigil got it (the
+    producer's own `received` is in `data`). `stored` is False for a lightweight event
     that exists only while its occurrence is processed."""
 
     project_id: int
@@ -71,10 +72,6 @@ def event_of(project_id: int, data: Mapping[str, Any], now: datetime) -> StoredE
         timestamp = event_datetime(data.get("timestamp"))
     except (ValueError, OverflowError, OSError) as exc:
         raise InvalidEventPayloadError(f"event timestamp is not usable: {exc}") from None
-    try:
-        received = event_datetime(data.get("received"))
-    except (ValueError, OverflowError, OSError):
-        received = now
     event_type = data.get("type") or "default"
     if not isinstance(event_type, str) or len(event_type) > MAX_EVENT_TYPE_CHARS:
         raise InvalidEventPayloadError("event type must be a short string")
@@ -83,7 +80,10 @@ def event_of(project_id: int, data: Mapping[str, Any], now: datetime) -> StoredE
         event_id=str(data["event_id"]),
         type=event_type,
         timestamp=timestamp,
-        received=received,
+        # When vigil got it, whatever the producer's `received` says (that stays in the
+        # data): retention keeps an event for its days from here, and a detector's
+        # example dated two years back must not go at the next hourly cleanup.
+        received=now,
         platform=_optional_text(data, "platform", MAX_PLATFORM_CHARS),
         environment=_optional_text(data, "environment", MAX_ENVIRONMENT_CHARS),
         release=_optional_text(data, "release", MAX_RELEASE_CHARS),
