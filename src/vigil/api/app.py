@@ -1,9 +1,10 @@
-"""The web process: Sentry-compatible ingest, the management API, health and metrics.
+"""The web process: Sentry-compatible ingest, the management API, health and metrics,
+and the web UI's pages (`vigil.web`, HTML; signed-in pages ask the API in-process).
 
 `create_app(settings)` builds the Starlette app. At start (lifespan) it opens the
 database engine, the log backend and the log producer once; at shutdown it closes them.
 A log that is unreachable at start does not stop the app: ingest answers 503 and
-`/_health/?full=1` reports it until the log is back. Every error is JSON
+`/_health/?full=1` reports it until the log is back. Every error but a UI page's is JSON
 `{"detail": reason}` with its status, unknown paths included.
 """
 
@@ -41,6 +42,7 @@ from vigil.ingest.log_writer import LogWriter
 from vigil.streams.backend import get_backend
 from vigil.streams.topics import Topic
 from vigil.tenancy import store
+from vigil.web import pages as web_pages
 
 
 def all_routes() -> list[BaseRoute]:
@@ -107,7 +109,8 @@ def create_app(settings: Settings) -> Starlette:
             engine.dispose()
 
     app = Starlette(
-        routes=all_routes(),
+        # The API (which the OpenAPI document describes), then the UI's pages.
+        routes=[*all_routes(), *web_pages.routes()],
         middleware=[Middleware(metrics_api.RequestCounter)],
         exception_handlers={
             HTTPException: http_exception_handler,

@@ -1,0 +1,89 @@
+"""Who is signed in to the web UI: the API token they gave, kept in a cookie that only
+the server reads (HttpOnly), sent back only by this site's own pages (SameSite=Strict),
+and over HTTPS only when the UI is served over HTTPS. The token is checked on every
+request, so revoking it (`vigil token revoke`) signs its holder out at once.
+
+A form that changes something must also come from this site: `same_origin` checks the
+`Origin` (or `Referer`) a browser sends with a POST."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import urlsplit
+
+from sqlalchemy import Connection
+from starlette.requests import Request
+from starlette.responses import Response
+
+from vigil.api.auth import scope_satisfied
+from vigil.tenancy import store
+
+COOKIE: Final = "vigil_session"
+# A token is hex; a cookie holding anything longer is not one of ours.
+MAX_TOKEN_CHARS: Final = 200
+# Signed in for a working week at most; the token itself may be revoked sooner.
+MAX_AGE_S: Final = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Session:
+    token: str
+    organization: store.Organization
+    scopes: tuple[str, ...]
+
+    def may(self, scope: str) -> bool:
+        return scope_satisfied(self.scopes, scope)
+
+
+class SignInRefused(Exception):
+    """Why a token cannot sign in (unknown or revoked). Any scope reads something (a
+    write or admin scope holds its family's read), so any live token signs in and each
+    page shows what its scopes allow."""
+
+
+def session_for(conn: Connection, token: str) -> Session:
+    """The session `token` opens; SignInRefused with the reason if none."""
+    found = store.find_token(conn, token) if 0 < len(token) <= MAX_TOKEN_CHARS else None
+    if found is None:
+        raise SignInRefused("this is not a vigil API token (or it was deleted)")
+    if not found.is_active:
+        raise SignInRefused("this token has been revoked")
+    org = store.get_organization_by_id(conn, found.organization_id)
+    return Session(token, org, found.scopes)
+
+
+def current(conn: Connection, request: Request) -> Session | None:
+    """The session of the request's cookie, if it still opens one."""
+    token = request.cookies.get(COOKIE, "")
+    try:
+        return session_for(conn, token.strip())
+    except SignInRefused:
+        return None
+
+
+def remember(response: Response, request: Request, token: str) -> None:
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=MAX_AGE_S,
+        path="/ui",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+
+
+def forget(response: Response) -> None:
+    response.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")
+
+
+def same_origin(request: Request) -> bool:
+    """Whether a form was posted by this site's own page: its Origin (else Referer)
+    names this host. A browser sends one of them with every POST; their absence means
+    a client that is no browser, which holds no cookie to abuse."""
+    source = request.headers.get("origin") or request.headers.get("referer")
+    if not source:
+        return True
+    host = request.headers.get("host", "")
+    return urlsplit(source).netloc == host
