@@ -19,6 +19,7 @@ import sentry_sdk
 from arroyo.types import Topic as LogTopic
 from sentry_sdk.crons import capture_checkin
 
+from tests.conftest import subprocess_env
 from tests.support.serve import Running, serve, wait_healthy
 from tests.support.services import free_port
 from vigil.config import Settings
@@ -122,6 +123,31 @@ def test_serve_end_to_end(stack: Settings) -> None:
         assert any("nothing was bootstrapped" in line for line in again.output)
         assert not (again.banner("API token") or "").startswith("vgl_")
         assert _stop(again) == 0
+
+
+def test_the_banner_comes_once_the_web_app_answers(stack: Settings) -> None:
+    # A client handed the printed DSN at once must reach the server: the SDK drops a
+    # check-in it cannot send, and does not retry.
+    settings = replace(stack, bind=f"127.0.0.1:{free_port()}")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vigil", "serve"],
+        env=subprocess_env(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "listening on" in line:
+                break
+        else:
+            raise AssertionError("vigil serve printed no banner")
+        assert httpx.get(f"{settings.base_url}/_health/", timeout=30).status_code == 200
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def test_serve_refuses_an_invalid_setting(tmp_path: Path) -> None:

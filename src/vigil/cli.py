@@ -61,6 +61,7 @@ def _consumer_names() -> list[str]:
 
 def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
     from vigil.serve.supervisor import (
+        Announcement,
         Supervisor,
         child_env,
         prepare_metrics_dir,
@@ -79,9 +80,17 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
         backend.ensure_topics(names)
     finally:
         backend.close()
-    _print_banner(
-        settings, base_url, boot.created, boot.project.id, boot.key, boot.token, boot.organization
-    )
+    def banner() -> None:
+        _print_banner(
+            settings,
+            base_url,
+            boot.created,
+            boot.project.id,
+            boot.key,
+            boot.token,
+            boot.organization,
+        )
+
     metrics_dir = str((settings.home / "run" / "prometheus").resolve())
     prepare_metrics_dir(metrics_dir)
     children = {"web": vigil_argv("web"), "periodic": vigil_argv("periodic")}
@@ -89,7 +98,9 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
         children[f"consumer:{name}"] = vigil_argv("consumer", name)
     env = child_env(os.environ, metrics_dir)
     env["VIGIL_HOME"] = str(settings.home.resolve())
-    return Supervisor(children, env).run()
+    # The banner says "listening" and gives the DSN: only once the web app listens.
+    announcement = Announcement(settings.host, settings.port, banner)
+    return Supervisor(children, env, announcement).run()
 
 
 def _print_banner(

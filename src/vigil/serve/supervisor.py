@@ -8,11 +8,12 @@ import ctypes
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from vigil.serve.backoff import Backoff
@@ -42,11 +43,37 @@ class Child:
     backoff: Backoff = field(default_factory=Backoff)
 
 
+@dataclass(frozen=True)
+class Announcement:
+    """What to say once the web app accepts connections at `host`:`port` (the banner
+    that names its address: said earlier, a client sent there at once was refused)."""
+
+    host: str
+    port: int
+    say: Callable[[], None]
+
+
+def accepts_connections(host: str, port: int) -> bool:
+    """Whether something listens at host:port (a wildcard bind is asked on loopback)."""
+    target = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    try:
+        with socket.create_connection((target.strip("[]"), port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
 class Supervisor:
-    def __init__(self, children: Mapping[str, Sequence[str]], env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        children: Mapping[str, Sequence[str]],
+        env: Mapping[str, str],
+        announcement: Announcement | None = None,
+    ) -> None:
         self.children = [Child(name, argv) for name, argv in children.items()]
         self.env = dict(env)
         self._stop = threading.Event()
+        self._announcement = announcement
 
     def request_stop(self, signum: int = signal.SIGTERM, _frame: object = None) -> None:
         if not self._stop.is_set():
@@ -66,7 +93,11 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self.request_stop)
         for child in self.children:
             self._start(child)
-        while not self._stop.wait(0.2):
+        pending = self._announcement
+        while not self._stop.wait(0.05 if pending else 0.2):
+            if pending is not None and accepts_connections(pending.host, pending.port):
+                pending.say()
+                pending = None
             now = time.monotonic()
             for child in self.children:
                 if child.process is not None and child.process.poll() is not None:
