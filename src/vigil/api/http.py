@@ -81,8 +81,10 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def json_object(body: bytes) -> dict[str, Any]:
-    """A JSON object body (an empty body is `{}`); HTTPException(400) otherwise."""
+def json_object(body: bytes, *, refuse_nul: bool = True) -> dict[str, Any]:
+    """A JSON object body (an empty body is `{}`); HTTPException(400) otherwise, also
+    for a NUL character in any key or string (`refuse_nul`): no name, slug or query
+    holds one, and PostgreSQL's text cannot."""
     if not body.strip():
         return {}
     try:
@@ -91,7 +93,32 @@ def json_object(body: bytes) -> dict[str, Any]:
         raise HTTPException(400, f"request body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise HTTPException(400, "request body must be a JSON object")
+    if refuse_nul and (where := nul_in(value)) is not None:
+        raise HTTPException(400, f"{where} contains a NUL character")
     return value
+
+
+def nul_in(value: Any, path: str = "") -> str | None:
+    """Where in a decoded JSON value a string (or key) holds a NUL character, as a
+    dotted path (`config.timezone`, `projects.0`); None if nowhere."""
+    # An explicit stack: a body nested a thousand deep is no reason for a RecursionError.
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        current, where = stack.pop()
+        if isinstance(current, str):
+            if "\x00" in current:
+                return where or "the body"
+        elif isinstance(current, dict):
+            for key, item in current.items():
+                inner = f"{where}.{key}" if where else str(key)
+                if "\x00" in key:
+                    return inner
+                stack.append((item, inner))
+        elif isinstance(current, list):
+            stack.extend(
+                (item, f"{where}.{i}" if where else str(i)) for i, item in enumerate(current)
+            )
+    return None
 
 
 class RowIdConvertor(Convertor[int]):
@@ -116,8 +143,9 @@ register_url_convertor("row_id", RowIdConvertor())
 
 
 def _refusing_nul(endpoint: Callable[..., Any]) -> Callable[..., Any]:
-    """`endpoint`, answering 400 when a path parameter holds a NUL character (which no
-    name or id has and PostgreSQL text cannot hold) instead of calling it."""
+    """`endpoint`, answering 400 when a path or query parameter holds a NUL character
+    (which no name, id or search has and PostgreSQL text cannot hold) instead of
+    calling it."""
     if not inspect.isfunction(endpoint):
         return endpoint
 
@@ -125,6 +153,9 @@ def _refusing_nul(endpoint: Callable[..., Any]) -> Callable[..., Any]:
         for name, value in request.path_params.items():
             if isinstance(value, str) and "\x00" in value:
                 raise HTTPException(400, f"{name} contains a NUL character")
+        for name, value in request.query_params.multi_items():
+            if "\x00" in name or "\x00" in value:
+                raise HTTPException(400, f"query parameter {name!r} contains a NUL character")
 
     if inspect.iscoroutinefunction(endpoint):
 

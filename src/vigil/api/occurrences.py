@@ -208,7 +208,8 @@ def _check_status(new_status: int, new_substatus: int | None) -> None:
 
 async def post_occurrence(request: Request) -> Response:
     svc = services(request)
-    body = json_object(await read_body(request, svc.settings.max_message_bytes))
+    # NULs are the validation's to judge, field by field (evidence may hold one).
+    body = json_object(await read_body(request, svc.settings.max_message_bytes), refuse_nul=False)
 
     def accept() -> tuple[dict[str, Any], str, bytes | None, int] | PayloadError:
         with svc.reading() as conn:
