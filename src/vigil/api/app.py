@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute
 
 from vigil.api import clock as clock_api
@@ -32,7 +33,7 @@ from vigil.api import (
     project_keys,
 )
 from vigil.api import metrics as metrics_api
-from vigil.api.http import http_exception_handler, server_error_handler
+from vigil.api.http import client_gone_handler, http_exception_handler, server_error_handler
 from vigil.api.services import Services
 from vigil.config import Settings
 from vigil.db.engine import make_engine
@@ -114,6 +115,7 @@ def create_app(settings: Settings) -> Starlette:
         middleware=[Middleware(metrics_api.RequestCounter)],
         exception_handlers={
             HTTPException: http_exception_handler,
+            ClientDisconnect: client_gone_handler,
             Exception: server_error_handler,
         },
         lifespan=lifespan,

@@ -56,6 +56,17 @@ async def server_error_handler(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal server error")
 
 
+# nginx's "client closed request": not sent (no one is there), only counted.
+CLIENT_GONE = 499
+
+
+async def client_gone_handler(request: Request, _exc: Exception) -> Response:
+    """A client that hung up in the middle of its request body: nothing for the server
+    to fix, so neither a 500 nor a traceback; one line at INFO."""
+    log.info("client disconnected", extra={"method": request.method, "path": request.url.path})
+    return Response(status_code=CLIENT_GONE)
+
+
 def too_large(limit: int) -> HTTPException:
     return HTTPException(413, f"request body exceeds the limit of {limit} bytes")
 
