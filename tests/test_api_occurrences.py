@@ -23,6 +23,7 @@ from tests.support.services import free_port
 from tests.support.tenants import Tenant, make_tenant, make_token
 from vigil.api.app import create_app
 from vigil.config import Settings
+from vigil.issues.consumer import _process_message
 from vigil.issues.occurrence import no_assignees, normalise_occurrence
 from vigil.streams.backend import LogBackend, get_backend
 from vigil.streams.topics import Topic
@@ -100,6 +101,25 @@ def status_change(**changes: Any) -> dict[str, Any]:
 
 
 # --- accepted --------------------------------------------------------------------------
+
+
+def test_a_null_payload_type_is_written_as_an_occurrence_the_consumer_applies(
+    stack: Settings, server: str, tenant: Tenant, log_backend: LogBackend, engine: Engine
+) -> None:
+    body = occurrence(tenant, payload_type=None)
+    body["event"] = {
+        "event_id": body["event_id"],
+        "project_id": tenant.project.id,
+        "timestamp": "2025-01-02T03:04:05Z",
+    }
+    response = post(server, tenant.token, body)
+    assert response.status_code == 202, response.text
+    [payload] = read_messages(stack, log_backend, OCCURRENCES, 1)
+    written = orjson.loads(payload.value)
+    assert "payload_type" not in written
+    with engine.begin() as conn:
+        applied = _process_message(conn, written, now=datetime.now(UTC))
+    assert applied is not None and applied[1].group.title == "Disk almost full"
 
 
 def test_the_reference_example_is_accepted_and_written_with_the_paths_project(

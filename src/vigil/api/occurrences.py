@@ -137,6 +137,10 @@ def prepare(
             f"{payload.get('payload_type')!r}",
         )
     message = dict(payload)
+    if "payload_type" in message and message["payload_type"] is None:
+        # An occurrence, as `payload_type_of` reads it; the consumer, as the reference
+        # does, would drop a message whose payload_type is null.
+        del message["payload_type"]
     given = message.setdefault("project_id", project_id)
     if given != project_id:
         raise PayloadError(
