@@ -110,6 +110,7 @@ def test_a_null_payload_type_is_written_as_an_occurrence_the_consumer_applies(
     body["event"] = {
         "event_id": body["event_id"],
         "project_id": tenant.project.id,
+        "platform": "python",
         "timestamp": "2025-01-02T03:04:05Z",
     }
     response = post(server, tenant.token, body)
