@@ -59,26 +59,26 @@ def tenant(engine: Engine) -> Tenant:
             "query",
         ),
         ("PUT", "/api/0/organizations/org-a/issues/?id=1", {"status": "resolved\x00"}, "status"),
-        ("GET", "/api/0/organizations/org-a/issues/?query=a%00b", None, "query parameter 'query'"),
+        ("GET", "/api/0/organizations/org-a/issues/?query=a%00b", None, "query"),
         (
             "GET",
             "/api/0/organizations/org-a/issues/?environment=a%00b",
             None,
-            "query parameter 'environment'",
+            "environment",
         ),
         (
             "GET",
             "/api/0/organizations/org-a/issues/?project=a%00b",
             None,
-            "query parameter 'project'",
+            "project",
         ),
         (
             "GET",
             "/api/0/organizations/org-a/monitors/nightly/checkins/?environment=a%00b",
             None,
-            "query parameter 'environment'",
+            "environment",
         ),
-        ("GET", "/api/0/organizations/org-a/monitors/?query=%00", None, "query parameter 'query'"),
+        ("GET", "/api/0/organizations/org-a/monitors/?query=%00", None, "query"),
     ],
 )
 def test_a_nul_character_is_a_400_naming_where_it_is(

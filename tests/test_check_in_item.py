@@ -228,6 +228,10 @@ def test_monitor_config_shape(config: object, expected: object) -> None:
         (b'{"monitor_slug":7,"status":"ok"}', InvalidReason.MISSING_SLUG),
         (b'{"monitor_slug":"","status":"ok"}', InvalidReason.EMPTY_SLUG),
         (b'{"monitor_slug":"   ","status":"ok"}', InvalidReason.EMPTY_SLUG),
+        # nothing left once slugified, as Relay refuses it
+        (b'{"monitor_slug":"\xf0\x9f\x99\x82","status":"ok"}', InvalidReason.EMPTY_SLUG),
+        (b'{"monitor_slug":"..","status":"ok"}', InvalidReason.EMPTY_SLUG),
+        (b'{"monitor_slug":"-_-","status":"ok"}', InvalidReason.EMPTY_SLUG),
         (b'{"monitor_slug":"a\\u0000b","status":"ok"}', InvalidReason.INVALID_SLUG),
         (b'{"monitor_slug":"job","status":"ok","environment":"\\u0000"}', "invalid_environment"),
         (b'{"monitor_slug":"job"}', InvalidReason.MISSING_STATUS),

@@ -80,6 +80,7 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
         backend.ensure_topics(names)
     finally:
         backend.close()
+
     def banner() -> None:
         _print_banner(
             settings,

@@ -166,7 +166,7 @@ def _refusing_nul(endpoint: Callable[..., Any]) -> Callable[..., Any]:
                 raise HTTPException(400, f"{name} contains a NUL character")
         for name, value in request.query_params.multi_items():
             if "\x00" in name or "\x00" in value:
-                raise HTTPException(400, f"query parameter {name!r} contains a NUL character")
+                raise HTTPException(400, f"{name} contains a NUL character")
 
     if inspect.iscoroutinefunction(endpoint):
 

@@ -39,7 +39,7 @@ from typing import Any, Final
 
 import orjson
 
-from vigil.monitors.slugs import MAX_SLUG_LENGTH
+from vigil.monitors.slugs import MAX_SLUG_LENGTH, valid_monitor_slug
 from vigil.monitors.slugs import routing_key as routing_key  # re-exported: one place
 from vigil.uuid_text import uuid_hex
 
@@ -189,6 +189,12 @@ def _slug(value: object) -> str:
     if "\x00" in slug:
         raise InvalidCheckIn(
             InvalidReason.INVALID_SLUG, "check-in monitor_slug contains a NUL character"
+        )
+    if not valid_monitor_slug(slug):
+        # Relay's rule: nothing is left to name a monitor once slugified ("🙂", "..").
+        raise InvalidCheckIn(
+            InvalidReason.EMPTY_SLUG,
+            f"check-in monitor_slug {slug!r} has no letter, digit, '-' or '_' to make a slug of",
         )
     return slug
 
