@@ -73,6 +73,7 @@ from vigil.db.tables import group_environment as group_environment_table
 from vigil.db.tables import issue_occurrence as occurrence_table
 from vigil.db.tables import project as project_table
 from vigil.db.tables import release as release_table
+from vigil.issues import short_ids
 from vigil.issues.enums import (
     LOG_LEVEL_NAMES,
     PRIORITY_NAMES,
@@ -114,7 +115,6 @@ VISIBLE_STATUSES: Final = (GroupStatus.UNRESOLVED, GroupStatus.RESOLVED, GroupSt
 
 _PERIOD = re.compile(r"^(\d+)([smhdw])$")
 _PERIOD_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_SHORT_ID = re.compile(r"^(.+)-([0-9A-Za-z]+)$")
 _PRIORITY_HISTORY: Final = {
     PriorityLevel.HIGH: GroupHistoryStatus.PRIORITY_HIGH,
     PriorityLevel.MEDIUM: GroupHistoryStatus.PRIORITY_MEDIUM,
@@ -123,24 +123,6 @@ _PRIORITY_HISTORY: Final = {
 
 
 # --- JSON ------------------------------------------------------------------------------
-
-
-def base36(number: int) -> str:
-    """`number` in upper-case base 36, as Sentry writes short ids."""
-    digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    if number <= 0:
-        return "0"
-    out = ""
-    while number:
-        number, rest = divmod(number, 36)
-        out = digits[rest] + out
-    return out
-
-
-def short_id(project_slug: str, number: int) -> str:
-    """Sentry's short id: the project slug in upper case, a dash, the per-project number
-    in base 36 (`WEB-1A`)."""
-    return f"{project_slug.upper()}-{base36(number)}"
 
 
 def _label(enum_type: Any, value: int | None) -> str | None:
@@ -190,7 +172,7 @@ def serialize_issue(row: Any, snooze: Snooze | None = None) -> dict[str, Any]:
     release = row.first_release_version
     return {
         "id": str(row.id),
-        "shortId": short_id(row.project_slug, row.short_id),
+        "shortId": short_ids.qualified(row.project_slug, row.short_id),
         "title": row.title,
         "culprit": row.culprit,
         "level": LOG_LEVEL_NAMES.get(row.level, str(row.level)),
@@ -320,12 +302,9 @@ def find_issue(conn: Connection, org: Organization, issue_id: str) -> Any:
         if group_id is not None:
             condition = group_table.c.id == group_id
     else:
-        matched = _SHORT_ID.match(issue_id)
-        if matched is not None and int(matched.group(2), 36) <= MAX_ID:
-            condition = and_(
-                project_table.c.slug == matched.group(1).lower(),
-                group_table.c.short_id == int(matched.group(2), 36),
-            )
+        parsed = short_ids.parse_qualified(issue_id)
+        if parsed is not None and parsed[1] <= MAX_ID:
+            condition = and_(project_table.c.slug == parsed[0], group_table.c.short_id == parsed[1])
     row = None if condition is None else conn.execute(query.where(condition)).first()
     if row is None:
         raise HTTPException(404, f"issue {issue_id!r} does not exist")
