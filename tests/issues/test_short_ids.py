@@ -11,7 +11,17 @@ from vigil.issues.short_ids import decode, encode, parse_qualified, qualified
 
 @pytest.mark.parametrize(
     ("number", "text"),
-    [(1, "1"), (9, "9"), (10, "A"), (18, "J"), (20, "M"), (21, "N"), (31, "Z"), (32, "10"), (1024, "100")],
+    [
+        (1, "1"),
+        (9, "9"),
+        (10, "A"),
+        (18, "J"),
+        (20, "M"),
+        (21, "N"),
+        (31, "Z"),
+        (32, "10"),
+        (1024, "100"),
+    ],
 )
 def test_the_alphabet_has_no_i_l_o_or_u(number: int, text: str) -> None:
     assert encode(number) == text
