@@ -5,13 +5,16 @@ at fault, the auth reason, 413 or 503 otherwise."""
 
 from __future__ import annotations
 
+import gzip
 import uuid
+import zlib
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import brotli
 import httpx
 import orjson
 import pytest
@@ -101,6 +104,39 @@ def status_change(**changes: Any) -> dict[str, Any]:
 
 
 # --- accepted --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
+def test_a_compressed_body_is_decoded(
+    stack: Settings, server: str, tenant: Tenant, log_backend: LogBackend, encoding: str
+) -> None:
+    body = orjson.dumps(occurrence(tenant))
+    packed = {
+        "gzip": gzip.compress,
+        "deflate": zlib.compress,
+        "br": brotli.compress,
+    }[encoding](body)
+    response = httpx.post(
+        f"{server}{PATH}",
+        content=packed,
+        headers={
+            "Authorization": f"Bearer {tenant.token}",
+            "Content-Type": "application/json",
+            "Content-Encoding": encoding,
+        },
+        timeout=60,
+    )
+    assert response.status_code == 202, response.text
+    [payload] = read_messages(stack, log_backend, OCCURRENCES, 1)
+    assert orjson.loads(payload.value)["issue_title"] == "Disk almost full"
+    odd = httpx.post(
+        f"{server}{PATH}",
+        content=body,
+        headers={"Authorization": f"Bearer {tenant.token}", "Content-Encoding": "zstd"},
+        timeout=60,
+    )
+    assert odd.status_code == 415
+    assert "unsupported Content-Encoding 'zstd'" in odd.json()["detail"]
 
 
 def test_a_null_payload_type_is_written_as_an_occurrence_the_consumer_applies(

@@ -24,6 +24,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from vigil.db.ids import parse_id
+from vigil.ingest.content_encoding import (
+    BodyTooLarge,
+    CorruptBody,
+    UnsupportedEncoding,
+    decode_body,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +96,19 @@ async def read_body(request: Request, limit: int) -> bytes:
     if over:
         raise too_large(limit)
     return bytes(body)
+
+
+def decoded(request: Request, body: bytes, limit: int) -> bytes:
+    """`body` with the request's `Content-Encoding` (gzip, deflate, br) undone, at most
+    `limit` bytes: 413 past it, 415 for an encoding not decoded, 400 for bad data."""
+    try:
+        return decode_body(body, request.headers.get("content-encoding"), limit)
+    except BodyTooLarge as exc:
+        raise HTTPException(413, str(exc)) from None
+    except UnsupportedEncoding as exc:
+        raise HTTPException(415, str(exc)) from None
+    except CorruptBody as exc:
+        raise HTTPException(400, f"invalid request body: {exc}") from None
 
 
 def json_object(body: bytes, *, refuse_nul: bool = True) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
 from vigil.api.auth import authorize
-from vigil.api.http import json_object, read_body, route
+from vigil.api.http import decoded, json_object, read_body, route
 from vigil.api.services import services
 from vigil.ingest.log_writer import KeyedValue, LogWriter, write_for_client
 from vigil.issues.enums import GroupStatus, GroupSubStatus, PayloadType
@@ -213,7 +213,8 @@ def _check_status(new_status: int, new_substatus: int | None) -> None:
 async def post_occurrence(request: Request) -> Response:
     svc = services(request)
     # NULs are the validation's to judge, field by field (evidence may hold one).
-    body = json_object(await read_body(request, svc.settings.max_message_bytes), refuse_nul=False)
+    limit = svc.settings.max_message_bytes
+    body = json_object(decoded(request, await read_body(request, limit), limit), refuse_nul=False)
 
     def accept() -> tuple[dict[str, Any], str, bytes | None, int] | PayloadError:
         with svc.reading() as conn:

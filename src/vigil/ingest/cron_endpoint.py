@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from vigil.api.http import read_body, route
+from vigil.api.http import decoded, read_body, route
 from vigil.api.services import services
 from vigil.ingest.auth import (
     IngestAuthError,
@@ -43,12 +43,6 @@ from vigil.ingest.check_in_item import (
     InvalidCheckIn,
     check_in_from_body,
     check_in_from_query,
-)
-from vigil.ingest.content_encoding import (
-    BodyTooLarge,
-    CorruptBody,
-    UnsupportedEncoding,
-    decode_body,
 )
 from vigil.ingest.envelope import monitor_quota
 from vigil.ingest.items import monitor_write
@@ -104,15 +98,7 @@ def _check_in(request: Request, body: bytes, limit: int) -> EdgeCheckIn:
     content_type = request.headers.get("content-type", "").strip().lower()
     try:
         if content_type.startswith("application/json") and body:
-            try:
-                decoded = decode_body(body, request.headers.get("content-encoding"), limit)
-            except BodyTooLarge as exc:
-                raise HTTPException(413, str(exc)) from None
-            except UnsupportedEncoding as exc:
-                raise HTTPException(415, str(exc)) from None
-            except CorruptBody as exc:
-                raise HTTPException(400, f"invalid request body: {exc}") from None
-            return check_in_from_body(decoded, slug)
+            return check_in_from_body(decoded(request, body, limit), slug)
         return check_in_from_query(slug, request.query_params)
     except InvalidCheckIn as exc:
         log.info(
