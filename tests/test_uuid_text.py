@@ -1,4 +1,6 @@
-"""`uuid_hex` gives what `uuid.UUID(text).hex` gives, or refuses what it refuses."""
+"""`uuid_hex` gives what `uuid.UUID(text).hex` gives, or refuses what it refuses, and
+refuses text that is not ASCII (which `uuid.UUID` may read: its int() takes any
+Unicode digit)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ SAMPLE = uuid.UUID("6f2c4a4e-8d39-4c5a-9a1e-3f0d2b7c9e10")
 
 
 def _expected(text: str) -> str | None:
+    if not text.isascii():
+        return None
     try:
         return uuid.UUID(text).hex
     except ValueError:
@@ -41,7 +45,8 @@ def _got(text: str) -> str | None:
         "0" * 15 + "_" + "0" * 16,  # int() takes underscores between digits
         " " + "0" * 31,
         "+" + "0" * 31,
-        "٣" * 32,  # digits int() reads, but not ASCII
+        "٣" * 32,  # digits int() and so UUID read, but not ASCII: refused
+        str(SAMPLE)[:-1] + "٣",
         "0" * 33,
         "",
         "not a uuid",

@@ -10,12 +10,16 @@ from uuid import UUID
 
 
 def uuid_hex(text: str) -> str:
-    """`text` as 32 lower-case hex digits; ValueError if `uuid.UUID` would refuse it."""
+    """`text` as 32 lower-case hex digits; ValueError if `uuid.UUID` would refuse it, or
+    if it is not ASCII."""
     if len(text) == 32 and text.isascii() and text.isalnum():
         # For 32 ASCII letters and digits, int(text, 16) accepts exactly the hex ones
         # (no sign, space or underscore can be among them), as UUID does.
         int(text, 16)
         return text.lower()
+    if not text.isascii():
+        # int(), under UUID, reads any Unicode digit: "١١١…" is no UUID a client meant.
+        raise ValueError(f"not a UUID: {text[:40]!r}")
     return UUID(text).hex
 
 
