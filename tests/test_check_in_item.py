@@ -240,7 +240,7 @@ def test_monitor_config_shape(config: object, expected: object) -> None:
         (b'{"monitor_slug":"job","status":"ok","check_in_id":12}', "invalid_check_in_id"),
         # Arabic-Indic digits: uuid.UUID reads them, Relay does not
         (
-            b'{"monitor_slug":"job","status":"ok","check_in_id":"' + "١".encode() * 32 + b'"}',
+            b'{"monitor_slug":"job","status":"ok","check_in_id":"' + "\u0661".encode() * 32 + b'"}',
             "invalid_check_in_id",
         ),
         (

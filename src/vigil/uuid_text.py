@@ -18,7 +18,8 @@ def uuid_hex(text: str) -> str:
         int(text, 16)
         return text.lower()
     if not text.isascii():
-        # int(), under UUID, reads any Unicode digit: "١١١…" is no UUID a client meant.
+        # int(), under UUID, reads any Unicode digit: Arabic-Indic ones make no UUID a
+        # client meant.
         raise ValueError(f"not a UUID: {text[:40]!r}")
     return UUID(text).hex
 
