@@ -144,6 +144,20 @@ def test_checkins_filter_by_environment_and_time_range(
     assert bad.json()["start"] == ["start must be an ISO 8601 date"]
 
 
+def test_checkins_within_a_stats_period(
+    server: str, engine: Engine, tenant: Tenant, monitor: Monitor
+) -> None:
+    prod = environment(engine, tenant, monitor, "production")
+    now = datetime.now(UTC)
+    insert_checkin(engine, monitor, prod, now - timedelta(hours=3))
+    recent = insert_checkin(engine, monitor, prod, now - timedelta(minutes=10))
+    assert [c["id"] for c in get(server, tenant, {"statsPeriod": "1h"}).json()] == [str(recent)]
+    assert len(get(server, tenant, {"statsPeriod": "1d"}).json()) == 2
+    bad = get(server, tenant, {"statsPeriod": "soon"})
+    assert bad.status_code == 400
+    assert bad.json()["statsPeriod"] == ["Invalid statsPeriod 'soon'"]
+
+
 def test_checkins_paginate_with_a_link_header(
     server: str, engine: Engine, tenant: Tenant, monitor: Monitor
 ) -> None:

@@ -36,10 +36,9 @@ one of them. An issue of another organization, or none, is a 404.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from sqlalchemy import Connection, Select, and_, exists, func, or_, select
@@ -62,7 +61,7 @@ from vigil.api.issue_search import (
     parse_sort,
 )
 from vigil.api.monitors import Page, format_date, paginated, parse_page
-from vigil.api.query import FieldErrors, datetime_param, field_error_response
+from vigil.api.query import FieldErrors, field_error_response, time_range
 from vigil.api.services import services
 from vigil.db.ids import MAX_ID, parse_id
 from vigil.db.tables import activity as activity_table
@@ -113,8 +112,6 @@ PROJECT_ISSUES = "/api/0/projects/{organization_slug}/{project_slug}/issues/"
 # Statuses an issue listing or lookup shows; deletion and merge states are on their way out.
 VISIBLE_STATUSES: Final = (GroupStatus.UNRESOLVED, GroupStatus.RESOLVED, GroupStatus.IGNORED)
 
-_PERIOD = re.compile(r"^(\d+)([smhdw])$")
-_PERIOD_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PRIORITY_HISTORY: Final = {
     PriorityLevel.HIGH: GroupHistoryStatus.PRIORITY_HIGH,
     PriorityLevel.MEDIUM: GroupHistoryStatus.PRIORITY_MEDIUM,
@@ -333,24 +330,6 @@ def _page(request: Request) -> Page:
     return page
 
 
-def _seen_since(request: Request, now: datetime) -> tuple[datetime | None, datetime | None]:
-    period = request.query_params.get("statsPeriod")
-    if period:
-        matched = _PERIOD.match(period)
-        if matched is None:
-            raise FieldErrors({"statsPeriod": [f"Invalid statsPeriod {period!r}"]})
-        try:
-            seconds = int(matched.group(1)) * _PERIOD_UNITS[matched.group(2)]
-            return now - timedelta(seconds=seconds), None
-        # Reaches before the year 1, or has more digits than int() converts (ValueError).
-        except (OverflowError, ValueError):
-            raise FieldErrors({"statsPeriod": [f"Invalid statsPeriod {period!r}"]}) from None
-    return (
-        datetime_param(request, "start", empty_is_absent=True),
-        datetime_param(request, "end", empty_is_absent=True),
-    )
-
-
 # --- the listing -----------------------------------------------------------------------
 
 _COLUMNS: Final = {
@@ -417,7 +396,7 @@ def list_issues(request: Request) -> Response:
             raw_query = params.get("query", DEFAULT_QUERY)
             search = parse_query(raw_query)
             sort = parse_sort(params.get("sort"))
-            since, until = _seen_since(request, datetime.now(UTC))
+            since, until = time_range(request, datetime.now(UTC))
         except FieldErrors as exc:
             return field_error_response(exc.errors)
         except InvalidQuery as exc:

@@ -41,7 +41,7 @@ from starlette.routing import BaseRoute
 
 from vigil.api.auth import Access, authorize
 from vigil.api.http import json_object, read_body, route
-from vigil.api.query import FieldErrors, datetime_param, field_error_response
+from vigil.api.query import FieldErrors, field_error_response, time_range
 from vigil.api.services import services
 from vigil.db.ids import MAX_ID
 from vigil.db.tables import environment as environment_table
@@ -429,8 +429,7 @@ def list_checkins(request: Request) -> Response:
         monitor, _ = find_monitor(conn, request, access.organization)
         try:
             page = parse_page(request)
-            start = datetime_param(request, "start")
-            end = datetime_param(request, "end")
+            start, end = time_range(request, datetime.now(UTC))
         except FieldErrors as exc:
             return field_error_response(exc.errors)
         c, me, env = checkin_table, monitor_environment_table, environment_table

@@ -3,8 +3,9 @@ names a bad one (`FieldErrors`, in Sentry's shape)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -42,3 +43,29 @@ def datetime_param(
     except ValueError:
         raise FieldErrors({name: [f"{name} must be an ISO 8601 date"]}) from None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# Sentry's `statsPeriod`: a count and a unit.
+PERIOD: Final = re.compile(r"^(\d+)([smhdw])$")
+PERIOD_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def time_range(request: Request, now: datetime) -> tuple[datetime | None, datetime | None]:
+    """Sentry's time range parameters: `statsPeriod` (`90s`, `30m`, `24h`, `14d`, `2w`:
+    from that long before `now`, with no end), else `start` / `end` (ISO 8601, an empty
+    one absent). FieldErrors naming the parameter for anything else."""
+    period = request.query_params.get("statsPeriod")
+    if period:
+        matched = PERIOD.match(period)
+        if matched is None:
+            raise FieldErrors({"statsPeriod": [f"Invalid statsPeriod {period!r}"]})
+        try:
+            seconds = int(matched.group(1)) * PERIOD_UNITS[matched.group(2)]
+            return now - timedelta(seconds=seconds), None
+        # Reaches before the year 1, or has more digits than int() converts (ValueError).
+        except (OverflowError, ValueError):
+            raise FieldErrors({"statsPeriod": [f"Invalid statsPeriod {period!r}"]}) from None
+    return (
+        datetime_param(request, "start", empty_is_absent=True),
+        datetime_param(request, "end", empty_is_absent=True),
+    )
