@@ -337,6 +337,37 @@ def test_list_takes_every_project_and_a_query(server: str, tenant: Tenant, engin
     assert names(query="nothing-like-it") == []
 
 
+def test_list_and_detail_show_only_the_environments_asked_for(
+    server: str, tenant: Tenant, engine: Engine
+) -> None:
+    for slug in ("both", "prod-only", "none"):
+        assert create(server, tenant, slug=slug, name=slug).status_code == 201
+    with engine.begin() as conn:
+        for slug, names in (("both", ["production", "staging"]), ("prod-only", ["production"])):
+            monitor = monitor_store.get_organization_monitor(conn, tenant.org.id, slug)
+            assert monitor is not None
+            for name in names:
+                monitor_store.ensure_environment(conn, tenant.project, monitor, name, 10)
+
+    def listed(*environments: str) -> dict[str, list[str]]:
+        params = [("environment", e) for e in environments]
+        response = call("GET", server, MONITORS, tenant.token, params=params)
+        assert response.status_code == 200, response.text
+        return {m["slug"]: [e["name"] for e in m["environments"]] for m in response.json()}
+
+    assert listed() == {"both": ["production", "staging"], "none": [], "prod-only": ["production"]}
+    assert listed("staging") == {"both": ["staging"]}
+    assert listed("staging", "production") == {
+        "both": ["production", "staging"],
+        "prod-only": ["production"],
+    }
+    assert listed("qa") == {}
+    detail = call(
+        "GET", server, f"{MONITORS}both/", tenant.token, params={"environment": "staging"}
+    ).json()
+    assert [e["name"] for e in detail["environments"]] == ["staging"]
+
+
 def test_another_organizations_token_is_403(server: str, tenant: Tenant, engine: Engine) -> None:
     create(server, tenant, slug="job")
     other = make_tenant(engine, "org-b")

@@ -210,10 +210,15 @@ def find_monitor(conn: Connection, request: Request, org: Organization) -> tuple
     return monitor, project
 
 
-def _with_environments(conn: Connection, monitor: Monitor) -> MonitorWithEnvironments:
-    return MonitorWithEnvironments(
-        monitor, tuple(store.list_monitor_environments(conn, [monitor.id]))
-    )
+def _with_environments(
+    conn: Connection, monitor: Monitor, names: Sequence[str] = ()
+) -> MonitorWithEnvironments:
+    """The monitor with its environments (those named, when `names` are given: Sentry's
+    `environment` parameter)."""
+    found = store.list_monitor_environments(conn, [monitor.id])
+    if names:
+        found = [e for e in found if e.environment in names]
+    return MonitorWithEnvironments(monitor, tuple(found))
 
 
 # --- monitors --------------------------------------------------------------------------
@@ -238,6 +243,7 @@ def list_monitors(request: Request) -> Response:
             access.organization.id,
             project_ids,
             terms=request.query_params.get("query", "").casefold().split(),
+            environments=request.query_params.getlist("environment"),
             offset=page.offset,
             limit=page.per_page + 1,
         )
@@ -343,7 +349,8 @@ def get_monitor(request: Request) -> Response:
     with svc.reading() as conn:
         access = _authorize(conn, request, READ)
         monitor, project = find_monitor(conn, request, access.organization)
-        return JSONResponse(serialize_monitor(_with_environments(conn, monitor), project))
+        names = request.query_params.getlist("environment")
+        return JSONResponse(serialize_monitor(_with_environments(conn, monitor, names), project))
 
 
 async def update_monitor(request: Request) -> Response:

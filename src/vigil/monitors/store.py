@@ -171,6 +171,7 @@ def list_monitors(
     project_ids: Iterable[int] | None = None,
     *,
     terms: Sequence[str] = (),
+    environments: Sequence[str] = (),
     offset: int = 0,
     limit: int | None = None,
 ) -> list[MonitorWithEnvironments]:
@@ -178,11 +179,21 @@ def list_monitors(
     id, each with its environments ordered by name.
 
     `terms`: casefolded words that must each be in the name or the slug (Sentry's
-    `query`). `offset` / `limit` page the result: only that page's monitors and
-    environments are read in full."""
+    `query`). `environments`: only monitors with one of these, each shown with those
+    only (Sentry's `environment`). `offset` / `limit` page the result: only that page's
+    monitors and environments are read in full."""
     condition = monitor_table.c.organization_id == organization_id
     if project_ids is not None:
         condition = and_(condition, monitor_table.c.project_id.in_(list(project_ids)))
+    if environments:
+        me_t, env_t = monitor_environment_table, environment_table
+        condition = and_(
+            condition,
+            select(me_t.c.id)
+            .join(env_t, env_t.c.id == me_t.c.environment_id)
+            .where(me_t.c.monitor_id == monitor_table.c.id, env_t.c.name.in_(list(environments)))
+            .exists(),
+        )
     order = (monitor_table.c.name, monitor_table.c.id)
     if terms:
         # Casefolded matching is Python's (SQLite's lower() knows only ASCII), so the
@@ -209,13 +220,13 @@ def list_monitors(
     if not monitors:
         return []
     page_ids = [m.id for m in monitors]
-    environments = conn.execute(
-        _monitor_environment_query()
-        .where(monitor_environment_table.c.monitor_id.in_(page_ids))
-        .order_by(environment_table.c.name)
+    env_query = _monitor_environment_query().where(
+        monitor_environment_table.c.monitor_id.in_(page_ids)
     )
+    if environments:
+        env_query = env_query.where(environment_table.c.name.in_(list(environments)))
     by_monitor: dict[int, list[MonitorEnvironment]] = {m.id: [] for m in monitors}
-    for row in environments:
+    for row in conn.execute(env_query.order_by(environment_table.c.name)):
         env = _monitor_environment(row)
         by_monitor[env.monitor_id].append(env)
     return [MonitorWithEnvironments(m, tuple(by_monitor[m.id])) for m in monitors]
