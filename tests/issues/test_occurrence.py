@@ -282,6 +282,11 @@ def test_invalid_payloads(changes: dict[str, Any], message: str) -> None:
         normalise(payload(**changes))
 
 
+def test_a_null_subtitle_is_no_subtitle() -> None:
+    # The wire schema types it ["string", "null"]; the key must still be there.
+    assert normalise(payload(subtitle=None)).subtitle == ""
+
+
 @pytest.mark.parametrize("data", [None, [], "occurrence", 5])
 def test_payload_must_be_an_object(data: Any) -> None:
     with pytest.raises(InvalidEventPayloadError, match="payload must be a JSON object"):

@@ -199,7 +199,8 @@ def normalise_occurrence(
     project_id = _int(_required(payload, "project_id"), "project_id")
     fingerprint = hash_fingerprint(_fingerprint(_required(payload, "fingerprint")))
     issue_title = _str(_required(payload, "issue_title"), "issue_title")
-    subtitle = _str(_required(payload, "subtitle"), "subtitle")
+    # The key must be there; the wire schema lets it be null, which shows as no subtitle.
+    subtitle = _optional_str(_required(payload, "subtitle"), "subtitle") or ""
     group_type = _group_type(_required(payload, "type"), types)
     detection_time = parse_detection_time(_required(payload, "detection_time"))
     evidence_data = _evidence_data(payload.get("evidence_data"))
