@@ -284,7 +284,7 @@ def test_invalid_payloads(changes: dict[str, Any], message: str) -> None:
 
 def test_a_null_subtitle_is_no_subtitle() -> None:
     # The wire schema types it ["string", "null"]; the key must still be there.
-    assert normalise(payload(subtitle=None)).subtitle == ""
+    assert normalise(payload(subtitle=None)).occurrence.subtitle == ""
 
 
 @pytest.mark.parametrize("data", [None, [], "occurrence", 5])
