@@ -181,6 +181,12 @@ def test_delete_one_record_by_id_through_its_own_project_only(
     response = call("DELETE", server, other_project, tenant.token)
     assert response.status_code == 400
     assert response.json()["error_id"] == ["Invalid processing error id"]
+    # Another organization learns nothing of it: as if there were no such record.
+    stranger = make_tenant(engine, "org-b", "theirs")
+    theirs = f"/api/0/projects/org-b/theirs/processing-errors/{gone.id}/"
+    assert call("DELETE", server, theirs, stranger.token).status_code == 404
+    missing = f"/api/0/projects/org-b/theirs/processing-errors/{'0' * 32}/"
+    assert call("DELETE", server, missing, stranger.token).status_code == 404
     response = call("DELETE", server, PROJECT_ERRORS + f"{gone.id}/", tenant.token)
     assert response.status_code == 204
     assert call("GET", server, MONITOR_ERRORS, tenant.token).json() == []

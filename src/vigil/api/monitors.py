@@ -516,8 +516,9 @@ def delete_processing_errors(request: Request) -> Response:
 
 
 def delete_processing_error(request: Request) -> Response:
-    """One record, by id, through its own project: 404 when there is none, 400 when it
-    is another project's."""
+    """One record, by id, through its own project: 404 when there is none (or it is
+    another organization's: its existence is not theirs to learn), 400 when it is another
+    project's of the organization."""
     svc = services(request)
     with svc.writing() as conn:
         access = _authorize(conn, request, WRITE)
@@ -525,8 +526,11 @@ def delete_processing_error(request: Request) -> Response:
         error_id = request.path_params["error_id"]
         try:
             deleted = processing_error_store.delete_error(conn, project.id, error_id)
-        except processing_error_store.InvalidProjectError:
-            return field_error_response({"error_id": ["Invalid processing error id"]})
+        except processing_error_store.InvalidProjectError as exc:
+            owner = tenancy.get_project_by_id(conn, exc.owner_project_id)
+            if owner is not None and owner.organization_id == access.organization.id:
+                return field_error_response({"error_id": ["Invalid processing error id"]})
+            deleted = False
     if not deleted:
         raise HTTPException(404, f"processing error {error_id!r} does not exist")
     return Response(status_code=204)

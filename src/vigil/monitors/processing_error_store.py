@@ -37,7 +37,12 @@ _ENTITY_LOCK: Final = 0x6D70 << 48
 
 
 class InvalidProjectError(Exception):
-    """A record was to be deleted through a project it does not belong to."""
+    """A record was to be deleted through a project it does not belong to
+    (`owner_project_id`'s)."""
+
+    def __init__(self, message: str, owner_project_id: int) -> None:
+        super().__init__(message)
+        self.owner_project_id = owner_project_id
 
 
 def monitor_entity(monitor_id: int) -> str:
@@ -163,7 +168,9 @@ def delete_error(conn: Connection, project_id: int, error_id: str) -> bool:
     if owner is None:
         return False
     if owner != project_id:
-        raise InvalidProjectError(f"processing error {error_id} is not of project {project_id}")
+        raise InvalidProjectError(
+            f"processing error {error_id} is not of project {project_id}", int(owner)
+        )
     conn.execute(delete(error_table).where(error_table.c.id == error_id))
     return True
 
