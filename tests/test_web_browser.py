@@ -68,6 +68,9 @@ def test_a_person_signs_in_reads_and_changes_things_and_signs_out(
     page.fill("#token", tenant.token)
     page.click("button[type=submit]")
     assert page.url == f"{server}/ui/monitors/"
+    # the style sheet loads under the pages' Content-Security-Policy
+    background = page.eval_on_selector("header", "e => getComputedStyle(e).backgroundColor")
+    assert background == "rgb(29, 35, 48)"
     [cookie] = page.context.cookies()
     assert (cookie["httpOnly"], cookie["sameSite"], cookie["path"]) == (True, "Strict", "/ui")
 

@@ -74,7 +74,13 @@ def test_pages_ask_to_sign_in_and_come_back(server: str, tenant: Tenant) -> None
     for attribute in ("HttpOnly", "Path=/ui", "SameSite=strict", "Max-Age=604800"):
         assert attribute.lower() in cookie.lower()
     assert "secure" not in cookie.lower()  # plain HTTP here: a Secure cookie would be lost
-    assert client.get("/ui/issues/").status_code == 200
+    page = client.get("/ui/issues/")
+    assert page.status_code == 200
+    # a signed-in page: not cached, not framed, nothing loaded or posted elsewhere
+    assert page.headers["cache-control"] == "no-store"
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert "form-action 'self'" in page.headers["content-security-policy"]
     # signing out forgets the cookie
     out = client.post("/ui/logout")
     assert out.status_code == 303

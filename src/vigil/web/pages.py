@@ -50,6 +50,18 @@ STATUS_CHANGES: Final = {
     "unresolved": "Unresolve",
     "ignored": "Ignore",
 }
+# Pages are not kept by caches (they show a signed-in person's data), not framed by other
+# sites, and load and post nothing but this site's own (there is no script at all).
+PAGE_HEADERS: Final = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+}
 _LINK: Final = re.compile(r'<[^>]*>;\s*rel="(\w+)";\s*results="(\w+)";\s*cursor="([^"]*)"')
 
 templates = Jinja2Templates(
@@ -100,7 +112,7 @@ def _render(
             **context,
         },
         status_code=status,
-        headers={"Cache-Control": "no-store"},
+        headers=PAGE_HEADERS,
     )
 
 
