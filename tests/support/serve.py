@@ -70,6 +70,7 @@ def serve(settings: Settings) -> Iterator[Running]:
     running = Running(process, settings.base_url, output)
     try:
         wait_healthy(running)
+        wait_for_banner(running)
         yield running
     finally:
         # The whole group at once: children that outlived a killed supervisor (they
@@ -93,6 +94,18 @@ def wait_healthy(running: Running) -> None:
             pass
         time.sleep(0.1)
     raise AssertionError("vigil serve did not become healthy:\n" + "\n".join(running.output))
+
+
+def wait_for_banner(running: Running) -> None:
+    """Returns once the banner (printed when the web app accepts connections, checked
+    every 50 ms by the supervisor) is out, so that its DSN and token can be read."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not any(line.lstrip().startswith("Data:") for line in running.output):
+        if running.process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError("vigil serve printed no banner:\n" + "\n".join(running.output))
+        time.sleep(0.02)
+    # "Data:" is its last line but one, printed in the same write as the rest
+    time.sleep(0.05)
 
 
 def poll(fetch: Callable[[], T | None], what: str, running: Running) -> T:
