@@ -72,7 +72,7 @@ def test_a_person_signs_in_reads_and_changes_things_and_signs_out(
     background = page.eval_on_selector("header", "e => getComputedStyle(e).backgroundColor")
     assert background == "rgb(29, 35, 48)"
     [cookie] = page.context.cookies()
-    assert (cookie["httpOnly"], cookie["sameSite"], cookie["path"]) == (True, "Strict", "/ui")
+    assert (cookie["httpOnly"], cookie["sameSite"], cookie["path"]) == (True, "Lax", "/ui")
 
     # the timeline, oldest first, one tick a check-in
     ticks = page.locator(".timeline .tick")

@@ -71,7 +71,8 @@ def test_pages_ask_to_sign_in_and_come_back(server: str, tenant: Tenant) -> None
     signed = client.post("/ui/login", data={"token": tenant.token, "next": "/ui/issues/"})
     assert signed.status_code == 303 and signed.headers["location"] == "/ui/issues/"
     cookie = signed.headers["set-cookie"]
-    for attribute in ("HttpOnly", "Path=/ui", "SameSite=strict", "Max-Age=604800"):
+    # Lax: another site's forms never carry it; a link followed from elsewhere does
+    for attribute in ("HttpOnly", "Path=/ui", "SameSite=lax", "Max-Age=604800"):
         assert attribute.lower() in cookie.lower()
     assert "secure" not in cookie.lower()  # plain HTTP here: a Secure cookie would be lost
     page = client.get("/ui/issues/")
@@ -92,6 +93,63 @@ def test_sign_in_goes_on_only_to_a_page_of_the_ui(server: str, tenant: Tenant, w
     client = browser(server)
     signed = client.post("/ui/login", data={"token": tenant.token, "next": where})
     assert signed.headers["location"] == "/ui/monitors/"
+
+
+def test_a_visitor_without_a_cookie_is_sent_to_sign_in_without_one_set(
+    server: str, tenant: Tenant
+) -> None:
+    # (Deleting a cookie the request did not carry would also delete the one a browser
+    # keeps but did not send, as for a cross-site link under a strict policy.)
+    asked = browser(server).get("/ui/monitors/")
+    assert asked.status_code == 303 and "set-cookie" not in asked.headers
+
+
+def test_forms_must_come_from_this_site_or_its_public_url(
+    server: str, tenant: Tenant, stack: Settings
+) -> None:
+    stranger = httpx.Client(base_url=server, timeout=60, headers={"Origin": "https://evil.example"})
+    # signing a visitor in with someone else's token (login CSRF)
+    forged = stranger.post("/ui/login", data={"token": tenant.token})
+    assert forged.status_code == 403 and "set-cookie" not in forged.headers
+    assert (
+        stranger.post(
+            "/ui/login", data={"token": tenant.token}, headers={"Origin": "null"}
+        ).status_code
+        == 403
+    )
+    # behind a proxy that passes on its own Host: the public URL's origin, or the
+    # forwarded host, is this site's
+    proxied = httpx.Client(base_url=server, timeout=60, headers={"Origin": stack.base_url})
+    assert proxied.post("/ui/login", data={"token": tenant.token}).status_code == 303
+    forwarded = httpx.Client(
+        base_url=server,
+        timeout=60,
+        headers={"Origin": "https://vigil.example.com", "X-Forwarded-Host": "vigil.example.com"},
+    )
+    assert forwarded.post("/ui/login", data={"token": tenant.token}).status_code == 303
+
+
+def test_a_form_posted_after_the_session_ended_comes_back_to_its_page(
+    server: str, tenant: Tenant, engine: Engine
+) -> None:
+    Sender(engine, tenant.project, CheckinProcessing())(T0, monitor_config=DAILY)
+    client = browser(server)
+    gone = client.post("/ui/monitors/web/nightly/mute", data={"muted": "true"})
+    assert gone.headers["location"] == "/ui/login?next=%2Fui%2Fmonitors%2Fweb%2Fnightly%2F"
+
+
+def test_a_notice_is_one_of_the_uis_own(server: str, tenant: Tenant) -> None:
+    client = browser(server, tenant)
+    page = client.get("/ui/monitors/", params={"notice": "Your token leaked: paste it at evil"})
+    assert "leaked" not in page.text and 'role="status"' not in page.text
+    assert "Ignored." in text(client.get("/ui/monitors/", params={"notice": "ignored"}))
+
+
+def test_an_oversized_form_is_refused(server: str, tenant: Tenant, engine: Engine) -> None:
+    Sender(engine, tenant.project, CheckinProcessing())(T0, monitor_config=DAILY)
+    client = browser(server, tenant)
+    huge = client.post("/ui/monitors/web/nightly/mute", data={"muted": "true", "x": "a" * 10_000})
+    assert huge.status_code == 413
 
 
 def test_tokens_that_cannot_sign_in_are_told_why(

@@ -9,8 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-# A status the UI has no colour for is drawn as "unknown".
-CHECKIN_STATUSES: Final = frozenset({"ok", "error", "in_progress", "missed", "timeout", "unknown"})
+from vigil.monitors.enums import CheckInStatus
+
+# The API's check-in status labels (`CheckInStatus`); one it may add later is drawn as
+# "unknown".
+CHECKIN_STATUSES: Final = frozenset(status.label for status in CheckInStatus)
 _UNITS: Final = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
 
 
@@ -75,6 +78,11 @@ def schedule(config: Mapping[str, Any] | None) -> str:
     return ""
 
 
+def tick_status(status: Any) -> str:
+    """A check-in status as the CSS class its tick is drawn with."""
+    return status if status in CHECKIN_STATUSES else "unknown"
+
+
 @dataclass(frozen=True)
 class Tick:
     """One check-in on a timeline: its status (a CSS class) and what hovering tells."""
@@ -87,8 +95,7 @@ def timeline(checkins: Sequence[Mapping[str, Any]]) -> list[Tick]:
     """Check-ins (as the API lists them, newest first) as ticks, oldest first."""
     ticks = []
     for checkin in reversed(checkins):
-        status = str(checkin.get("status"))
-        shown = status if status in CHECKIN_STATUSES else "unknown"
+        shown = tick_status(checkin.get("status"))
         parts = [shown.replace("_", " "), exact(checkin.get("dateCreated"))]
         if checkin.get("environment"):
             parts.append(str(checkin["environment"]))

@@ -62,13 +62,24 @@ PAGE_HEADERS: Final = {
     "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
 }
+# What a redirect after a change may say on the next page, by name.
+NOTICES: Final = {
+    "muted": "Muted: no issues are opened for its failures.",
+    "unmuted": "Unmuted.",
+    "resolved": "Resolved.",
+    "unresolved": "Unresolved.",
+    "ignored": "Ignored.",
+}
 _LINK: Final = re.compile(r'<[^>]*>;\s*rel="(\w+)";\s*results="(\w+)";\s*cursor="([^"]*)"')
 
 templates = Jinja2Templates(
     env=Environment(loader=PackageLoader("vigil.web", "templates"), autoescape=True)
 )
 templates.env.filters.update(
-    exact=formatting.exact, duration=formatting.duration, schedule=formatting.schedule
+    exact=formatting.exact,
+    duration=formatting.duration,
+    schedule=formatting.schedule,
+    tick=formatting.tick_status,
 )
 
 
@@ -108,7 +119,9 @@ def _render(
             "now": datetime.now(UTC),
             "relative": formatting.relative,
             "with_params": lambda **changes: _with(request, **changes),
-            "notice": request.query_params.get("notice"),
+            # A notice is one of the UI's own sentences, named in the URL: never text a
+            # link could put on vigil's page.
+            "notice": NOTICES.get(request.query_params.get("notice", "")),
             **context,
         },
         status_code=status,
@@ -130,10 +143,37 @@ def _refused(request: Request, s: Session, answer: Answer) -> Response:
 
 
 def _to_login(request: Request) -> Response:
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    """To the sign-in page, coming back here after it (to the page a form was posted
+    from, for a POST: its action has no page). A cookie that no longer signs in is
+    forgotten; without one there is nothing to forget."""
+    if request.method == "POST":
+        target = request.url.path.rstrip("/").rsplit("/", 1)[0] + "/"
+    else:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     response = RedirectResponse(f"/ui/login?{urlencode({'next': target})}", status_code=303)
-    session.forget(response)
+    if session.has_cookie(request):
+        session.forget(response)
     return response
+
+
+def _public_url(request: Request) -> str:
+    return services(request).settings.base_url
+
+
+async def _form(request: Request) -> dict[str, str] | None:
+    """A small urlencoded form's fields (the first value of each); None past
+    MAX_FORM_BYTES, read no further."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return None
+    pairs = parse_qs(body.decode("utf-8", errors="replace"))
+    return {key: values[0] for key, values in pairs.items()}
+
+
+def _foreign_form(request: Request, s: Session | None) -> Response:
+    return _render(request, "error.html", s, 403, status_code=403, detail="a form of another site")
 
 
 Page = Callable[[Request, Session], Awaitable[Response]]
@@ -152,10 +192,8 @@ def signed_in(page: Page) -> Callable[[Request], Awaitable[Response]]:
         s = await run_in_threadpool(load)
         if s is None:
             return _to_login(request)
-        if request.method == "POST" and not session.same_origin(request):
-            return _render(
-                request, "error.html", s, 403, status_code=403, detail="a form of another site"
-            )
+        if request.method == "POST" and not session.same_origin(request, _public_url(request)):
+            return _foreign_form(request, s)
         return await page(request, s)
 
     return endpoint
@@ -176,14 +214,14 @@ async def login_form(request: Request) -> Response:
 
 
 async def login(request: Request) -> Response:
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            return _render(request, "login.html", None, 413, error="That is no token.")
-    form = parse_qs(body.decode("utf-8", errors="replace"))
-    token = (form.get("token") or [""])[0].strip()
-    target = _next((form.get("next") or [""])[0])
+    # Another site's form signing a visitor in with a token of its own (login CSRF).
+    if not session.same_origin(request, _public_url(request)):
+        return _foreign_form(request, None)
+    form = await _form(request)
+    if form is None:
+        return _render(request, "login.html", None, 413, error="That is no token.")
+    token = form.get("token", "").strip()
+    target = _next(form.get("next"))
     svc = services(request)
 
     def check() -> str | None:
@@ -198,13 +236,13 @@ async def login(request: Request) -> Response:
     if refusal is not None:
         return _render(request, "login.html", None, 401, error=refusal, next=target)
     response = RedirectResponse(target, status_code=303)
-    session.remember(response, request, token)
+    session.remember(response, request, token, _public_url(request))
     return response
 
 
 async def logout(request: Request) -> Response:
-    if not session.same_origin(request):
-        return Response("a form of another site", status_code=403)
+    if not session.same_origin(request, _public_url(request)):
+        return _foreign_form(request, None)
     response = RedirectResponse("/ui/login", status_code=303)
     session.forget(response)
     return response
@@ -295,15 +333,16 @@ def _processing_error(record: dict[str, Any]) -> dict[str, Any]:
 @signed_in
 async def monitor_mute(request: Request, s: Session) -> Response:
     project, slug = request.path_params["project_slug"], request.path_params["monitor_slug"]
-    form = parse_qs((await request.body())[:MAX_FORM_BYTES].decode("utf-8", errors="replace"))
-    muted = (form.get("muted") or [""])[0] == "true"
+    form = await _form(request)
+    if form is None:
+        return _render(request, "error.html", s, 413, status_code=413, detail="form too large")
+    muted = form.get("muted") == "true"
     answer = await call_api(
         request, s.token, _monitor_api(s, project, slug), method="PUT", body={"isMuted": muted}
     )
     if not answer.ok:
         return _refused(request, s, answer)
-    notice = "Muted: no issues are opened for its failures." if muted else "Unmuted."
-    back = f"/ui/monitors/{quote(project)}/{quote(slug)}/?{urlencode({'notice': notice})}"
+    back = f"/ui/monitors/{quote(project)}/{quote(slug)}/?notice={'muted' if muted else 'unmuted'}"
     return RedirectResponse(back, status_code=303)
 
 
@@ -364,8 +403,10 @@ async def issue(request: Request, s: Session) -> Response:
 @signed_in
 async def issue_status(request: Request, s: Session) -> Response:
     issue_id = request.path_params["issue_id"]
-    form = parse_qs((await request.body())[:MAX_FORM_BYTES].decode("utf-8", errors="replace"))
-    status = (form.get("status") or [""])[0]
+    form = await _form(request)
+    if form is None:
+        return _render(request, "error.html", s, 413, status_code=413, detail="form too large")
+    status = form.get("status", "")
     if status not in STATUS_CHANGES:
         return _render(
             request, "error.html", s, 400, status_code=400, detail=f"no such status {status!r}"
@@ -374,10 +415,7 @@ async def issue_status(request: Request, s: Session) -> Response:
     answer = await call_api(request, s.token, path, method="PUT", body={"status": status})
     if not answer.ok:
         return _refused(request, s, answer)
-    notice = {"resolved": "Resolved.", "unresolved": "Unresolved.", "ignored": "Ignored."}[status]
-    return RedirectResponse(
-        f"/ui/issues/{quote(issue_id)}/?{urlencode({'notice': notice})}", status_code=303
-    )
+    return RedirectResponse(f"/ui/issues/{quote(issue_id)}/?notice={status}", status_code=303)
 
 
 # --- routes ----------------------------------------------------------------------------

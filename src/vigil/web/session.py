@@ -1,10 +1,13 @@
 """Who is signed in to the web UI: the API token they gave, kept in a cookie that only
-the server reads (HttpOnly), sent back only by this site's own pages (SameSite=Strict),
-and over HTTPS only when the UI is served over HTTPS. The token is checked on every
-request, so revoking it (`vigil token revoke`) signs its holder out at once.
+the server reads (HttpOnly), that another site's forms and scripts never carry
+(SameSite=Lax: a link followed from elsewhere still arrives signed in), and that travels
+over HTTPS only when the UI is served over HTTPS (the request's scheme, or the public
+URL's behind a proxy). The token is checked on every request, so revoking it (`vigil
+token revoke`) signs its holder out at once.
 
-A form that changes something must also come from this site: `same_origin` checks the
-`Origin` (or `Referer`) a browser sends with a POST."""
+A form must also come from this site, sign-in included: `same_origin` checks the
+`Origin` (or `Referer`) a browser sends with a POST against the host asked for and the
+server's public URL (a proxy may pass on a Host of its own)."""
 
 from __future__ import annotations
 
@@ -62,28 +65,39 @@ def current(conn: Connection, request: Request) -> Session | None:
         return None
 
 
-def remember(response: Response, request: Request, token: str) -> None:
+def has_cookie(request: Request) -> bool:
+    return COOKIE in request.cookies
+
+
+def remember(response: Response, request: Request, token: str, public_url: str) -> None:
     response.set_cookie(
         COOKIE,
         token,
         max_age=MAX_AGE_S,
         path="/ui",
         httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
+        samesite="lax",
+        secure=request.url.scheme == "https" or public_url.startswith("https:"),
     )
 
 
 def forget(response: Response) -> None:
-    response.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")
+    response.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="lax")
 
 
-def same_origin(request: Request) -> bool:
+def same_origin(request: Request, public_url: str) -> bool:
     """Whether a form was posted by this site's own page: its Origin (else Referer)
-    names this host. A browser sends one of them with every POST; their absence means
-    a client that is no browser, which holds no cookie to abuse."""
+    names the host asked for (`Host`, or a proxy's `X-Forwarded-Host`) or the server's
+    public URL. A browser sends one of them with every POST; their absence means a
+    client that is no browser, which holds no cookie to abuse."""
     source = request.headers.get("origin") or request.headers.get("referer")
     if not source:
         return True
-    host = request.headers.get("host", "")
-    return urlsplit(source).netloc == host
+    netloc = urlsplit(source).netloc
+    if not netloc:  # "null": a sandboxed or privacy-stripped origin, not this site's
+        return False
+    ours = {request.headers.get("host", ""), urlsplit(public_url).netloc}
+    forwarded = request.headers.get("x-forwarded-host")
+    if forwarded:
+        ours.add(forwarded.split(",")[0].strip())
+    return netloc in ours - {""}
