@@ -4,6 +4,7 @@ second start bootstraps nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -148,6 +149,34 @@ def test_the_banner_comes_once_the_web_app_answers(stack: Settings) -> None:
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def test_the_first_token_is_shown_even_if_the_web_app_never_listens(stack: Settings) -> None:
+    # An address this host does not have: the web app cannot bind it. The banner, the
+    # only place the first API token is shown, still comes out before vigil stops.
+    settings = replace(stack, bind=f"192.0.2.1:{free_port()}")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vigil", "serve"],
+        env=subprocess_env(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "child exited; restarting" in line and "child=web" in line:
+                break
+        process.send_signal(signal.SIGINT)
+        rest = process.stdout.read()
+        process.wait(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert "the web app is not answering on 192.0.2.1" in rest
+    assert re.search(r"API token: vgl_[0-9a-f]+", rest)
+    assert "listening on" not in rest
 
 
 def test_serve_refuses_an_invalid_setting(tmp_path: Path) -> None:

@@ -81,7 +81,7 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
     finally:
         backend.close()
 
-    def banner() -> None:
+    def banner(listening: bool) -> None:
         _print_banner(
             settings,
             base_url,
@@ -90,6 +90,7 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
             boot.key,
             boot.token,
             boot.organization,
+            listening=listening,
         )
 
     metrics_dir = str((settings.home / "run" / "prometheus").resolve())
@@ -112,8 +113,18 @@ def _print_banner(
     key: store.ProjectKey | None,
     token: str | None,
     org: store.Organization,
+    *,
+    listening: bool = True,
 ) -> None:
-    lines = [f"vigil {__version__} listening on {settings.base_url}"]
+    # Not listening: the web app did not answer in time, or vigil is stopping without
+    # it; the banner is printed anyway, as the first API token is shown nowhere else.
+    if listening:
+        lines = [f"vigil {__version__} listening on {settings.base_url}"]
+    else:
+        lines = [
+            f"vigil {__version__}: the web app is not answering on {settings.bind} yet "
+            "(see the log above)"
+        ]
     if key is not None:
         lines.append(f"  DSN:       {credentials.format_dsn(base_url, key.public_key, project_id)}")
     else:

@@ -21,6 +21,7 @@ from vigil.serve.backoff import Backoff
 log = logging.getLogger("vigil.serve")
 
 STOP_GRACE_SECONDS = 30.0
+ANNOUNCE_WITHIN_S = 30.0
 _PR_SET_PDEATHSIG = 1
 
 
@@ -46,11 +47,14 @@ class Child:
 @dataclass(frozen=True)
 class Announcement:
     """What to say once the web app accepts connections at `host`:`port` (the banner
-    that names its address: said earlier, a client sent there at once was refused)."""
+    that names its address: said earlier, a client sent there at once was refused).
+    `say(listening)`: said with False when the web app has not listened within
+    ANNOUNCE_WITHIN_S, or before stopping without it, so that what only the banner
+    shows (the first API token) is never lost."""
 
     host: str
     port: int
-    say: Callable[[], None]
+    say: Callable[[bool], None]
 
 
 def accepts_connections(host: str, port: int) -> bool:
@@ -94,10 +98,13 @@ class Supervisor:
         for child in self.children:
             self._start(child)
         pending = self._announcement
+        announce_by = time.monotonic() + ANNOUNCE_WITHIN_S
         while not self._stop.wait(0.05 if pending else 0.2):
-            if pending is not None and accepts_connections(pending.host, pending.port):
-                pending.say()
-                pending = None
+            if pending is not None:
+                listening = accepts_connections(pending.host, pending.port)
+                if listening or time.monotonic() >= announce_by:
+                    pending.say(listening)
+                    pending = None
             now = time.monotonic()
             for child in self.children:
                 if child.process is not None and child.process.poll() is not None:
@@ -115,6 +122,8 @@ class Supervisor:
                     and now >= child.restart_at
                 ):
                     self._start(child)
+        if pending is not None:
+            pending.say(False)
         return self._stop_all()
 
     def _stop_all(self) -> int:
