@@ -207,7 +207,8 @@ class Applied:
 
 def apply(s: Setup, count: int, distinct: bool, base: str) -> Applied:
     engine = make_engine(s.settings)
-    first_group = select(func.min(group.c.id))
+    # This run's project only: on a database given, an earlier scenario's groups are there.
+    first_group = select(func.min(group.c.id)).where(group.c.project_id == s.project_id)
     with (
         vigil_process(["consumer", "ingest-occurrences"], s.env) as consumer,
         PeakMemory(consumer.pid) as memory,
