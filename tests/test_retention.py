@@ -181,3 +181,5 @@ def test_an_event_is_kept_from_when_vigil_got_it_not_from_its_own_received(
     with engine.connect() as conn:
         stored = conn.execute(select(event.c.received, event.c.data)).one()
     assert stored.data["received"] == payload["event"]["received"]  # the event as sent
+    received = stored.received if stored.received.tzinfo else stored.received.replace(tzinfo=UTC)
+    assert received == RECENT  # when vigil got it
