@@ -4,8 +4,9 @@ and the web UI's pages (`vigil.web`, HTML; signed-in pages ask the API in-proces
 `create_app(settings)` builds the Starlette app. At start (lifespan) it opens the
 database engine, the log backend and the log producer once; at shutdown it closes them.
 A log that is unreachable at start does not stop the app: ingest answers 503 and
-`/_health/?full=1` reports it until the log is back. Every error but a UI page's is JSON
-`{"detail": reason}` with its status, unknown paths included.
+`/_health/?full=1` reports it until the log is back. Every error is JSON
+`{"detail": reason}` with its status, unknown paths included, except the refusals a UI
+page itself draws (an HTML page with the API's reason).
 """
 
 from __future__ import annotations
