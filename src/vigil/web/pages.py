@@ -41,7 +41,8 @@ TIMELINE_CHECKINS: Final = 30
 CHECKINS_PER_PAGE: Final = 50
 ISSUES_PER_PAGE: Final = 25
 EVENTS_PER_PAGE: Final = 10
-# A sign-in form is a token and where to go next: anything longer is not one.
+# The UI's forms hold a token and where to go next, or one choice: a body longer than
+# this is none of them.
 MAX_FORM_BYTES: Final = 4096
 DEFAULT_ISSUE_QUERY: Final = "is:unresolved"
 ISSUE_SORTS: Final = {"date": "Last seen", "new": "First seen", "freq": "Events"}
