@@ -57,8 +57,9 @@ class PresentedKey:
 
 
 MISSING = (
-    "missing DSN key: send X-Sentry-Auth: Sentry sentry_key=<public key>, or the "
-    "sentry_key query parameter"
+    "missing DSN key: send X-Sentry-Auth: Sentry sentry_key=<public key>, the sentry_key "
+    'query parameter, Authorization: Basic base64("<public key>:"), or the DSN in the '
+    "envelope header"
 )
 
 
