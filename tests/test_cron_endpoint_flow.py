@@ -90,16 +90,20 @@ def test_what_the_consumer_refuses_is_a_processing_error_and_the_rest_goes_on(
     assert post_json(url, {"status": "ok", "monitor_config": hourly}) == (202, b"")
     # "missed" is not for clients to send: it arrives as "unknown" and is refused.
     assert curl(f"{url}?status=missed") == (202, b"")
-    # Slugs of control characters and punctuation name no monitor.
+    # Slugs of control characters and punctuation leave nothing to name a monitor once
+    # slugified: refused at the edge, as Relay refuses them.
     for slug in ("\x01\x02", "!!!", "\u202e"):
-        assert curl(f"{cron_url(server, tenant, quote(slug, safe=''))}?status=ok") == (202, b"")
+        status, body = curl(f"{cron_url(server, tenant, quote(slug, safe=''))}?status=ok")
+        assert (status, b"to make a slug of" in body) == (400, True)
+    # One that keeps a letter names an unknown monitor: the consumer's to refuse.
+    assert curl(f"{cron_url(server, tenant, quote('!x!', safe=''))}?status=ok") == (202, b"")
     # An over-long duration is the consumer's to refuse.
     assert curl(f"{url}?status=ok&duration=1e300") == (202, b"")
     assert curl(f"{url}?status=error") == (202, b"")
 
     with running(stack) as alive:
         wait_until(lambda: len(checkins(engine)) == 2, "two check-ins", alive)
-        wait_until(lambda: len(project_errors(engine, tenant)) == 3, "three project errors", alive)
+        wait_until(lambda: len(project_errors(engine, tenant)) == 1, "a project error", alive)
         wait_until(
             lambda: len(monitor_errors(engine, tenant, "hourly")) == 2,
             "two monitor errors",
