@@ -19,7 +19,6 @@ from sqlalchemy import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from vigil.api.auth import scope_satisfied
 from vigil.tenancy import store
 
 COOKIE: Final = "vigil_session"
@@ -34,9 +33,6 @@ class Session:
     token: str
     organization: store.Organization
     scopes: tuple[str, ...]
-
-    def may(self, scope: str) -> bool:
-        return scope_satisfied(self.scopes, scope)
 
 
 class SignInRefused(Exception):
