@@ -126,18 +126,24 @@ def test_serve_end_to_end(stack: Settings) -> None:
         assert _stop(again) == 0
 
 
+def _serve_process(settings: Settings, *, logs: bool) -> subprocess.Popen[str]:
+    """`vigil serve` in a process group of its own, its banner (and its log, with
+    `logs`) on stdout, read as it comes."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "vigil", "serve"],
+        env=subprocess_env(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if logs else subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+
+
 def test_the_banner_comes_once_the_web_app_answers(stack: Settings) -> None:
     # A client handed the printed DSN at once must reach the server: the SDK drops a
     # check-in it cannot send, and does not retry.
     settings = replace(stack, bind=f"127.0.0.1:{free_port()}")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "vigil", "serve"],
-        env=subprocess_env(settings),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
+    process = _serve_process(settings, logs=False)
     try:
         assert process.stdout is not None
         for line in process.stdout:
@@ -155,14 +161,7 @@ def test_the_first_token_is_shown_even_if_the_web_app_never_listens(stack: Setti
     # An address this host does not have: the web app cannot bind it. The banner, the
     # only place the first API token is shown, still comes out before vigil stops.
     settings = replace(stack, bind=f"192.0.2.1:{free_port()}")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "vigil", "serve"],
-        env=subprocess_env(settings),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    process = _serve_process(settings, logs=True)
     try:
         assert process.stdout is not None
         for line in process.stdout:

@@ -102,6 +102,12 @@ def _cursors(answer: Answer) -> dict[str, str]:
     return found
 
 
+def _cursor(request: Request) -> dict[str, str]:
+    """The page's `cursor`, passed on to the API as it came (none: the first page)."""
+    cursor = request.query_params.get("cursor")
+    return {"cursor": cursor} if cursor else {}
+
+
 def _with(request: Request, **changes: str | None) -> str:
     """This page's URL with query parameters changed (None: removed)."""
     params = [(k, v) for k, v in request.query_params.multi_items() if k not in changes]
@@ -261,8 +267,7 @@ async def monitors(request: Request, s: Session) -> Response:
     org = s.organization.slug
     query = request.query_params.get("query", "")
     params = {"per_page": str(MONITORS_PER_PAGE), "query": query}
-    if cursor := request.query_params.get("cursor"):
-        params["cursor"] = cursor
+    params.update(_cursor(request))
     answer = await call_api(request, s.token, _api(org, "monitors/"), query=params)
     if not answer.ok:
         return _refused(request, s, answer)
@@ -298,8 +303,7 @@ async def monitor(request: Request, s: Session) -> Response:
     params = {"per_page": str(CHECKINS_PER_PAGE)}
     if environment:
         params["environment"] = environment
-    if cursor := request.query_params.get("cursor"):
-        params["cursor"] = cursor
+    params.update(_cursor(request))
     checkins = await call_api(request, s.token, path + "checkins/", query=params)
     if not checkins.ok:
         return _refused(request, s, checkins)
@@ -355,26 +359,24 @@ async def issues(request: Request, s: Session) -> Response:
     query = request.query_params.get("query", DEFAULT_ISSUE_QUERY)
     sort = request.query_params.get("sort", "date")
     params = {"limit": str(ISSUES_PER_PAGE), "query": query, "sort": sort}
-    if cursor := request.query_params.get("cursor"):
-        params["cursor"] = cursor
+    params.update(_cursor(request))
     answer = await call_api(request, s.token, _api(s.organization.slug, "issues/"), query=params)
-    if not answer.ok and answer.status == 400:  # a search the API cannot read: say why
-        return _render(
-            request, "issues.html", s, 400, issues=[], query=query, sort=sort,
-            sorts=ISSUE_SORTS, cursors={}, hits=0, error=answer.detail,
-        )  # fmt: skip
-    if not answer.ok:
+    searched = answer.ok or answer.status == 400  # a search the API cannot read: say why
+    if not searched:
         return _refused(request, s, answer)
+    found = answer.body if answer.ok else []
     return _render(
         request,
         "issues.html",
         s,
-        issues=answer.body,
+        answer.status,
+        issues=found,
         query=query,
         sort=sort,
         sorts=ISSUE_SORTS,
         cursors=_cursors(answer),
-        hits=int(answer.headers.get("x-hits", len(answer.body))),
+        hits=int(answer.headers.get("x-hits", len(found))),
+        error=None if answer.ok else answer.detail,
     )
 
 
@@ -385,8 +387,7 @@ async def issue(request: Request, s: Session) -> Response:
     if not found.ok:
         return _refused(request, s, found)
     params = {"per_page": str(EVENTS_PER_PAGE), "full": "1"}
-    if cursor := request.query_params.get("cursor"):
-        params["cursor"] = cursor
+    params.update(_cursor(request))
     events = await call_api(request, s.token, path + "events/", query=params)
     if not events.ok:
         return _refused(request, s, events)
