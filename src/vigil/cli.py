@@ -440,6 +440,27 @@ def _add_bench(sub: Any) -> None:
 # --- parser ----------------------------------------------------------------------------
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser that takes its options anywhere among its positionals:
+    `vigil project create --org acme app` as well as `vigil project --org acme create
+    app`. Plain argparse fills an optional positional (the slug) with its default when
+    an option stands between it and the action, then refuses the slug."""
+
+    _intermixing = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        nested = any(a.nargs in (argparse.PARSER, argparse.REMAINDER) for a in self._actions)
+        if self._intermixing or nested:  # intermixed parsing cannot nest; it calls us back
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vigil",
@@ -448,7 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(see `vigil config`).",
     )
     parser.add_argument("--version", action="version", version=f"vigil {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser
+    )
 
     sub.add_parser(
         "serve",
