@@ -38,7 +38,7 @@ from vigil.api.http import client_gone_handler, http_exception_handler, server_e
 from vigil.api.services import Services
 from vigil.config import Settings
 from vigil.db.engine import make_engine
-from vigil.ingest import cron_endpoint, envelope
+from vigil.ingest import cron_endpoint, envelope, legacy_checkins
 from vigil.ingest.auth import KeyCache
 from vigil.ingest.log_writer import LogWriter
 from vigil.streams.backend import get_backend
@@ -51,6 +51,7 @@ def all_routes() -> list[BaseRoute]:
     return [
         *envelope.routes(),
         *cron_endpoint.routes(),
+        *legacy_checkins.routes(),
         *organizations.routes(),
         *project_keys.routes(),
         *custom_rules.routes(),

@@ -43,6 +43,7 @@ _PATH_PARAMS: Final = {
     "event_id": "the event's id (32 hex digits) or its occurrence's id",
     "key_id": "the DSN key's public key",
     "error_id": "the processing error record's id",
+    "check_in_id": "the run's id (the POST's answer), or `latest`",
 }
 _INTEGER_PATH_PARAMS: Final = frozenset({"project_id"})
 
@@ -62,7 +63,7 @@ class Operation:
     query: tuple[tuple[str, str], ...] = ()
     body: str | None = None  # what the JSON body is; None: no body
     answers: Mapping[int, str] = field(default_factory=lambda: {200: "the result"})
-    auth: str = "token"  # "token", "dsn" or "none"
+    auth: str = "token"  # "token", "dsn", "dsn-or-token" or "none"
     paged: bool = False
     # The success answer's and the body's schema in `openapi_schemas.SCHEMAS`, by name
     # ("Issue[]": a list of them); None: described in words only.
@@ -126,6 +127,31 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
             "/api/{project_id}/cron/{monitor_slug}/",
         )
         for method in ("GET", "POST")
+    ),
+    # --- the deprecated check-in API (sentry-cli before 2.19, token-configured CLIs) ---
+    *(
+        _op(
+            method,
+            base + ("{check_in_id}/" if method == "PUT" else ""),
+            "Start a run (POST) or finish one (PUT; `latest`: the latest in progress), "
+            "Sentry's deprecated check-in API",
+            "ingest",
+            body='`{"status", "environment"?, "duration"? (ms), "monitor_config"? (POST, '
+            "with a DSN)}`; see docs/crons.md",
+            answers={
+                (201 if method == "POST" else 200): "accepted and durable: the check-in "
+                "`{id, status, duration, environment, dateCreated}`",
+                **_FIELD_ERRORS,
+                401: "no DSN or token, or not a valid one",
+                403: "a disabled key, or a token without the scope or organization",
+                **_NOT_FOUND,
+                413: "over VIGIL_MAX_MESSAGE_BYTES",
+                503: "the log is unavailable",
+            },
+            auth="dsn-or-token",
+        )
+        for base in ("/api/0/monitors/{monitor_slug}/checkins/", MONITOR + "/checkins/")
+        for method in ("POST", "PUT")
     ),
     # --- organizations, projects, keys ---
     _op("GET", ORG + "/", "The organization, with its features", "organizations"),
@@ -424,6 +450,8 @@ def _operation(op: Operation) -> dict[str, Any]:
         document["security"] = [{"bearer": []}]
     elif op.auth == "dsn":
         document["security"] = [{"sentryAuth": []}, {"sentryKey": []}]
+    elif op.auth == "dsn-or-token":
+        document["security"] = [{"bearer": []}, {"dsnAuthorization": []}]
     else:
         document["security"] = []
     return document
@@ -468,6 +496,12 @@ def build_document(base_url: str) -> dict[str, Any]:
                 "bearer": {"type": "http", "scheme": "bearer", "description": "an API token"},
                 "sentryAuth": {"type": "apiKey", "in": "header", "name": "X-Sentry-Auth"},
                 "sentryKey": {"type": "apiKey", "in": "query", "name": "sentry_key"},
+                "dsnAuthorization": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "`DSN <the project's DSN>`",
+                },
             },
         },
         "paths": paths,

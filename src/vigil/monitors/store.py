@@ -141,6 +141,16 @@ def get_monitor_by_id(conn: Connection, monitor_id: int) -> Monitor | None:
     return None if row is None else _monitor(row)
 
 
+def get_monitor_by_guid(conn: Connection, guid: uuid.UUID, organization_id: int) -> Monitor | None:
+    """The organization's monitor whose id (as the API shows it) is `guid`, or None."""
+    row = conn.execute(
+        select(monitor_table).where(
+            and_(monitor_table.c.guid == guid, monitor_table.c.organization_id == organization_id)
+        )
+    ).first()
+    return None if row is None else _monitor(row)
+
+
 def get_monitors_by_ids(conn: Connection, monitor_ids: Iterable[int]) -> dict[int, Monitor]:
     """The monitors with these ids, by id (the ones that exist)."""
     wanted = sorted(set(monitor_ids))
