@@ -13,12 +13,14 @@ import httpx
 import pytest
 from sqlalchemy import Engine, func, select
 
+from tests.support.checkins import Sender
 from tests.support.live_server import live_server
 from tests.support.tenants import Tenant, make_tenant, make_token
 from vigil.api.app import create_app
 from vigil.config import Settings
 from vigil.db.tables import monitor as monitor_table
 from vigil.monitors import store as monitor_store
+from vigil.monitors.checkin_processing import CheckinProcessing
 from vigil.monitors.enums import MonitorStatus
 from vigil.tenancy import store
 
@@ -399,3 +401,64 @@ def test_a_read_token_cannot_write(server: str, tenant: Tenant, engine: Engine) 
 
 def test_no_token_is_401(server: str, tenant: Tenant) -> None:
     assert httpx.get(server + MONITORS, timeout=60).status_code == 401
+
+
+def test_put_mutes_one_environment_and_the_monitor_when_all_are(
+    server: str, tenant: Tenant, engine: Engine
+) -> None:
+    create(server, tenant, slug="job")
+    add_environment(engine, tenant, "job", "production")
+    add_environment(engine, tenant, "job", "staging")
+    path = MONITORS + "job/environments/"
+
+    def muted(body: dict[str, Any]) -> tuple[bool, dict[str, bool]]:
+        return body["isMuted"], {e["name"]: e["isMuted"] for e in body["environments"]}
+
+    answer = call("PUT", server, path + "staging/", tenant.token, json={"isMuted": True})
+    assert answer.status_code == 200, answer.text
+    assert muted(answer.json()) == (False, {"production": False, "staging": True})
+    project_path = "/api/0/projects/org-a/web/monitors/job/environments/production/"
+    answer = call("PUT", server, project_path, tenant.token, json={"isMuted": True})
+    assert muted(answer.json()) == (True, {"production": True, "staging": True})
+    answer = call("PUT", server, path + "staging/", tenant.token, json={"isMuted": False})
+    assert muted(answer.json()) == (False, {"production": True, "staging": False})
+    # as stored, for the consumer and the clock
+    with engine.connect() as conn:
+        monitor = monitor_store.get_monitor(conn, tenant.project.id, "job")
+        assert monitor is not None and not monitor.is_muted
+        envs = monitor_store.list_monitor_environments(conn, [monitor.id])
+    assert {e.environment: e.is_muted for e in envs} == {"production": True, "staging": False}
+
+
+def test_environment_refusals(server: str, tenant: Tenant, engine: Engine) -> None:
+    create(server, tenant, slug="job")
+    add_environment(engine, tenant, "job", "production")
+    path = MONITORS + "job/environments/production/"
+    bad = call("PUT", server, path, tenant.token, json={"isMuted": "yes"})
+    assert (bad.status_code, bad.json()["isMuted"]) == (400, ["Must be a valid boolean."])
+    missing = call("PUT", server, MONITORS + "job/environments/dev/", tenant.token, json={})
+    assert missing.status_code == 404
+    assert "no environment 'dev'" in missing.json()["detail"]
+    assert call("DELETE", server, MONITORS + "job/environments/dev/", tenant.token).status_code == (
+        404
+    )
+    unknown = call("PUT", server, MONITORS + "nope/environments/production/", tenant.token)
+    assert unknown.status_code == 404
+    reader = make_token(engine, tenant.org, ["org:read"])
+    assert call("PUT", server, path, reader, json={"isMuted": True}).status_code == 403
+    assert call("DELETE", server, path, reader).status_code == 403
+
+
+def test_delete_removes_one_environment_with_its_check_ins(
+    server: str, tenant: Tenant, engine: Engine
+) -> None:
+    send = Sender(engine, tenant.project, CheckinProcessing())
+    daily = {"schedule": {"type": "crontab", "value": "0 3 * * *"}}
+    send(monitor_slug="job", environment="production", monitor_config=daily)
+    send(monitor_slug="job", environment="staging", monitor_config=daily)
+    answer = call("DELETE", server, MONITORS + "job/environments/staging/", tenant.token)
+    assert answer.status_code == 202
+    monitor = call("GET", server, MONITORS + "job/", tenant.token).json()
+    assert [e["name"] for e in monitor["environments"]] == ["production"]
+    checkins = call("GET", server, MONITORS + "job/checkins/", tenant.token).json()
+    assert [c["environment"] for c in checkins] == ["production"]

@@ -263,6 +263,36 @@ def test_muting_a_monitor_through_its_form(server: str, tenant: Tenant, engine: 
     assert api.get(monitor_api).json()["isMuted"] is False
 
 
+def test_muting_one_environment_through_its_form(
+    server: str, tenant: Tenant, engine: Engine
+) -> None:
+    send = Sender(engine, tenant.project, CheckinProcessing())
+    send(T0, monitor_config=DAILY, environment="production")
+    send(T0, monitor_config=DAILY, environment="staging")
+    client = browser(server, tenant)
+    api = httpx.Client(base_url=server, headers={"Authorization": f"Bearer {tenant.token}"})
+    monitor_api = "/api/0/organizations/org-a/monitors/nightly/"
+    page = client.get("/ui/monitors/web/nightly/")
+    assert page.text.count('name="environment"') == 2
+    muted = client.post(
+        "/ui/monitors/web/nightly/mute", data={"muted": "true", "environment": "staging"}
+    )
+    assert muted.status_code == 303
+    monitor = api.get(monitor_api).json()
+    assert monitor["isMuted"] is False
+    assert {e["name"]: e["isMuted"] for e in monitor["environments"]} == {
+        "production": False,
+        "staging": True,
+    }
+    page = client.get(muted.headers["location"])
+    staging_row = page.text.split('value="staging">')[1].split("</tr>")[0]
+    assert "Unmute" in staging_row
+    unknown = client.post(
+        "/ui/monitors/web/nightly/mute", data={"muted": "true", "environment": "dev"}
+    )
+    assert unknown.status_code == 404 and "no environment 'dev'" in text(unknown)
+
+
 def test_a_read_only_token_is_shown_the_apis_refusal(
     server: str, tenant: Tenant, engine: Engine
 ) -> None:

@@ -12,6 +12,11 @@ processing errors of monitors and projects.
   `isMuted` (the monitor and all its environments) and `status` ("active"/"disabled").
   DELETE removes the monitor with its environments, check-ins and incidents at once and
   answers 202, the status Sentry answers (it schedules the deletion).
+- `PUT|DELETE .../monitors/{monitor_slug}/environments/{environment}/`: PUT
+  `{"isMuted"}` mutes or unmutes one environment (the monitor counts as muted when all
+  its environments are) and answers the monitor; DELETE removes the environment with its
+  check-ins and incidents (202, as Sentry answers). 404 for an environment the monitor
+  has not got.
 - `GET .../monitors/{monitor_slug}/checkins/`: newest first, `environment=` (repeatable),
   `start`/`end` (ISO 8601, on the check-in's creation time), cursor-paginated.
 - `GET|DELETE .../monitors/{monitor_slug}/processing-errors/` and
@@ -426,6 +431,60 @@ def delete_monitor(request: Request) -> Response:
     return Response(status_code=202)
 
 
+# --- one environment -------------------------------------------------------------------
+
+
+def _environment(conn: Connection, monitor: Monitor, name: str) -> MonitorEnvironment:
+    for env in store.list_monitor_environments(conn, [monitor.id]):
+        if env.environment == name:
+            return env
+    raise HTTPException(404, f"monitor {monitor.slug!r} has no environment {name!r}")
+
+
+async def update_monitor_environment(request: Request) -> Response:
+    svc = services(request)
+    body = json_object(await read_body(request, svc.settings.max_message_bytes))
+    muted = body.get("isMuted")
+    if "isMuted" in body and not isinstance(muted, bool):
+        return field_error_response({"isMuted": ["Must be a valid boolean."]})
+
+    def write() -> Response:
+        with svc.writing() as conn:
+            access = _authorize(conn, request, WRITE)
+            monitor, project = find_monitor(conn, request, access.organization)
+            env = _environment(conn, monitor, request.path_params["environment"])
+            if isinstance(muted, bool):
+                conn.execute(
+                    update(monitor_environment_table)
+                    .where(monitor_environment_table.c.id == env.id)
+                    .values(is_muted=muted)
+                )
+                # Muted as a whole when every environment is, as Sentry derives it.
+                envs = store.list_monitor_environments(conn, [monitor.id])
+                conn.execute(
+                    update(monitor_table)
+                    .where(monitor_table.c.id == monitor.id)
+                    .values(is_muted=all(e.is_muted for e in envs))
+                )
+            updated = store.get_monitor_by_id(conn, monitor.id)
+            assert updated is not None
+            return JSONResponse(serialize_monitor(_with_environments(conn, updated), project))
+
+    return await run_in_threadpool(write)
+
+
+def delete_monitor_environment(request: Request) -> Response:
+    svc = services(request)
+    with svc.writing() as conn:
+        access = _authorize(conn, request, WRITE)
+        monitor, _ = find_monitor(conn, request, access.organization)
+        env = _environment(conn, monitor, request.path_params["environment"])
+        conn.execute(
+            delete(monitor_environment_table).where(monitor_environment_table.c.id == env.id)
+        )
+    return Response(status_code=202)
+
+
 # --- check-ins -------------------------------------------------------------------------
 
 
@@ -553,6 +612,8 @@ def routes() -> list[BaseRoute]:
             *route(path, get_monitor, ["GET"]),
             *route(path, update_monitor, ["PUT"]),
             *route(path, delete_monitor, ["DELETE"]),
+            *route(path + "environments/{environment}/", update_monitor_environment, ["PUT"]),
+            *route(path + "environments/{environment}/", delete_monitor_environment, ["DELETE"]),
             *route(path + "checkins/", list_checkins, ["GET"]),
             *route(path + "processing-errors/", list_processing_errors, ["GET"]),
             *route(path + "processing-errors/", delete_processing_errors, ["DELETE"]),

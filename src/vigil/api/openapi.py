@@ -43,6 +43,7 @@ _PATH_PARAMS: Final = {
     "event_id": "the event's id (32 hex digits) or its occurrence's id",
     "key_id": "the DSN key's public key",
     "error_id": "the processing error record's id",
+    "environment": "the monitor environment's name",
     "check_in_id": "the run's id (the POST's answer), or `latest`",
 }
 _INTEGER_PATH_PARAMS: Final = frozenset({"project_id"})
@@ -236,6 +237,22 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                 "DELETE",
                 base + "/",
                 "Delete a monitor",
+                "monitors",
+                answers={202: "deleted", **_NOT_FOUND},
+            ),
+            _op(
+                "PUT",
+                base + "/environments/{environment}/",
+                "Mute or unmute one of a monitor's environments",
+                "monitors",
+                body='`{"isMuted"}`',
+                answers={200: "the monitor", **_FIELD_ERRORS, **_NOT_FOUND},
+                response="Monitor",
+            ),
+            _op(
+                "DELETE",
+                base + "/environments/{environment}/",
+                "Delete one of a monitor's environments, with its check-ins",
                 "monitors",
                 answers={202: "deleted", **_NOT_FOUND},
             ),

@@ -5,7 +5,8 @@ signed-in token (`subrequest.call_api`):
 - `/ui/monitors/`: every monitor with its state, schedule, last and next check-in and a
   timeline of its recent check-ins; `query=` as the API's;
 - `/ui/monitors/{project}/{slug}/`: one monitor, its environments, its check-ins
-  (paginated, `environment=`) and processing errors; mute, unmute;
+  (paginated, `environment=`) and processing errors; mute, unmute (the monitor, or one
+  environment);
 - `/ui/issues/`: the issues a search finds (`query=`, `sort=`, as the API's), paginated;
 - `/ui/issues/{issue_id}/`: one issue, its activity, its events with their evidence and
   tags; resolve, unresolve, ignore.
@@ -342,9 +343,12 @@ async def monitor_mute(request: Request, s: Session) -> Response:
     if form is None:
         return _render(request, "error.html", s, 413, status_code=413, detail="form too large")
     muted = form.get("muted") == "true"
-    answer = await call_api(
-        request, s.token, _monitor_api(s, project, slug), method="PUT", body={"isMuted": muted}
-    )
+    # With an environment, only that one (the monitor is muted once all of its are).
+    environment = form.get("environment")
+    path = _monitor_api(s, project, slug)
+    if environment:
+        path += f"environments/{environment}/"
+    answer = await call_api(request, s.token, path, method="PUT", body={"isMuted": muted})
     if not answer.ok:
         return _refused(request, s, answer)
     back = f"/ui/monitors/{quote(project)}/{quote(slug)}/?notice={'muted' if muted else 'unmuted'}"
