@@ -711,9 +711,6 @@ def test_bulk_put_changes_the_named_issues(server: str, tenant: Tenant, engine: 
 
 def test_bulk_put_needs_ids_that_all_exist(server: str, tenant: Tenant, engine: Engine) -> None:
     first = issue(engine, tenant.project.id, "a")
-    without = call("PUT", server, ISSUES, tenant.token, json={"status": "resolved"})
-    assert without.status_code == 400
-    assert without.json()["id"] == ["name the issues to change with id="]
     unknown = call(
         "PUT",
         server,
@@ -724,6 +721,110 @@ def test_bulk_put_needs_ids_that_all_exist(server: str, tenant: Tenant, engine: 
     )
     assert unknown.status_code == 404
     assert ids(get(server, tenant)) == [first]  # nothing changed
+
+
+def test_bulk_put_without_ids_changes_what_the_search_finds(
+    server: str, tenant: Tenant, engine: Engine
+) -> None:
+    with engine.begin() as conn:
+        other = store.create_project(conn, tenant.org, "api")
+    first = issue(engine, tenant.project.id, "a", minutes=1, title="Alpha failed")
+    second = issue(engine, tenant.project.id, "b", minutes=2, title="Beta failed")
+    elsewhere = issue(engine, other.id, "c", minutes=3)
+    project_issues = "/api/0/projects/org-a/web/issues/"
+    # sentry-cli's `issues mute -s unresolved`: the project's unresolved issues only
+    muted = call(
+        "PUT",
+        server,
+        project_issues,
+        tenant.token,
+        params={"status": "unresolved"},
+        json={"status": "muted", "snoozeDuration": None},
+    )
+    assert muted.status_code == 200, muted.text
+    assert muted.json()["status"] == "ignored"
+    assert ids(get(server, tenant, query="is:ignored")) == [second, first]
+    assert ids(get(server, tenant)) == [elsewhere]
+    # a search on the organization's path: `query=`, here within one project
+    resolved = call(
+        "PUT",
+        server,
+        ISSUES,
+        tenant.token,
+        params={"query": "is:ignored beta", "project": "web"},
+        json={"status": "resolved"},
+    )
+    assert resolved.status_code == 200, resolved.text
+    assert ids(get(server, tenant, query="is:resolved")) == [second]
+    # nothing found: 204, as Sentry answers
+    none = call(
+        "PUT",
+        server,
+        project_issues,
+        tenant.token,
+        params={"query": "nothing-like-it"},
+        json={"status": "resolved"},
+    )
+    assert none.status_code == 204
+    # without ids or a search, the default search: the unresolved issues (of the path's
+    # project), never the resolved or ignored ones
+    call(
+        "PUT", server, ISSUES, tenant.token, params={"id": [elsewhere]}, json={"status": "resolved"}
+    )
+    reopened = call(
+        "PUT",
+        server,
+        "/api/0/projects/org-a/api/issues/",
+        tenant.token,
+        json={"status": "unresolved"},
+    )
+    assert reopened.status_code == 204
+
+
+def test_bulk_put_refusals(server: str, tenant: Tenant, engine: Engine) -> None:
+    with engine.begin() as conn:
+        other = store.create_project(conn, tenant.org, "api")
+    first = issue(engine, tenant.project.id, "a")
+    theirs = issue(engine, other.id, "b")
+    project_issues = "/api/0/projects/org-a/web/issues/"
+    next_release = call(
+        "PUT",
+        server,
+        project_issues,
+        tenant.token,
+        params={"id": [first]},
+        json={"status": "resolvedInNextRelease"},
+    )
+    assert next_release.status_code == 400
+    assert next_release.json()["status"] == ["resolving in the next release is not supported"]
+    bad_status = call(
+        "PUT",
+        server,
+        project_issues,
+        tenant.token,
+        params={"status": "open"},
+        json={"status": "resolved"},
+    )
+    assert bad_status.status_code == 400 and "status" in bad_status.json()
+    bad_query = call(
+        "PUT",
+        server,
+        ISSUES,
+        tenant.token,
+        params={"query": "is:nonsense"},
+        json={"status": "resolved"},
+    )
+    assert bad_query.status_code == 400 and "query" in bad_query.json()
+    wrong_project = call(
+        "PUT",
+        server,
+        project_issues,
+        tenant.token,
+        params={"id": [first, theirs]},
+        json={"status": "resolved"},
+    )
+    assert wrong_project.status_code == 404
+    assert set(ids(get(server, tenant))) == {first, theirs}  # nothing changed
 
 
 def test_detail_shows_the_activity_newest_first(

@@ -185,6 +185,32 @@ def test_sentry_cli_failing_command_opens_a_cron_issue(server: Running) -> None:
     assert failure_reason(first)["value"] == "An error check-in was detected"
     assert first["occurrence"]["issueTitle"] == "Monitor failure: cli-fails"
 
+    # The same CLI, with a token, lists and changes the issue (the bulk issues PUT).
+    token = api.headers["Authorization"].removeprefix("Bearer ")
+    env = {k: v for k, v in env.items() if k != "SENTRY_DSN"}
+    env.update(
+        SENTRY_URL=server.base_url,
+        SENTRY_AUTH_TOKEN=token,
+        SENTRY_ORG="default",
+        SENTRY_PROJECT=monitor["project"]["slug"],
+    )
+
+    def issues(*args: str) -> str:
+        done = subprocess.run(
+            [str(SENTRY_CLI), "issues", *args], env=env, capture_output=True, text=True,
+            timeout=WAIT_S,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "Monitor failure: cli-fails" in issues("list")
+    issues("mute", "-i", issue["id"])
+    assert api.issue(issue["id"])["status"] == "ignored"
+    issues("unresolve", "-s", "muted")
+    assert api.issue(issue["id"])["status"] == "unresolved"
+    issues("resolve", "-a")  # every unresolved issue of the project
+    assert api.issue(issue["id"])["status"] == "resolved"
+
 
 def curl(*args: str) -> int:
     """The real curl; its HTTP status."""

@@ -498,7 +498,13 @@ PUT_STATUS_NAMES: Final = {  # the statuses a PUT may ask for
     "resolved": GroupStatus.RESOLVED,
     "unresolved": GroupStatus.UNRESOLVED,
     "ignored": GroupStatus.IGNORED,
+    "muted": GroupStatus.IGNORED,  # its older name, still sent by sentry-cli
 }
+# Asked by `sentry-cli issues resolve --next-release`: refused, as resolving in a
+# release is (vigil knows no deploys, so no release comes "next").
+IN_NEXT_RELEASE: Final = "resolvedInNextRelease"
+# The most issues one bulk change selected by a search changes, as Sentry's.
+BULK_MUTATION_LIMIT: Final = 1000
 
 
 def parse_status_request(body: dict[str, Any]) -> StatusRequest | None:
@@ -509,6 +515,8 @@ def parse_status_request(body: dict[str, Any]) -> StatusRequest | None:
             raise FieldErrors({"status": ["status is required with substatus or statusDetails"]})
         return None
     raw = body["status"]
+    if raw == IN_NEXT_RELEASE:
+        raise FieldErrors({"status": ["resolving in the next release is not supported"]})
     if not isinstance(raw, str) or raw not in PUT_STATUS_NAMES:
         raise FieldErrors({"status": [f'"{raw}" is not a valid choice.']})
     status = PUT_STATUS_NAMES[raw]
@@ -682,21 +690,61 @@ async def update_issue(request: Request) -> Response:
     return await run_in_threadpool(write)
 
 
+def _bulk_selection(conn: Connection, request: Request, org: Organization) -> list[Any]:
+    """The issues a bulk change is for: those named by `id=` (repeatable; each must be
+    the organization's, and the path's project's on a project path), else up to
+    BULK_MUTATION_LIMIT that the search finds: `status=` (`unresolved`, `resolved`,
+    `ignored` or `muted`), else `query=` (default `is:unresolved`), in `project=` or the
+    path's project, and `environment=`."""
+    params = request.query_params
+    path_project = request.path_params.get("project_slug")
+    project_ids = _project_ids(
+        conn, org, [path_project] if path_project else params.getlist("project")
+    )
+    wanted_ids = params.getlist("id")
+    if wanted_ids:
+        rows = [find_issue(conn, org, i) for i in wanted_ids]
+        if project_ids is not None:
+            for row in rows:
+                if row.project_id not in project_ids:
+                    raise HTTPException(404, f"issue {row.id} is not in project {path_project!r}")
+        return rows
+    status = params.get("status")
+    if status is not None:
+        if status not in PUT_STATUS_NAMES:
+            raise FieldErrors({"status": [f'"{status}" is not a valid choice.']})
+        raw_query = f"is:{PUT_STATUS_NAMES[status].label}"
+    else:
+        raw_query = params.get("query", DEFAULT_QUERY)
+    try:
+        search = parse_query(raw_query)
+    except InvalidQuery as exc:
+        raise FieldErrors({"query": [str(exc)]}) from None
+    query = _issue_select().where(project_table.c.organization_id == org.id)
+    if project_ids is not None:
+        query = query.where(group_table.c.project_id.in_(project_ids))
+    environments = params.getlist("environment")
+    if environments:
+        query = query.where(_in_environments(environments))
+    query = apply_search(query, search).order_by(group_table.c.id).limit(BULK_MUTATION_LIMIT)
+    return list(conn.execute(query).all())
+
+
 async def bulk_update_issues(request: Request) -> Response:
-    """Sentry's bulk mutation, for the issues named by `id=` (repeatable): all of them
-    change or, if one is refused, none. The answer is the change applied, as Sentry's."""
+    """Sentry's bulk mutation (`sentry-cli issues resolve|mute|unresolve`), for the
+    issues `_bulk_selection` finds: all of them change or, if one is refused, none. The
+    answer is the change applied, as Sentry's; 204 when no issue was selected."""
     svc = services(request)
     body = json_object(await read_body(request, svc.settings.max_message_bytes))
-    wanted_ids = request.query_params.getlist("id")
 
     def write() -> Response:
         try:
             with svc.writing() as conn:
                 access = _authorize(conn, request, WRITE)
-                if not wanted_ids:
-                    raise FieldErrors({"id": ["name the issues to change with id="]})
-                rows = [find_issue(conn, access.organization, i) for i in wanted_ids]
                 wanted, priority, unassign = _parse_changes(body)
+                rows = _bulk_selection(conn, request, access.organization)
+                if not rows:
+                    return Response(status_code=204)
                 # In id order, so that two bulk changes lock their groups in the same
                 # order and never deadlock (PostgreSQL).
                 for row in sorted(rows, key=lambda r: int(r.id)):
@@ -818,6 +866,7 @@ def routes() -> list[BaseRoute]:
         *route(ORG_ISSUES, list_issues, ["GET"]),
         *route(ORG_ISSUES, bulk_update_issues, ["PUT"]),
         *route(PROJECT_ISSUES, list_issues, ["GET"]),
+        *route(PROJECT_ISSUES, bulk_update_issues, ["PUT"]),
         *route(ORG_ISSUE, get_issue, ["GET"]),
         *route(ORG_ISSUE, update_issue, ["PUT"]),
         *route(ORG_ISSUE + "events/", list_events, ["GET"]),

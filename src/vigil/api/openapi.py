@@ -345,15 +345,29 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         )
         for path in (ORG + "/issues/", PROJECT + "/issues/")
     ),
-    _op(
-        "PUT",
-        ORG + "/issues/",
-        "Change the status or priority of the issues named by id=",
-        "issues",
-        query=(("id", "an issue id, repeatable"),),
-        body='`{"status", "substatus"?, "statusDetails"?}` and/or `{"priority"}`',
-        answers={200: "the change", **_FIELD_ERRORS, **_NOT_FOUND},
-        request="IssueUpdate",
+    *(
+        _op(
+            "PUT",
+            path,
+            "Change the status or priority of the issues named by id=, or found by a search",
+            "issues",
+            query=(
+                ("id", "an issue id, repeatable"),
+                ("status", "without id=: the issues of this status (muted: ignored)"),
+                ("query", "without id= or status=: a search (default is:unresolved)"),
+                ("project", "project slug or id, repeatable"),
+                ("environment", "repeatable"),
+            ),
+            body='`{"status", "substatus"?, "statusDetails"?}` and/or `{"priority"}`',
+            answers={
+                200: "the change",
+                204: "no issue selected",
+                **_FIELD_ERRORS,
+                **_NOT_FOUND,
+            },
+            request="IssueUpdate",
+        )
+        for path in (ORG + "/issues/", PROJECT + "/issues/")
     ),
     _op(
         "GET",
