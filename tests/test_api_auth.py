@@ -135,6 +135,36 @@ def test_token_reads_its_own_organization(server: str, tenant_a: Tenant, engine:
     ]
 
 
+def test_the_api_root_says_whose_token_it_is(engine: Engine, server: str, tenant_a: Tenant) -> None:
+    scoped = make_token(engine, tenant_a.org, ["project:write", "org:read"])
+    answer = get(server, "/api/0/", bearer(scoped))
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "version": "0",
+        "auth": {"scopes": ["org:read", "project:write"]},
+        "user": None,
+    }
+    anonymous = get(server, "/api/0/")
+    assert anonymous.json() == {"version": "0", "auth": None, "user": None}
+    assert get(server, "/api/0/", bearer("vgl_" + "0" * 64)).status_code == 401
+    revoke(engine, tenant_a.org, scoped)
+    assert get(server, "/api/0/", bearer(scoped)).json() == {"detail": "token has been revoked"}
+
+
+def test_the_organizations_a_token_sees_are_its_own(
+    engine: Engine, server: str, tenant_a: Tenant, tenant_b: Tenant
+) -> None:
+    answer = get(server, "/api/0/organizations/", bearer(tenant_a.token))
+    assert answer.status_code == 200
+    [org] = answer.json()
+    assert (org["id"], org["slug"], org["name"]) == (str(tenant_a.org.id), "org-a", "org-a")
+    assert org["dateCreated"].endswith("Z")
+    assert (org["require2FA"], org["isEarlyAdopter"]) == (False, False)
+    assert get(server, "/api/0/organizations/").status_code == 401
+    project_only = make_token(engine, tenant_a.org, ["project:read"])
+    assert get(server, "/api/0/organizations/", bearer(project_only)).status_code == 403
+
+
 def test_token_of_org_a_cannot_read_org_b(server: str, tenant_a: Tenant, tenant_b: Tenant) -> None:
     for path in (
         "/api/0/organizations/org-b/",

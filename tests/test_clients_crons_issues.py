@@ -195,14 +195,18 @@ def test_sentry_cli_failing_command_opens_a_cron_issue(server: Running) -> None:
         SENTRY_PROJECT=monitor["project"]["slug"],
     )
 
-    def issues(*args: str) -> str:
+    def cli(*args: str) -> str:
         done = subprocess.run(
-            [str(SENTRY_CLI), "issues", *args], env=env, capture_output=True, text=True,
-            timeout=WAIT_S,
-        )  # fmt: skip
+            [str(SENTRY_CLI), *args], env=env, capture_output=True, text=True, timeout=WAIT_S
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout
 
+    def issues(*args: str) -> str:
+        return cli("issues", *args)
+
+    assert "project:write" in cli("info")  # the CLI's own check of its configuration
+    assert "default" in cli("organizations", "list")
     assert "Monitor failure: cli-fails" in issues("list")
     issues("mute", "-i", issue["id"])
     assert api.issue(issue["id"])["status"] == "ignored"

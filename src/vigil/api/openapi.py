@@ -155,6 +155,20 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         for method in ("POST", "PUT")
     ),
     # --- organizations, projects, keys ---
+    _op(
+        "GET",
+        "/api/0/",
+        "Who the token is: `{version, auth: {scopes} | null, user: null}` (sentry-cli info)",
+        "organizations",
+        answers={200: "the token's scopes; `auth` null without a token", 401: "a bad token"},
+        auth="none",
+    ),
+    _op(
+        "GET",
+        "/api/0/organizations/",
+        "The token's organization, as a list",
+        "organizations",
+    ),
     _op("GET", ORG + "/", "The organization, with its features", "organizations"),
     _op("GET", ORG + "/projects/", "The organization's projects", "organizations"),
     _op("GET", PROJECT + "/keys/", "The project's DSN keys", "keys"),
