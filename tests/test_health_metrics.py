@@ -11,15 +11,22 @@ import anyio
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select, update
 
 from tests.support import sink_consumer
+from tests.support.checkins import T0, Sender
 from tests.support.live_server import live_server
 from tests.support.services import free_port
 from tests.support.tenants import make_tenant
 from vigil.api.app import create_app
 from vigil.api.health import CheckResult, health_report, run_check
 from vigil.config import Settings
+from vigil.db.tables import environment as environment_table
+from vigil.db.tables import monitor as monitor_table
+from vigil.db.tables import monitor_environment as me_table
+from vigil.monitors import store as monitor_store
+from vigil.monitors.checkin_processing import CheckinProcessing
+from vigil.monitors.enums import ObjectStatus
 from vigil.streams import consumers
 from vigil.streams.backend import get_backend
 from vigil.streams.runner import produce
@@ -184,3 +191,51 @@ def test_metrics_report_consumer_lag_per_group_topic_and_partition(
     assert lag, response.text
     assert sum(lag.values()) == 3
     assert set(lag) == {str(p) for p in range(stack.partitions)}
+
+
+def test_metrics_report_the_monitors_state_for_alerting(server: str, engine: Engine) -> None:
+    tenant = make_tenant(engine, "acme", "web")
+    send = Sender(engine, tenant.project, CheckinProcessing())
+    daily = {"schedule": {"type": "crontab", "value": "0 3 * * *"}}
+    send(T0, monitor_slug="backup", environment="prod", monitor_config=daily, status="error")
+    send(T0, monitor_slug="backup", environment="staging", monitor_config=daily, status="error")
+    send(T0, monitor_slug="report", monitor_config=daily, status="ok")
+    send(T0, monitor_slug="new-job", monitor_config=daily, status="in_progress")
+    send(T0, monitor_slug="old-job", monitor_config=daily, status="error")
+    with engine.begin() as conn:
+        staging = monitor_store.get_monitor(conn, tenant.project.id, "backup")
+        old = monitor_store.get_monitor(conn, tenant.project.id, "old-job")
+        assert staging is not None and old is not None
+        conn.execute(
+            update(me_table)
+            .where(me_table.c.monitor_id == staging.id)
+            .where(
+                me_table.c.environment_id.in_(
+                    select(environment_table.c.id).where(environment_table.c.name == "staging")
+                )
+            )
+            .values(is_muted=True)
+        )
+        conn.execute(
+            update(monitor_table)
+            .where(monitor_table.c.id == old.id)
+            .values(status=int(ObjectStatus.DISABLED))
+        )
+
+    found = samples(httpx.get(f"{server}/metrics", timeout=60).text)
+    counts = {
+        dict(labels)["status"]: value
+        for (name, labels), value in found.items()
+        if name == "vigil_monitor_environments"
+        and dict(labels)["organization"] == "acme"
+        and dict(labels)["project"] == "web"
+    }
+    assert counts == {"error": 1, "muted": 1, "ok": 1, "active": 1, "disabled": 1}
+    failing = [
+        dict(labels)
+        for (name, labels), value in found.items()
+        if name == "vigil_monitor_environment_failing" and value == 1
+    ]
+    assert failing == [
+        {"organization": "acme", "project": "web", "monitor": "backup", "environment": "prod"}
+    ]

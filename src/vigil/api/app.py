@@ -102,7 +102,7 @@ def create_app(settings: Settings) -> Starlette:
             svc = Services(settings, engine, backend, monitor_log, KeyCache(lookup))
             yield {
                 "services": svc,
-                "metrics": metrics_api.MetricsEndpoint(settings, backend),
+                "metrics": metrics_api.MetricsEndpoint(settings, backend, read_only),
                 "occurrence_log": occurrence_log,
             }
         finally:

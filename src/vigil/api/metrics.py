@@ -3,7 +3,8 @@
 Besides the counters of `vigil.metrics`, a scrape reports `vigil_consumer_lag`: messages
 not yet committed, per consumer group, topic and partition, read from the log for every
 consumer in `vigil.streams.consumers`. A consumer whose lag cannot be read is left out
-of that scrape (and logged), never failing the scrape.
+of that scrape (and logged), never failing the scrape. It also reports the crons' state
+from the database (`monitor_metrics`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,6 +24,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vigil import metrics
+from vigil.api.monitor_metrics import MonitorStateCollector
 from vigil.config import Settings
 from vigil.streams.backend import LogBackend
 
@@ -81,9 +84,10 @@ class MetricsEndpoint:
     """Renders the exposition text; one scrape at a time (the lag collector is
     registered for the duration of a render)."""
 
-    def __init__(self, settings: Settings, backend: LogBackend) -> None:
+    def __init__(self, settings: Settings, backend: LogBackend, engine: Engine) -> None:
         self._settings = settings
         self._backend = backend
+        self._monitors = MonitorStateCollector(engine)
         self._lock = threading.Lock()
         self._pairs: list[tuple[str, str]] | None = None
 
@@ -91,7 +95,8 @@ class MetricsEndpoint:
         with self._lock:
             if self._pairs is None:
                 self._pairs = consumer_topics(self._settings)
-            return metrics.render([ConsumerLagCollector(self._backend, self._pairs)])
+            lag = ConsumerLagCollector(self._backend, self._pairs)
+            return metrics.render([lag, self._monitors])
 
 
 async def metrics_endpoint(request: Request) -> Response:
