@@ -65,7 +65,7 @@ from vigil.monitors.enums import ObjectStatus
 from vigil.monitors.models import Monitor
 from vigil.tenancy import store as tenancy
 from vigil.tenancy.store import Organization
-from vigil.uuid_text import uuid_hex
+from vigil.uuid_text import parse_uuid_hex, uuid_hex
 
 log = logging.getLogger(__name__)
 
@@ -199,12 +199,9 @@ def find_monitor(conn: Connection, caller: Caller, name: str) -> Monitor | None:
     """The caller's monitor named `name`: by id when it is a UUID that is one, else by
     slug; None when there is none (or it is being deleted)."""
     found: Monitor | None = None
-    try:
-        guid = uuid.UUID(name)
-    except ValueError:
-        guid = None
+    guid = parse_uuid_hex(name)
     if guid is not None:
-        found = monitors.get_monitor_by_guid(conn, guid, caller.organization_id)
+        found = monitors.get_monitor_by_guid(conn, uuid.UUID(guid), caller.organization_id)
         if found is not None and caller.project_id not in (None, found.project_id):
             found = None
     if found is None:
