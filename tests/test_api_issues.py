@@ -786,45 +786,22 @@ def test_bulk_put_refusals(server: str, tenant: Tenant, engine: Engine) -> None:
         other = store.create_project(conn, tenant.org, "api")
     first = issue(engine, tenant.project.id, "a")
     theirs = issue(engine, other.id, "b")
+
+    def put(path: str, body: dict[str, Any], **params: Any) -> httpx.Response:
+        return call("PUT", server, path, tenant.token, params=params, json=body)
+
     project_issues = "/api/0/projects/org-a/web/issues/"
-    next_release = call(
-        "PUT",
-        server,
-        project_issues,
-        tenant.token,
-        params={"id": [first]},
-        json={"status": "resolvedInNextRelease"},
-    )
+    next_release = put(project_issues, {"status": "resolvedInNextRelease"}, id=[first])
     assert next_release.status_code == 400
     assert next_release.json()["status"] == ["resolving in the next release is not supported"]
-    bad_status = call(
-        "PUT",
-        server,
-        project_issues,
-        tenant.token,
-        params={"status": "open"},
-        json={"status": "resolved"},
-    )
+    bad_status = put(project_issues, {"status": "resolved"}, status="open")
     assert bad_status.status_code == 400 and "status" in bad_status.json()
-    bad_query = call(
-        "PUT",
-        server,
-        ISSUES,
-        tenant.token,
-        params={"query": "is:nonsense"},
-        json={"status": "resolved"},
-    )
+    bad_query = put(ISSUES, {"status": "resolved"}, query="is:nonsense")
     assert bad_query.status_code == 400 and "query" in bad_query.json()
-    wrong_project = call(
-        "PUT",
-        server,
-        project_issues,
-        tenant.token,
-        params={"id": [first, theirs]},
-        json={"status": "resolved"},
-    )
+    # an issue of another project on a project's path: none changes
+    wrong_project = put(project_issues, {"status": "resolved"}, id=[first, theirs])
     assert wrong_project.status_code == 404
-    assert set(ids(get(server, tenant))) == {first, theirs}  # nothing changed
+    assert set(ids(get(server, tenant))) == {first, theirs}
 
 
 def test_detail_shows_the_activity_newest_first(

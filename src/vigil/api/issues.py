@@ -350,6 +350,19 @@ def _in_environments(names: list[str] | tuple[str, ...]) -> ColumnElement[bool]:
     )
 
 
+def _issues_in(
+    org: Organization, project_ids: list[int] | None, environments: list[str]
+) -> Select[Any]:
+    """The organization's issues (in `project_ids` unless None; seen in one of
+    `environments` when any are named)."""
+    query = _issue_select().where(project_table.c.organization_id == org.id)
+    if project_ids is not None:
+        query = query.where(group_table.c.project_id.in_(project_ids))
+    if environments:
+        query = query.where(_in_environments(environments))
+    return query
+
+
 def apply_search(query: Select[Any], search: IssueSearch) -> Select[Any]:
     """`query` (over groups) narrowed to the issues `search` matches."""
     g = group_table
@@ -406,12 +419,7 @@ def list_issues(request: Request) -> Response:
         if "project_slug" in request.path_params:
             wanted_projects = [request.path_params["project_slug"]]
         project_ids = _project_ids(conn, org, wanted_projects)
-        query = _issue_select().where(project_table.c.organization_id == org.id)
-        if project_ids is not None:
-            query = query.where(group_table.c.project_id.in_(project_ids))
-        environments = params.getlist("environment")
-        if environments:
-            query = query.where(_in_environments(environments))
+        query = _issues_in(org, project_ids, params.getlist("environment"))
         if since is not None:
             query = query.where(group_table.c.last_seen >= since)
         if until is not None:
@@ -720,12 +728,7 @@ def _bulk_selection(conn: Connection, request: Request, org: Organization) -> li
         search = parse_query(raw_query)
     except InvalidQuery as exc:
         raise FieldErrors({"query": [str(exc)]}) from None
-    query = _issue_select().where(project_table.c.organization_id == org.id)
-    if project_ids is not None:
-        query = query.where(group_table.c.project_id.in_(project_ids))
-    environments = params.getlist("environment")
-    if environments:
-        query = query.where(_in_environments(environments))
+    query = _issues_in(org, project_ids, params.getlist("environment"))
     query = apply_search(query, search).order_by(group_table.c.id).limit(BULK_MUTATION_LIMIT)
     return list(conn.execute(query).all())
 
