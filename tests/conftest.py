@@ -3,6 +3,9 @@
 - `embedded`: a SQLite file and the embedded log, in the test's own directory;
 - `kafka`: PostgreSQL (a database made for this session) and a tansu broker, with a
   topic prefix of the test's own so tests never see each other's messages.
+
+On top of it: `engine` (its database), `server` (the web app on a real socket) and
+`log_backend` (its log).
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ import pytest
 from hypothesis import HealthCheck, settings
 from sqlalchemy import Engine, text
 
+from tests.support.live_server import live_server
 from tests.support.services import postgres_database, tansu_broker
+from vigil.api.app import create_app
 from vigil.config import Settings
 from vigil.db.engine import make_engine
 from vigil.db.migrate import migrate
 from vigil.db.tables import metadata
+from vigil.streams.backend import LogBackend, get_backend
 
 BACKENDS = ("embedded", "kafka")
 
@@ -88,6 +94,22 @@ def engine(stack: Settings) -> Iterator[Engine]:
     eng = make_engine(stack)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+def server(stack: Settings) -> Iterator[str]:
+    """The web app on these settings, served on a real socket: its base URL. (Modules
+    that need a whole `vigil serve` define their own `server`.)"""
+    with live_server(create_app(stack)) as url:
+        yield url
+
+
+@pytest.fixture
+def log_backend(stack: Settings) -> Iterator[LogBackend]:
+    """The log of these settings (embedded or Kafka), closed after the test."""
+    backend = get_backend(stack)
+    yield backend
+    backend.close()
 
 
 def subprocess_env(settings: Settings) -> dict[str, str]:

@@ -4,17 +4,13 @@ through the API stops ingest at once)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import orjson
 import pytest
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException
 
-from tests.support.live_server import live_server
 from tests.support.tenants import Tenant, make_tenant, make_token, revoke
-from vigil.api.app import create_app
 from vigil.api.auth import NO_CREDENTIALS, bearer_token, check_access, scope_satisfied
 from vigil.config import Settings
 from vigil.tenancy import store
@@ -90,12 +86,6 @@ def test_check_access(
 
 
 # --- through a real server -------------------------------------------------------------
-
-
-@pytest.fixture
-def server(stack: Settings) -> Iterator[str]:
-    with live_server(create_app(stack)) as url:
-        yield url
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ rules, and auth."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,22 +11,13 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select
 
-from tests.support.live_server import live_server
 from tests.support.sampling_rules import count_rows, insert_rules
 from tests.support.tenants import Tenant, make_tenant, make_token
-from vigil.api.app import create_app
-from vigil.config import Settings
 from vigil.db.tables import custom_dynamic_sampling_rule as rule_table
 from vigil.sampling.rules import DATE_FORMAT, MAX_CUSTOM_RULES
 from vigil.tenancy import store
 
 PATH = "/api/0/organizations/{org}/dynamic-sampling/custom-rules/"
-
-
-@pytest.fixture
-def server(stack: Settings) -> Iterator[str]:
-    with live_server(create_app(stack)) as url:
-        yield url
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ a reason, never a 500."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from urllib.parse import quote
 
 import httpx
@@ -14,9 +13,7 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.conftest import run_vigil
-from tests.support.live_server import live_server
 from tests.support.tenants import Tenant, make_tenant
-from vigil.api.app import create_app
 from vigil.config import Settings
 from vigil.db.ids import MAX_ID, parse_id
 
@@ -28,12 +25,6 @@ SUPERSCRIPT = "²"  # str.isdigit() is true, int() refuses it
 @pytest.fixture
 def tenant(engine: Engine) -> Tenant:
     return make_tenant(engine, "acme")
-
-
-@pytest.fixture
-def server(stack: Settings) -> Iterator[str]:
-    with live_server(create_app(stack)) as url:
-        yield url
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,6 @@ status-change path, events with their occurrence and tags, and auth."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,10 +24,7 @@ from tests.issues.occurrences import (
     process,
     status_change,
 )
-from tests.support.live_server import live_server
 from tests.support.tenants import Tenant, make_tenant, make_token
-from vigil.api.app import create_app
-from vigil.config import Settings
 from vigil.db.tables import activity, group_snooze, grouphash
 from vigil.issues.enums import ActivityType, GroupStatus, GroupSubStatus
 from vigil.issues.fingerprint import md5_hex
@@ -47,12 +43,6 @@ NO_DETAILS = {
     "ignoreWindow": None,
     "actor": None,
 }
-
-
-@pytest.fixture
-def server(stack: Settings) -> Iterator[str]:
-    with live_server(create_app(stack)) as url:
-        yield url
 
 
 @pytest.fixture

@@ -5,17 +5,13 @@ and time range, paginated with a Link header, in Sentry's shape."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from sqlalchemy import Engine
 
-from tests.support.live_server import live_server
 from tests.support.tenants import Tenant, make_tenant
-from vigil.api.app import create_app
-from vigil.config import Settings
 from vigil.db.tables import monitor_checkin as checkin_table
 from vigil.monitors import store as monitor_store
 from vigil.monitors.enums import CheckInStatus
@@ -24,12 +20,6 @@ from vigil.monitors.models import Monitor, MonitorEnvironment
 CHECKINS = "/api/0/organizations/org-a/monitors/job/checkins/"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 CONFIG = {"schedule_type": "crontab", "schedule": "0 * * * *"}
-
-
-@pytest.fixture
-def server(stack: Settings) -> Iterator[str]:
-    with live_server(create_app(stack)) as url:
-        yield url
 
 
 @pytest.fixture

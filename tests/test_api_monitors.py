@@ -4,7 +4,6 @@ disable, delete, the 400s with their fields, auth, and pagination."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -26,12 +25,6 @@ from vigil.tenancy import store
 
 MONITORS = "/api/0/organizations/org-a/monitors/"
 CRONTAB = {"schedule_type": "crontab", "schedule": "0 * * * *"}
-
-
-@pytest.fixture
-def server(stack: Settings) -> Iterator[str]:
-    with live_server(create_app(stack)) as url:
-        yield url
 
 
 @pytest.fixture

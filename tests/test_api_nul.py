@@ -4,17 +4,13 @@ SQLite a search silently ignored what followed it)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import Engine
 
-from tests.support.live_server import live_server
 from tests.support.tenants import Tenant, make_tenant
-from vigil.api.app import create_app
-from vigil.config import Settings
 
 MONITOR = {
     "project": "web",
@@ -22,12 +18,6 @@ MONITOR = {
     "name": "Nightly",
     "config": {"schedule_type": "crontab", "schedule": "0 3 * * *"},
 }
-
-
-@pytest.fixture
-def server(stack: Settings) -> Iterator[str]:
-    with live_server(create_app(stack)) as url:
-        yield url
 
 
 @pytest.fixture

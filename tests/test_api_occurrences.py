@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import uuid
 import zlib
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +27,7 @@ from vigil.api.app import create_app
 from vigil.config import Settings
 from vigil.issues.consumer import _process_message
 from vigil.issues.occurrence import no_assignees, normalise_occurrence
-from vigil.streams.backend import LogBackend, get_backend
+from vigil.streams.backend import LogBackend
 from vigil.streams.topics import Topic
 from vigil.tenancy import store
 
@@ -41,21 +40,8 @@ PATH = "/api/0/projects/org-a/web/occurrences/"
 
 
 @pytest.fixture
-def server(stack: Settings) -> Iterator[str]:
-    with live_server(create_app(stack)) as url:
-        yield url
-
-
-@pytest.fixture
 def tenant(engine: Engine) -> Tenant:
     return make_tenant(engine, "org-a", "web")
-
-
-@pytest.fixture
-def log_backend(stack: Settings) -> Iterator[LogBackend]:
-    backend = get_backend(stack)
-    yield backend
-    backend.close()
 
 
 def post(server: str, token: str, body: Any, path: str = PATH) -> httpx.Response:

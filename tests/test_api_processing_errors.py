@@ -3,17 +3,13 @@ project's records, newest first, in their stored JSON form, and deleting by type
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from sqlalchemy import Engine
 
-from tests.support.live_server import live_server
 from tests.support.tenants import Tenant, make_tenant, make_token
-from vigil.api.app import create_app
-from vigil.config import Settings
 from vigil.monitors import processing_error_store
 from vigil.monitors import store as monitor_store
 from vigil.monitors.models import Monitor
@@ -29,12 +25,6 @@ from vigil.tenancy import store
 MONITOR_ERRORS = "/api/0/organizations/org-a/monitors/job/processing-errors/"
 PROJECT_ERRORS = "/api/0/projects/org-a/web/processing-errors/"
 T = ProcessingErrorType
-
-
-@pytest.fixture
-def server(stack: Settings) -> Iterator[str]:
-    with live_server(create_app(stack)) as url:
-        yield url
 
 
 @pytest.fixture

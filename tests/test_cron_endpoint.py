@@ -29,7 +29,7 @@ from vigil.api.app import create_app
 from vigil.config import Settings
 from vigil.ingest.check_in_item import NIL_CHECK_IN_ID, routing_key
 from vigil.ingest.cron_endpoint import MISSING_KEY
-from vigil.streams.backend import LogBackend, get_backend
+from vigil.streams.backend import LogBackend
 from vigil.streams.codecs import CheckInMessage, decode_monitor_message
 from vigil.streams.topics import Topic
 
@@ -39,19 +39,6 @@ MONITORS = Topic.INGEST_MONITORS.value
 @pytest.fixture
 def tenant(engine: Engine) -> Tenant:
     return make_tenant(engine, "acme")
-
-
-@pytest.fixture
-def server(stack: Settings) -> Iterator[str]:
-    with live_server(create_app(stack)) as url:
-        yield url
-
-
-@pytest.fixture
-def log_backend(stack: Settings) -> Iterator[LogBackend]:
-    backend = get_backend(stack)
-    yield backend
-    backend.close()
 
 
 # --- helpers ---------------------------------------------------------------------------

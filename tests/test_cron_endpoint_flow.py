@@ -6,7 +6,6 @@ processing error the user sees, never a stuck consumer."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -16,9 +15,7 @@ from sqlalchemy import Engine
 
 from tests.support.consumers import checkins, running, wait_until
 from tests.support.cron_requests import cron_url, curl
-from tests.support.live_server import live_server
 from tests.support.tenants import Tenant, make_tenant
-from vigil.api.app import create_app
 from vigil.config import Settings
 from vigil.monitors import processing_error_store
 from vigil.monitors import store as monitor_store
@@ -29,12 +26,6 @@ from vigil.monitors.processing_errors import ProcessingErrorType
 @pytest.fixture
 def tenant(engine: Engine) -> Tenant:
     return make_tenant(engine, "acme")
-
-
-@pytest.fixture
-def server(stack: Settings) -> Iterator[str]:
-    with live_server(create_app(stack)) as url:
-        yield url
 
 
 def project_errors(engine: Engine, tenant: Tenant) -> list[ProcessingErrorType]:

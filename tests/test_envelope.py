@@ -33,7 +33,7 @@ from vigil.ingest.check_in_item import routing_key
 from vigil.ingest.envelope import count_monitor_environments
 from vigil.ingest.monitor_quota import MonitorQuota
 from vigil.monitors import store as monitor_store
-from vigil.streams.backend import LogBackend, get_backend
+from vigil.streams.backend import LogBackend
 from vigil.streams.codecs import CheckInMessage, decode_monitor_message
 from vigil.streams.topics import Topic
 
@@ -44,19 +44,6 @@ HOURLY = {"schedule": {"type": "crontab", "value": "0 * * * *"}}
 @pytest.fixture
 def tenant(engine: Engine) -> Tenant:
     return make_tenant(engine, "acme")
-
-
-@pytest.fixture
-def server(stack: Settings) -> Iterator[str]:
-    with live_server(create_app(stack)) as url:
-        yield url
-
-
-@pytest.fixture
-def log_backend(stack: Settings) -> Iterator[LogBackend]:
-    backend = get_backend(stack)
-    yield backend
-    backend.close()
 
 
 # --- helpers ---------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 
 import anyio
@@ -68,12 +68,6 @@ def test_run_check_turns_exceptions_and_timeouts_into_failures() -> None:
 
 
 # --- through a real server -------------------------------------------------------------
-
-
-@pytest.fixture
-def server(stack: Settings) -> Iterator[str]:
-    with live_server(create_app(stack)) as url:
-        yield url
 
 
 def test_liveness_is_ok(server: str) -> None:

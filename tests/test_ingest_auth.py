@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,10 +13,7 @@ import orjson
 import pytest
 from sqlalchemy import Engine
 
-from tests.support.live_server import live_server
 from tests.support.tenants import Tenant, make_tenant, set_key_active
-from vigil.api.app import create_app
-from vigil.config import Settings
 from vigil.ingest.auth import (
     MISSING,
     IngestAuthError,
@@ -238,12 +234,6 @@ def test_key_cache_keeps_at_most_max_entries() -> None:
 
 
 # --- through a real server -------------------------------------------------------------
-
-
-@pytest.fixture
-def server(stack: Settings) -> Iterator[str]:
-    with live_server(create_app(stack)) as url:
-        yield url
 
 
 @pytest.fixture

@@ -20,15 +20,13 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.support.legacy_cli import legacy_sentry_cli
-from tests.support.live_server import live_server
 from tests.support.log_reader import read_messages
 from tests.support.serve import WAIT_S, Running, monitor_with_checkins, serve
 from tests.support.services import free_port
 from tests.support.tenants import Tenant, make_tenant, make_token, set_key_active
-from vigil.api.app import create_app
 from vigil.config import Settings
 from vigil.ingest.check_in_item import NIL_CHECK_IN_ID
-from vigil.streams.backend import LogBackend, get_backend
+from vigil.streams.backend import LogBackend
 from vigil.streams.codecs import CheckInMessage, decode_monitor_message
 from vigil.streams.topics import Topic
 from vigil.tenancy import store as tenancy
@@ -39,19 +37,6 @@ DAILY = {"schedule_type": "crontab", "schedule": "0 3 * * *"}
 @pytest.fixture
 def tenant(engine: Engine) -> Tenant:
     return make_tenant(engine, "acme", "app")
-
-
-@pytest.fixture
-def server(stack: Settings) -> Iterator[str]:
-    with live_server(create_app(stack)) as url:
-        yield url
-
-
-@pytest.fixture
-def log_backend(stack: Settings) -> Iterator[LogBackend]:
-    backend = get_backend(stack)
-    yield backend
-    backend.close()
 
 
 def bearer(token: str) -> dict[str, str]:

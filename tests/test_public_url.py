@@ -4,16 +4,12 @@ API do. Both backends; the API through a real server socket, the CLI as a proces
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 from sqlalchemy import Engine
 
 from tests.conftest import run_vigil
-from tests.support.live_server import live_server
 from tests.support.tenants import Tenant, make_tenant
-from vigil.api.app import create_app
 from vigil.config import Settings
 from vigil.options import set_option
 from vigil.tenancy.public_url import URL_PREFIX_OPTION, is_url_prefix
@@ -82,12 +78,6 @@ def test_cli_dsns_follow_the_option_not_the_shells_environment(stack: Settings) 
 @pytest.fixture
 def tenant(engine: Engine) -> Tenant:
     return make_tenant(engine, "org-u", "project-u")
-
-
-@pytest.fixture
-def server(stack: Settings) -> Iterator[str]:
-    with live_server(create_app(stack)) as url:
-        yield url
 
 
 def test_the_keys_api_builds_dsns_from_the_option(

@@ -15,11 +15,8 @@ from sqlalchemy import Engine
 
 from tests.issues.occurrences import T0, occurrence, process
 from tests.support.checkins import Sender
-from tests.support.live_server import live_server
 from tests.support.services import unavailable
 from tests.support.tenants import Tenant, make_tenant
-from vigil.api.app import create_app
-from vigil.config import Settings
 from vigil.monitors.checkin_processing import CheckinProcessing
 
 CHROMIUM = "/usr/bin/chromium"
@@ -38,12 +35,6 @@ def browser_page() -> Iterator[Any]:
             yield browser.new_page()
         finally:
             browser.close()
-
-
-@pytest.fixture
-def server(stack: Settings) -> Iterator[str]:
-    with live_server(create_app(stack)) as url:
-        yield url
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ data is made by vigil's own processing (check-ins, occurrences)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from html import unescape
 
@@ -16,19 +15,11 @@ from sqlalchemy import Engine
 
 from tests.issues.occurrences import T0, event_payload, occurrence, process
 from tests.support.checkins import Sender
-from tests.support.live_server import live_server
 from tests.support.tenants import Tenant, make_tenant, make_token, revoke
-from vigil.api.app import create_app
 from vigil.config import Settings
 from vigil.monitors.checkin_processing import CheckinProcessing
 
 DAILY = {"schedule": {"type": "crontab", "value": "0 3 * * *"}, "timezone": "Europe/Paris"}
-
-
-@pytest.fixture
-def server(stack: Settings) -> Iterator[str]:
-    with live_server(create_app(stack)) as url:
-        yield url
 
 
 @pytest.fixture

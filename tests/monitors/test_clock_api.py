@@ -4,7 +4,6 @@ expected time."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
@@ -12,10 +11,7 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.support.checkins import Sender, env_row
-from tests.support.live_server import live_server
 from tests.support.tenants import Tenant, make_tenant
-from vigil.api.app import create_app
-from vigil.config import Settings
 from vigil.monitors import clock_store
 from vigil.monitors.checkin_processing import CheckinProcessing
 from vigil.monitors.clock_tasks import mark_environment_missing
@@ -24,12 +20,6 @@ from vigil.options import set_option
 H13 = datetime(2026, 3, 1, 13, 0, tzinfo=UTC)
 T = int(H13.timestamp())
 CLOCK = "/api/0/organizations/org-a/monitors-clock/"
-
-
-@pytest.fixture
-def server(stack: Settings) -> Iterator[str]:
-    with live_server(create_app(stack)) as url:
-        yield url
 
 
 @pytest.fixture
