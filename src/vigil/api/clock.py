@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute
 
 from vigil.api.auth import authorize
 from vigil.api.http import route
-from vigil.api.monitors import format_date
+from vigil.api.paging import format_date
 from vigil.api.services import services
 from vigil.monitors import clock_store
 

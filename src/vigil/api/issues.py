@@ -60,7 +60,7 @@ from vigil.api.issue_search import (
     parse_query,
     parse_sort,
 )
-from vigil.api.monitors import Page, format_date, paginated, parse_page
+from vigil.api.paging import Page, format_date, paginated, parse_page
 from vigil.api.query import FieldErrors, field_error_response, time_range
 from vigil.api.services import services
 from vigil.db.ids import MAX_ID, parse_id

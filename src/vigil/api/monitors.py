@@ -32,10 +32,8 @@ A monitor of another organization, or none, is a 404.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
-from urllib.parse import urlencode
 
 from sqlalchemy import Connection, delete, select, update
 from starlette.concurrency import run_in_threadpool
@@ -46,9 +44,9 @@ from starlette.routing import BaseRoute
 
 from vigil.api.auth import Access, authorize
 from vigil.api.http import json_object, read_body, route
+from vigil.api.paging import format_date, paginated, parse_page
 from vigil.api.query import FieldErrors, field_error_response, time_range
 from vigil.api.services import services
-from vigil.db.ids import MAX_ID
 from vigil.db.tables import environment as environment_table
 from vigil.db.tables import monitor as monitor_table
 from vigil.db.tables import monitor_checkin as checkin_table
@@ -64,8 +62,6 @@ from vigil.tenancy.store import Organization, Project
 
 READ: Final = ("org:read", "project:read")
 WRITE: Final = ("org:write", "project:write")
-DEFAULT_PER_PAGE: Final = 100
-MAX_PER_PAGE: Final = 100
 MAX_NAME_LENGTH: Final = 128
 SLUG_INVALID: Final = (
     "Invalid monitor slug. It must contain only lowercase letters, numbers, underscores or hyphens."
@@ -78,14 +74,6 @@ PROJECT_ERRORS = "/api/0/projects/{organization_slug}/{project_slug}/processing-
 
 
 # --- JSON ------------------------------------------------------------------------------
-
-
-def format_date(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a `Z`, as Sentry's API writes dates."""
-    if value is None:
-        return None
-    aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return aware.isoformat().replace("+00:00", "Z")
 
 
 def serialize_config(config: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -129,61 +117,6 @@ def serialize_monitor(item: MonitorWithEnvironments, project: Project) -> dict[s
 
 
 # --- pagination ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Page:
-    offset: int
-    per_page: int
-
-
-def parse_page(request: Request) -> Page:
-    """Sentry's `cursor=value:offset:is_prev` (offset-based here) and `per_page`."""
-    per_page = DEFAULT_PER_PAGE
-    raw = request.query_params.get("per_page")
-    if raw is not None:
-        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PER_PAGE:
-            raise FieldErrors({"per_page": [f"per_page must be between 1 and {MAX_PER_PAGE}"]})
-        per_page = int(raw)
-    offset = 0
-    cursor = request.query_params.get("cursor")
-    if cursor:
-        parts = cursor.split(":")
-        # Each part at most 19 digits and the offset within 64 bits, as a database OFFSET is.
-        if len(parts) != 3 or not all(p.isascii() and p.isdigit() and len(p) <= 19 for p in parts):
-            raise FieldErrors({"cursor": ["invalid cursor"]})
-        offset = int(parts[1])
-        if offset > MAX_ID:
-            raise FieldErrors({"cursor": ["invalid cursor"]})
-    return Page(offset, per_page)
-
-
-def link_header(request: Request, page: Page, has_next: bool) -> str:
-    """Sentry's `Link` header: a previous and a next link, each saying whether it has
-    results and carrying its cursor."""
-
-    def link(offset: int, is_prev: int, rel: str, results: bool) -> str:
-        cursor = f"0:{offset}:{is_prev}"
-        params = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
-        url = str(request.url.replace(query=urlencode([*params, ("cursor", cursor)])))
-        flag = "true" if results else "false"
-        return f'<{url}>; rel="{rel}"; results="{flag}"; cursor="{cursor}"'
-
-    previous = max(page.offset - page.per_page, 0)
-    return ", ".join(
-        [
-            link(previous, 1, "previous", page.offset > 0),
-            link(page.offset + page.per_page, 0, "next", has_next),
-        ]
-    )
-
-
-def paginated(request: Request, page: Page, rows: Sequence[Any], body: list[Any]) -> JSONResponse:
-    """`rows` was read with one more than a page, to know whether there is a next one."""
-    has_next = len(rows) > page.per_page
-    return JSONResponse(
-        body[: page.per_page], headers={"Link": link_header(request, page, has_next)}
-    )
 
 
 # --- lookups ---------------------------------------------------------------------------

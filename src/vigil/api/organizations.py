@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute
 
 from vigil.api.auth import NO_CREDENTIALS, authorize, bearer_token, check_token
 from vigil.api.http import route
-from vigil.api.monitors import format_date
+from vigil.api.paging import format_date
 from vigil.api.services import services
 from vigil.db.tables import organization as organization_table
 from vigil.tenancy import store

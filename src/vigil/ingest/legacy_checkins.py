@@ -46,7 +46,7 @@ from starlette.routing import BaseRoute
 
 from vigil.api.auth import bearer_token, check_access, check_token
 from vigil.api.http import decoded, json_object, read_body, route
-from vigil.api.monitors import format_date
+from vigil.api.paging import format_date
 from vigil.api.query import FieldErrors, field_error_response
 from vigil.api.services import services
 from vigil.ingest.auth import IngestAuthError, PresentedKey, authenticate, key_from_dsn
