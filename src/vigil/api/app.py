@@ -32,6 +32,7 @@ from vigil.api import (
     openapi,
     organizations,
     project_keys,
+    releases,
 )
 from vigil.api import metrics as metrics_api
 from vigil.api.http import client_gone_handler, http_exception_handler, server_error_handler
@@ -59,6 +60,7 @@ def all_routes() -> list[BaseRoute]:
         *clock_api.routes(),
         *occurrences.routes(),
         *issues.routes(),
+        *releases.routes(),
         *health.routes(),
         *metrics_api.routes(),
         *openapi.routes(),

@@ -308,7 +308,9 @@ def find_issue(conn: Connection, org: Organization, issue_id: str) -> Any:
     return row
 
 
-def _project_ids(conn: Connection, org: Organization, wanted: list[str]) -> list[int] | None:
+def find_project_ids(conn: Connection, org: Organization, wanted: list[str]) -> list[int] | None:
+    """The ids of the projects named (slug or id; 404 for one the organization has not
+    got); None for all of them (none named, or `-1`)."""
     if not wanted or "-1" in wanted:
         return None
     ids = []
@@ -418,7 +420,7 @@ def list_issues(request: Request) -> Response:
         wanted_projects = params.getlist("project")
         if "project_slug" in request.path_params:
             wanted_projects = [request.path_params["project_slug"]]
-        project_ids = _project_ids(conn, org, wanted_projects)
+        project_ids = find_project_ids(conn, org, wanted_projects)
         query = _issues_in(org, project_ids, params.getlist("environment"))
         if since is not None:
             query = query.where(group_table.c.last_seen >= since)
@@ -706,7 +708,7 @@ def _bulk_selection(conn: Connection, request: Request, org: Organization) -> li
     path's project, and `environment=`."""
     params = request.query_params
     path_project = request.path_params.get("project_slug")
-    project_ids = _project_ids(
+    project_ids = find_project_ids(
         conn, org, [path_project] if path_project else params.getlist("project")
     )
     wanted_ids = params.getlist("id")

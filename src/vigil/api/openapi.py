@@ -323,6 +323,21 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         answers={204: "deleted", **_NOT_FOUND},
     ),
     _op("GET", ORG + "/monitors-clock/", "The crons clock", "monitors"),
+    *(
+        _op(
+            "GET",
+            path,
+            "Releases seen in events, newest first",
+            "issues",
+            query=(
+                ("project", "project slug or id, repeatable"),
+                ("query", "text the version contains"),
+            ),
+            paged=True,
+            answers={200: "the releases", **_FIELD_ERRORS, **_NOT_FOUND},
+        )
+        for path in (ORG + "/releases/", PROJECT + "/releases/")
+    ),
     # --- issue platform ---
     _op(
         "POST",
