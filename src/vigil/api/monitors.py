@@ -367,8 +367,8 @@ def delete_monitor(request: Request) -> Response:
 # --- one environment -------------------------------------------------------------------
 
 
-def _environment(conn: Connection, monitor: Monitor, name: str) -> MonitorEnvironment:
-    for env in store.list_monitor_environments(conn, [monitor.id]):
+def _environment(envs: list[MonitorEnvironment], monitor: Monitor, name: str) -> MonitorEnvironment:
+    for env in envs:
         if env.environment == name:
             return env
     raise HTTPException(404, f"monitor {monitor.slug!r} has no environment {name!r}")
@@ -385,7 +385,8 @@ async def update_monitor_environment(request: Request) -> Response:
         with svc.writing() as conn:
             access = _authorize(conn, request, WRITE)
             monitor, project = find_monitor(conn, request, access.organization)
-            env = _environment(conn, monitor, request.path_params["environment"])
+            envs = store.list_monitor_environments(conn, [monitor.id])
+            env = _environment(envs, monitor, request.path_params["environment"])
             if isinstance(muted, bool):
                 conn.execute(
                     update(monitor_environment_table)
@@ -393,11 +394,11 @@ async def update_monitor_environment(request: Request) -> Response:
                     .values(is_muted=muted)
                 )
                 # Muted as a whole when every environment is, as Sentry derives it.
-                envs = store.list_monitor_environments(conn, [monitor.id])
+                all_muted = all(muted if e.id == env.id else e.is_muted for e in envs)
                 conn.execute(
                     update(monitor_table)
                     .where(monitor_table.c.id == monitor.id)
-                    .values(is_muted=all(e.is_muted for e in envs))
+                    .values(is_muted=all_muted)
                 )
             updated = store.get_monitor_by_id(conn, monitor.id)
             assert updated is not None
@@ -411,7 +412,8 @@ def delete_monitor_environment(request: Request) -> Response:
     with svc.writing() as conn:
         access = _authorize(conn, request, WRITE)
         monitor, _ = find_monitor(conn, request, access.organization)
-        env = _environment(conn, monitor, request.path_params["environment"])
+        envs = store.list_monitor_environments(conn, [monitor.id])
+        env = _environment(envs, monitor, request.path_params["environment"])
         conn.execute(
             delete(monitor_environment_table).where(monitor_environment_table.c.id == env.id)
         )

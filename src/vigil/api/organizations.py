@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
 
-from vigil.api.auth import NO_CREDENTIALS, authorize, bearer_token, check_token
+from vigil.api.auth import NO_CREDENTIALS, authorize, bearer_token, check_access, check_token
 from vigil.api.http import route
 from vigil.api.paging import format_date
 from vigil.api.services import services
@@ -66,21 +66,18 @@ def api_index(request: Request) -> JSONResponse:
 
 def list_organizations(request: Request) -> JSONResponse:
     """The token's organization, as Sentry lists a member's organizations."""
-    header = request.headers.get("authorization")
-    secret = bearer_token(header)
+    secret = bearer_token(request.headers.get("authorization"))
     if secret is None:
         raise HTTPException(401, NO_CREDENTIALS)
     with services(request).reading() as conn:
         token = check_token(store.find_token(conn, secret))
         org = store.get_organization_by_id(conn, token.organization_id)
-        access = authorize(conn, header, org.slug, "org:read")
-        features = store.features(conn, access.organization.id)
+        check_access(token, org, org.slug, "org:read")
+        features = store.features(conn, org.id)
         created = conn.execute(
-            select(organization_table.c.date_added).where(
-                organization_table.c.id == access.organization.id
-            )
+            select(organization_table.c.date_added).where(organization_table.c.id == org.id)
         ).scalar_one()
-    body = serialize_organization(access.organization, features)
+    body = serialize_organization(org, features)
     body.update(
         dateCreated=format_date(created),
         status={"id": "active", "name": "active"},

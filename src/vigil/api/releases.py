@@ -49,11 +49,13 @@ def list_releases(request: Request) -> Response:
         wanted = [path_project] if path_project else request.query_params.getlist("project")
         project_ids = find_project_ids(conn, org, wanted)
         r, rp, p = release_table, release_project_table, project_table
-        in_projects = rp.c.project_id.in_(project_ids) if project_ids is not None else None
-        seen_in = select(rp.c.release_id).join(p, p.c.id == rp.c.project_id)
-        seen_in = seen_in.where(p.c.organization_id == org.id)
-        if in_projects is not None:
-            seen_in = seen_in.where(in_projects)
+        seen_in = (
+            select(rp.c.release_id)
+            .join(p, p.c.id == rp.c.project_id)
+            .where(p.c.organization_id == org.id)
+        )
+        if project_ids is not None:
+            seen_in = seen_in.where(rp.c.project_id.in_(project_ids))
         query = select(r).where(r.c.organization_id == org.id, r.c.id.in_(seen_in))
         text = request.query_params.get("query")
         if text:

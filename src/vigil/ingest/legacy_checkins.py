@@ -140,6 +140,15 @@ def dsn_project_id(dsn: str) -> int | None:
 
 
 @dataclass(frozen=True)
+class Credentials:
+    """What a request presents: a DSN whose key is admitted for `project_id`, or an API
+    token (`secret`), not yet looked up."""
+
+    project_id: int | None
+    secret: str | None
+
+
+@dataclass(frozen=True)
 class Caller:
     """Whom a request may write for: one project (a DSN) or an organization (a token)."""
 
@@ -147,52 +156,52 @@ class Caller:
     project_id: int | None
 
 
-async def _caller(request: Request) -> Caller:
+async def _credentials(request: Request) -> Credentials:
+    """The request's DSN (its key checked from the key cache, as ingest checks keys) or
+    token; 401/403 otherwise."""
     header = (request.headers.get("authorization") or "").strip()
     scheme, _, rest = header.partition(" ")
-    svc = services(request)
-    org_slug: str | None = request.path_params.get("organization_slug")
     if scheme.lower() == "dsn":
         dsn = rest.strip()
         key, project_id = key_from_dsn(dsn), dsn_project_id(dsn)
         if key is None or project_id is None:
             raise HTTPException(401, "Authorization: DSN must carry a DSN with a key and project")
         try:
-            await authenticate(svc.keys, PresentedKey(key, "authorization"), project_id)
+            await authenticate(
+                services(request).keys, PresentedKey(key, "authorization"), project_id
+            )
         except IngestAuthError as exc:
             raise HTTPException(exc.status, exc.detail) from None
-
-        def project_org() -> Organization | None:
-            with svc.reading() as conn:
-                project = tenancy.get_project_by_id(conn, project_id)
-                if project is None:
-                    return None
-                return tenancy.get_organization_by_id(conn, project.organization_id)
-
-        organization = await run_in_threadpool(project_org)
-        if organization is None:
-            raise HTTPException(401, "unknown DSN key")
-        if org_slug is not None and organization.slug != org_slug:
-            raise HTTPException(403, f"the DSN's project is not in organization {org_slug!r}")
-        return Caller(organization.id, project_id)
+        return Credentials(project_id, None)
     secret = bearer_token(header)
     if secret is None:
         raise HTTPException(401, NO_CREDENTIALS)
+    return Credentials(None, secret)
 
-    def token_org() -> Organization:
-        with svc.reading() as conn:
-            token = check_token(tenancy.find_token(conn, secret))
-            slug = org_slug
-            if slug is None:
-                slug = tenancy.get_organization_by_id(conn, token.organization_id).slug
-            try:
-                found: Organization | None = tenancy.get_organization(conn, slug)
-            except tenancy.NotFound:
-                found = None
-            return check_access(token, found, slug, SCOPES)
 
-    organization = await run_in_threadpool(token_org)
-    return Caller(organization.id, None)
+def _caller(conn: Connection, credentials: Credentials, org_slug: str | None) -> Caller:
+    """Whom the credentials write for, in the organization of the path when it names
+    one: 403 for another organization's DSN or a token without access or scope."""
+    if credentials.project_id is not None:
+        project = tenancy.get_project_by_id(conn, credentials.project_id)
+        if project is None:
+            raise HTTPException(401, "unknown DSN key")
+        organization = tenancy.get_organization_by_id(conn, project.organization_id)
+        if org_slug is not None and organization.slug != org_slug:
+            raise HTTPException(403, f"the DSN's project is not in organization {org_slug!r}")
+        return Caller(organization.id, project.id)
+    assert credentials.secret is not None
+    token = check_token(tenancy.find_token(conn, credentials.secret))
+    found: Organization | None
+    if org_slug is None:
+        found = tenancy.get_organization_by_id(conn, token.organization_id)
+        org_slug = found.slug
+    else:
+        try:
+            found = tenancy.get_organization(conn, org_slug)
+        except tenancy.NotFound:
+            found = None
+    return Caller(check_access(token, found, org_slug, SCOPES).id, None)
 
 
 def find_monitor(conn: Connection, caller: Caller, name: str) -> Monitor | None:
@@ -232,19 +241,21 @@ async def legacy_check_in(request: Request) -> Response:
     creating = request.method == "POST"
     limit = svc.settings.max_message_bytes
     body = json_object(decoded(request, await read_body(request, limit), limit))
-    caller = await _caller(request)
+    credentials = await _credentials(request)
+    name: str = request.path_params["monitor_slug"]
+
+    def lookup() -> tuple[Caller, Monitor | None]:
+        # One read (and one thread hop) for whom the request writes for and its monitor.
+        with svc.reading() as conn:
+            caller = _caller(conn, credentials, request.path_params.get("organization_slug"))
+            return caller, find_monitor(conn, caller, name)
+
+    caller, monitor = await run_in_threadpool(lookup)
     try:
         check_in = parse_body(body, creating=creating)
     except FieldErrors as exc:
         return field_error_response(exc.errors)
     check_in_id = _check_in_id(request)
-    name: str = request.path_params["monitor_slug"]
-
-    def lookup() -> Monitor | None:
-        with svc.reading() as conn:
-            return find_monitor(conn, caller, name)
-
-    monitor = await run_in_threadpool(lookup)
     upsert = creating and check_in.monitor_config is not None and caller.project_id is not None
     if monitor is None and not upsert:
         raise HTTPException(404, f"monitor {name!r} does not exist")
