@@ -139,6 +139,10 @@ def monitor_with_checkins(
         body: list[dict[str, Any]] = checkins.json()
         if [c["status"] for c in body] != statuses:
             return None
+        # Read again, after the check-ins: the first read may predate the last of them
+        # (and the environment state it brought, applied in the same transaction).
+        monitor = httpx.get(url, headers=headers, timeout=10)
+        assert monitor.status_code == 200, monitor.text
         return monitor.json(), body
 
     return poll(fetch, f"{slug} with check-ins {statuses}", running)
