@@ -343,6 +343,55 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     return _with_conn(settings, run)
 
 
+def cmd_webhook(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from vigil.webhooks import store as webhooks
+
+    def run(c: Connection) -> int:
+        org = store.get_organization(c, args.org)
+        if args.action == "add":
+            project = None if args.project is None else store.get_project(c, org, args.project)
+            hook = webhooks.create_webhook(
+                c,
+                org,
+                project,
+                args.target,
+                fmt=args.format,
+                actions=args.on,
+                now=datetime.now(UTC),
+            )
+            print(f"webhook {hook.id} for {org.slug}/{hook.project_slug or '*'}: {hook.url}")
+            print(f"  format {hook.format}; on {', '.join(hook.actions)}")
+            print(f"  signing secret (Sentry-Hook-Signature): {hook.secret}")
+        elif args.action == "remove":
+            webhooks.delete_webhook(c, org, args.target)
+            print(f"webhook {args.target} removed")
+        elif args.action == "deliveries":
+            hook = webhooks.get_webhook(c, org, args.target)
+            for row in webhooks.recent_deliveries(c, hook.id):
+                code = "-" if row.response_code is None else row.response_code
+                print(
+                    f"{row.id}\t{row.date_added:%Y-%m-%d %H:%M:%S}\tissue {row.group_id}\t"
+                    f"{row.action}\t{row.status}\tattempts {row.attempts}\tHTTP {code}\t"
+                    f"{row.last_error or ''}"
+                )
+        else:
+            hooks = webhooks.list_webhooks(c, org)
+            counts = webhooks.delivery_counts(c, [h.id for h in hooks])
+            for hook in hooks:
+                n = counts[hook.id]
+                print(
+                    f"{hook.id}\t{hook.project_slug or '*'}\t{hook.format}\t{hook.url}\t"
+                    f"{','.join(hook.actions)}\tpending {n.pending} delivered {n.delivered} "
+                    f"failed {n.failed}\tsecret {hook.secret}"
+                    + (f"\tlast error: {n.last_error}" if n.last_error else "")
+                )
+        return 0
+
+    return _with_conn(settings, run)
+
+
 def cmd_feature(settings: Settings, args: argparse.Namespace) -> int:
     from vigil.issues.projects import FEATURE_PREFIX, features_read
 
@@ -538,6 +587,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id", type=int, help="for revoke")
     p.set_defaults(func=cmd_token)
 
+    p = sub.add_parser(
+        "webhook", help="issue webhooks: POST new, resolved, unresolved, archived issues"
+    )
+    p.add_argument("action", choices=["list", "add", "remove", "deliveries"])
+    p.add_argument("target", nargs="?", help="add: the URL; remove, deliveries: the webhook id")
+    p.add_argument("--org", default="default")
+    p.add_argument("--project", help="add: only this project's issues (default: all)")
+    p.add_argument("--format", choices=["sentry", "slack"], help="add: the body (default: sentry)")
+    p.add_argument(
+        "--on",
+        action="append",
+        choices=["created", "resolved", "unresolved", "archived"],
+        help="add: repeat for several (default: all)",
+    )
+    p.set_defaults(func=cmd_webhook)
+
     p = sub.add_parser("feature", help="per-organization features")
     p.add_argument("action", choices=["list", "enable", "disable"])
     p.add_argument("feature", nargs="?")
@@ -569,6 +634,9 @@ def _check_args(args: argparse.Namespace) -> None:
         raise CommandError(f"key {args.action} needs the public key")
     if args.command == "token" and args.action == "revoke" and args.id is None:
         raise CommandError("token revoke needs --id")
+    if args.command == "webhook" and args.action != "list" and not args.target:
+        what = "URL" if args.action == "add" else "webhook id"
+        raise CommandError(f"webhook {args.action} needs the {what}")
     if args.command == "option" and args.action != "list" and not args.key:
         raise CommandError(f"option {args.action} needs a key")
     if args.command == "option" and args.action == "set" and args.value is None:

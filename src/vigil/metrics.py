@@ -69,6 +69,11 @@ ISSUE_MESSAGES = Counter(
     "invalid_*: see vigil.issues.consumer)",
     ["outcome"],
 )
+WEBHOOK_DELIVERIES = Counter(
+    "vigil_webhook_deliveries_total",
+    "Webhook delivery attempts, by outcome (delivered, retrying, failed)",
+    ["outcome"],
+)
 ISSUE_CHUNKS_REDONE = Counter(
     "vigil_issue_chunks_redone_total",
     "ingest-occurrences chunks rolled back and applied again one message per transaction "

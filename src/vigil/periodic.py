@@ -1,9 +1,10 @@
 """`vigil periodic`: the jobs that run on a timer rather than on a message — the
 deactivation of expired custom sampling rules, the unignoring of issues ignored for a
 time once it is up, and, given the settings, the crons clock's wall-time sources
-(`clock_jobs`), the outbox flush for rows a crashed writer left and data retention
-(hourly, on a thread of its own). Each job is harmless to run late, twice, or from
-several processes at once."""
+(`clock_jobs`), the outbox flush for rows a crashed writer left, data retention
+(hourly, on a thread of its own) and the issue webhooks' deliveries (on a thread of
+their own). Each job is harmless to run late, twice, or from several processes at once
+(a webhook's receiver may then get a delivery twice, with the same Request-ID)."""
 
 from __future__ import annotations
 
@@ -73,14 +74,18 @@ OUTBOX_FLUSH_S = 10.0
 def settings_jobs(
     settings: Settings, engine: Engine, *, background: bool = True
 ) -> tuple[tuple[Job, ...], Callable[[], None]]:
-    """The jobs that need the settings (the crons clock's, the outbox flush, retention)
+    """The jobs that need the settings (the crons clock's, the outbox flush, retention,
+    webhooks)
     and the function that releases what they hold. Not `background`, retention runs
     in the caller's thread."""
     from vigil.streams.outbox import PeriodicFlush
+    from vigil.webhooks.dispatcher import EVERY_S as WEBHOOKS_EVERY_S
+    from vigil.webhooks.dispatcher import WebhookDispatcher
 
     clock, close_clock = clock_jobs(settings, engine)
     flush = PeriodicFlush(settings)
     retention = Retention(settings.retention_days, background=background)
+    webhooks = WebhookDispatcher(settings, background=background)
 
     def close() -> None:
         try:
@@ -92,6 +97,7 @@ def settings_jobs(
         *clock,
         Job("outbox-flush", OUTBOX_FLUSH_S, flush),
         Job("retention", RETENTION_EVERY_S, retention),
+        Job("issue-webhooks", WEBHOOKS_EVERY_S, webhooks),
     )
     return jobs, close
 

@@ -30,6 +30,11 @@ def make_tenant(engine: Engine, org_slug: str, project_slug: str = "app") -> Ten
     return Tenant(org, project, key, token)
 
 
+def bearer(secret: str) -> dict[str, str]:
+    """Request headers authenticating with the API token `secret`."""
+    return {"Authorization": f"Bearer {secret}"}
+
+
 def make_token(engine: Engine, org: store.Organization, scopes: list[str]) -> str:
     with engine.begin() as conn:
         return store.create_token(conn, org, "scoped", scopes)[1]

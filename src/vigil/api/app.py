@@ -33,6 +33,7 @@ from vigil.api import (
     organizations,
     project_keys,
     releases,
+    webhooks,
 )
 from vigil.api import metrics as metrics_api
 from vigil.api.http import client_gone_handler, http_exception_handler, server_error_handler
@@ -61,6 +62,7 @@ def all_routes() -> list[BaseRoute]:
         *occurrences.routes(),
         *issues.routes(),
         *releases.routes(),
+        *webhooks.routes(),
         *health.routes(),
         *metrics_api.routes(),
         *openapi.routes(),

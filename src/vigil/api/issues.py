@@ -36,7 +36,7 @@ one of them. An issue of another organization, or none, is a 404.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -288,6 +288,15 @@ def _issue_select() -> Select[Any]:
         .outerjoin(r, r.c.id == g.c.first_release_id)
         .where(g.c.status.in_([int(s) for s in VISIBLE_STATUSES]))
     )
+
+
+def issue_rows(conn: Connection, group_ids: Sequence[int]) -> dict[int, Any]:
+    """The issue rows (as `serialize_issue` takes them) of those groups still visible,
+    by id."""
+    if not group_ids:
+        return {}
+    query = _issue_select().where(group_table.c.id.in_(sorted(set(group_ids))))
+    return {row.id: row for row in conn.execute(query)}
 
 
 def find_issue(conn: Connection, org: Organization, issue_id: str) -> Any:

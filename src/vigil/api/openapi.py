@@ -45,6 +45,7 @@ _PATH_PARAMS: Final = {
     "error_id": "the processing error record's id",
     "environment": "the monitor environment's name",
     "check_in_id": "the run's id (the POST's answer), or `latest`",
+    "webhook_id": "the webhook's id",
 }
 _INTEGER_PATH_PARAMS: Final = frozenset({"project_id"})
 
@@ -337,6 +338,38 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
             answers={200: "the releases", **_FIELD_ERRORS, **_NOT_FOUND},
         )
         for path in (ORG + "/releases/", PROJECT + "/releases/")
+    ),
+    # --- webhooks ---
+    _op(
+        "GET",
+        ORG + "/webhooks/",
+        "The organization's issue webhooks, with their deliveries by status",
+        "webhooks",
+        response="Webhook[]",
+    ),
+    _op(
+        "POST",
+        ORG + "/webhooks/",
+        "Add an issue webhook (the answer holds its signing secret, shown once)",
+        "webhooks",
+        request="WebhookCreate",
+        response="Webhook",
+        answers={201: "created", **_FIELD_ERRORS, **_NOT_FOUND},
+    ),
+    _op(
+        "DELETE",
+        ORG + "/webhooks/{webhook_id}/",
+        "Remove an issue webhook and its deliveries",
+        "webhooks",
+        answers={204: "removed", **_NOT_FOUND},
+    ),
+    _op(
+        "GET",
+        ORG + "/webhooks/{webhook_id}/deliveries/",
+        "A webhook's latest 50 deliveries, newest first",
+        "webhooks",
+        response="WebhookDelivery[]",
+        answers={200: "the deliveries", **_NOT_FOUND},
     ),
     # --- issue platform ---
     _op(

@@ -12,6 +12,7 @@ from typing import Any, Final
 from vigil.api.issues import PUT_STATUS_NAMES
 from vigil.issues.enums import PRIORITY_NAMES, SUBSTATUS_NAMES, GroupStatus
 from vigil.monitors.enums import CheckInStatus, MonitorStatus, ObjectStatus
+from vigil.webhooks.payloads import ACTIONS, FORMATS
 
 Schema = dict[str, Any]
 
@@ -200,6 +201,46 @@ _PROCESSING_ERROR = _object(
     }
 )
 
+_WEBHOOK_ACTIONS: Final[Schema] = {"type": "array", "items": {"enum": list(ACTIONS)}}
+_WEBHOOK = _object(
+    {
+        "id": _STR,
+        "url": _STR,
+        "format": {"enum": list(FORMATS)},
+        "actions": _WEBHOOK_ACTIONS,
+        "project": _NSTR,
+        "dateCreated": _DATE,
+        "deliveries": _object({"pending": _INT, "delivered": _INT, "failed": _INT}),
+        "lastError": _NSTR,
+        "secret": {**_STR, "description": "the signing key; only in the answer to a POST"},
+    },
+    optional=("secret",),
+)
+_WEBHOOK_CREATE = {
+    "type": "object",
+    "properties": {
+        "url": _STR,
+        "project": {**_STR, "description": "only this project's issues (default: all)"},
+        "format": {"enum": list(FORMATS)},
+        "actions": {**_WEBHOOK_ACTIONS, "description": "default: all of them"},
+    },
+    "required": ["url"],
+}
+_WEBHOOK_DELIVERY = _object(
+    {
+        "id": _STR,
+        "issueId": _STR,
+        "action": {"enum": list(ACTIONS)},
+        "status": {"enum": ["pending", "delivered", "failed"]},
+        "attempts": _INT,
+        "responseCode": _NINT,
+        "lastError": _NSTR,
+        "dateCreated": _DATE,
+        "nextAttemptAt": _NDATE,
+        "dateDone": _NDATE,
+    }
+)
+
 _ISSUE_UPDATE = {
     "type": "object",
     "properties": {
@@ -277,4 +318,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
     "IssueUpdate": _ISSUE_UPDATE,
     "MonitorCreate": _MONITOR_CREATE,
     "MonitorUpdate": _MONITOR_UPDATE,
+    "Webhook": _WEBHOOK,
+    "WebhookCreate": _WEBHOOK_CREATE,
+    "WebhookDelivery": _WEBHOOK_DELIVERY,
 }

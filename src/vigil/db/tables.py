@@ -786,3 +786,56 @@ outbox = Table(
     Column("refused", Text, nullable=True),
     sqlite_autoincrement=True,
 )
+
+# --- issue webhooks (vigil.webhooks) ---------------------------------------------------
+#
+# Where an organization wants to hear of its issues being created, resolved, unresolved
+# (regressions included) or archived. The cursors are the last group id and group-history
+# id the dispatcher has settled for this webhook: it starts at the newest rows when the
+# webhook is made, so a new webhook never replays history.
+webhook = Table(
+    "webhook",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "organization_id",
+        BigId,
+        ForeignKey("organization.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    # null: every project of the organization
+    Column("project_id", BigId, ForeignKey("project.id", ondelete="CASCADE"), nullable=True),
+    Column("url", Text, nullable=False),
+    Column("format", String(16), nullable=False),  # "sentry" | "slack"
+    Column("actions", JSON, nullable=False),  # ["created", "resolved", ...]
+    # the key of each delivery's signature (HMAC-SHA256): kept, as the receiver's is
+    Column("secret", String(64), nullable=False),
+    Column("group_cursor", BigInteger, nullable=False),
+    Column("history_cursor", BigInteger, nullable=False),
+    Column("date_added", DateTime(timezone=True), nullable=False),
+)
+
+# One message to one webhook; kept a week once delivered or given up, for the operator
+# to see. (webhook, source) is unique, source naming what caused it ("group:12",
+# "history:40"): finding the same change twice never sends it twice.
+webhook_delivery = Table(
+    "webhook_delivery",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("webhook_id", BigId, ForeignKey("webhook.id", ondelete="CASCADE"), nullable=False),
+    Column("group_id", BigId, ForeignKey("group.id", ondelete="CASCADE"), nullable=False),
+    Column("source", String(40), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("response_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("date_added", DateTime(timezone=True), nullable=False),
+    Column("date_done", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("webhook_id", "source", name="uq_webhook_delivery_webhook_id_source"),
+    Index("ix_webhook_delivery_status_next_attempt_at", "status", "next_attempt_at"),
+    Index("ix_webhook_delivery_webhook_id_date_added", "webhook_id", "date_added"),
+)

@@ -1,0 +1,113 @@
+"""What a webhook delivery sends: the body, in Sentry's integration-platform shape or as
+a Slack message, and the headers that sign it. Pure: no I/O.
+
+Sentry's shape, so that a receiver written for Sentry's issue webhooks takes vigil's:
+`{"action", "installation": {"uuid"}, "data": {"issue": {...}}, "actor"}` with the
+headers `Sentry-Hook-Resource: issue`, `Sentry-Hook-Timestamp` (Unix seconds),
+`Sentry-Hook-Signature` (HMAC-SHA256 of the body, hex, keyed by the webhook's secret)
+and `Request-ID`. The issue is the one the REST API serves, with `url` (its API URL),
+and `web_url` (vigil's page for it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from collections.abc import Mapping
+from typing import Any, Final
+
+from vigil import __version__
+from vigil.issues.enums import GroupHistoryStatus
+
+ACTIONS: Final = ("created", "resolved", "unresolved", "archived")
+FORMATS: Final = ("sentry", "slack")
+
+# A group-history status → the webhook action it is, and the word a message uses.
+_HISTORY: Final[dict[str, tuple[str, str]]] = {
+    GroupHistoryStatus.RESOLVED: ("resolved", "Resolved"),
+    GroupHistoryStatus.REGRESSED: ("unresolved", "Regressed"),
+    GroupHistoryStatus.UNRESOLVED: ("unresolved", "Unresolved"),
+    GroupHistoryStatus.UNIGNORED: ("unresolved", "Unignored"),
+    GroupHistoryStatus.ESCALATING: ("unresolved", "Escalating"),
+    GroupHistoryStatus.ARCHIVED_UNTIL_ESCALATING: ("archived", "Archived until escalating"),
+    GroupHistoryStatus.ARCHIVED_UNTIL_CONDITION_MET: ("archived", "Archived until a condition"),
+    GroupHistoryStatus.ARCHIVED_FOREVER: ("archived", "Archived forever"),
+}
+HISTORY_STATUSES: Final = tuple(str(status) for status in _HISTORY)
+CREATED_WORD: Final = "New issue"
+
+_NAMESPACE: Final = uuid.UUID("8f4a7f0e-3c1e-4d52-9a4b-6f1d2c9e7b10")
+
+
+def history_action(status: str) -> tuple[str, str] | None:
+    """(action, word) for a group-history status, None for one no webhook hears of
+    (priority changes, an issue becoming ongoing)."""
+    return _HISTORY.get(status)
+
+
+def installation_uuid(webhook_id: int) -> str:
+    """A stable id for the webhook, where Sentry puts its app installation's."""
+    return str(uuid.uuid5(_NAMESPACE, f"webhook:{webhook_id}"))
+
+
+def issue_links(issue: Mapping[str, Any], base_url: str, org_slug: str) -> dict[str, str]:
+    """The issue's API URL and its page in vigil's UI."""
+    return {
+        "url": f"{base_url}/api/0/organizations/{org_slug}/issues/{issue['id']}/",
+        "web_url": f"{base_url}/ui/issues/{issue['id']}/",
+    }
+
+
+def build_body(
+    *,
+    fmt: str,
+    action: str,
+    word: str,
+    issue: Mapping[str, Any],
+    webhook_id: int,
+    org_slug: str,
+) -> dict[str, Any]:
+    """The JSON body of one delivery (`issue`: as the REST API serves it, with
+    `issue_links` added)."""
+    if fmt == "slack":
+        return {"text": slack_text(word, issue, org_slug)}
+    return {
+        "action": action,
+        "installation": {"uuid": installation_uuid(webhook_id)},
+        "data": {"issue": dict(issue)},
+        "actor": {"type": "application", "id": "vigil", "name": "vigil"},
+    }
+
+
+def _escape(text: str) -> str:
+    # Slack's mrkdwn treats these three as markup.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_text(word: str, issue: Mapping[str, Any], org_slug: str) -> str:
+    """One Slack message: what happened, where, the issue (linked) and its culprit."""
+    project = issue["project"]["slug"]
+    title = _escape(str(issue.get("title") or ""))
+    link = f"<{issue.get('web_url', '')}|{_escape(str(issue.get('shortId', '')))}>"
+    text = f"*{word}* in {_escape(org_slug)}/{_escape(project)}: {link} {title}"
+    culprit = issue.get("culprit")
+    if culprit:
+        text += f"\n{_escape(str(culprit))}"
+    return text
+
+
+def signature(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def headers(*, secret: str, body: bytes, timestamp: int, request_id: str) -> dict[str, str]:
+    """The headers of one POST of `body`."""
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": f"vigil/{__version__}",
+        "Request-ID": request_id,
+        "Sentry-Hook-Resource": "issue",
+        "Sentry-Hook-Timestamp": str(timestamp),
+        "Sentry-Hook-Signature": signature(secret, body),
+    }
