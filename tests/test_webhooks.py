@@ -234,6 +234,14 @@ def test_scope_actions_format_and_no_replay_of_what_came_before(
     assert texts[0].startswith("*Resolved* in acme/app: <http://")
     assert "|APP-2> Something broke\njobs.nightly &lt;main&gt;" in texts[0]
     assert "|APP-1> Something broke" in texts[1]  # the issue from before, resolved now
+    # The cursors moved past every row read, the other project's and a status no webhook
+    # hears of included: none is read again.
+    process(engine, occurrence(other.id, "fp-2"))
+    process(engine, status_change(other.id, "fp-2", int(GroupStatus.RESOLVED), None))
+    run(d, engine, clock)
+    with engine.connect() as conn:
+        hook = webhooks.list_webhooks(conn)[0]
+        assert (hook.group_cursor, hook.history_cursor) == webhooks.highest_ids(conn)
 
 
 def test_webhook_settings_are_checked(stack: Settings, engine: Engine) -> None:

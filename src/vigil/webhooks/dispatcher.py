@@ -82,13 +82,19 @@ def settled_cursor(cursor: int, rows: Sequence[Any], now: datetime) -> int:
     return cursor
 
 
-def _changes(hook: Webhook, groups: Sequence[Any], history: Sequence[Any]) -> list[_Change]:
+def _changes(
+    hook: Webhook, projects: frozenset[int], groups: Sequence[Any], history: Sequence[Any]
+) -> list[_Change]:
     changes = []
     if "created" in hook.actions:
         changes += [
-            _Change(f"group:{row.id}", row.id, "created", payloads.CREATED_WORD) for row in groups
+            _Change(f"group:{row.id}", row.id, "created", payloads.CREATED_WORD)
+            for row in groups
+            if row.project_id in projects
         ]
     for row in history:
+        if row.project_id not in projects:
+            continue
         mapped = payloads.history_action(row.status)
         if mapped is not None and mapped[0] in hook.actions:
             changes.append(_Change(f"history:{row.id}", row.group_id, *mapped))
@@ -101,9 +107,9 @@ def find_changes(conn: Connection, hook: Webhook, base_url: str, now: datetime) 
     # Imported here: the API's serializer brings the web framework with it.
     from vigil.api.issues import issue_rows, serialize_issue
 
-    groups = store.new_groups(conn, hook, SCAN_LIMIT)
-    history = store.history_after(conn, hook, SCAN_LIMIT)
-    changes = _changes(hook, groups, history)
+    groups = store.groups_after(conn, hook.group_cursor, SCAN_LIMIT)
+    history = store.history_after(conn, hook.history_cursor, SCAN_LIMIT)
+    changes = _changes(hook, store.scope_projects(conn, hook), groups, history)
     known = store.known_sources(conn, hook.id, [c.source for c in changes])
     changes = [c for c in changes if c.source not in known]
     rows = issue_rows(conn, [c.group_id for c in changes])

@@ -34,7 +34,6 @@ _HISTORY: Final[dict[str, tuple[str, str]]] = {
     GroupHistoryStatus.ARCHIVED_UNTIL_CONDITION_MET: ("archived", "Archived until a condition"),
     GroupHistoryStatus.ARCHIVED_FOREVER: ("archived", "Archived forever"),
 }
-HISTORY_STATUSES: Final = tuple(str(status) for status in _HISTORY)
 CREATED_WORD: Final = "New issue"
 
 _NAMESPACE: Final = uuid.UUID("8f4a7f0e-3c1e-4d52-9a4b-6f1d2c9e7b10")

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from vigil.db.ids import parse_id
 from vigil.db.tables import group, group_history, organization, project, webhook, webhook_delivery
 from vigil.tenancy.store import NotFound, Organization, Project, TenancyError
-from vigil.webhooks.payloads import ACTIONS, FORMATS, HISTORY_STATUSES
+from vigil.webhooks.payloads import ACTIONS, FORMATS
 
 MAX_URL_LENGTH: Final = 2000
 MAX_WEBHOOKS_PER_ORGANIZATION: Final = 20
@@ -219,41 +219,42 @@ def recent_deliveries(conn: Connection, webhook_id: int, limit: int = 50) -> lis
 # --- what the dispatcher reads and writes ------------------------------------------------
 
 
-def _in_scope(hook: Webhook) -> Any:
+def scope_projects(conn: Connection, hook: Webhook) -> frozenset[int]:
+    """The ids of the projects whose issues the webhook hears of."""
     if hook.project_id is not None:
-        return group.c.project_id == hook.project_id
-    return group.c.project_id.in_(
-        select(project.c.id).where(project.c.organization_id == hook.organization_id)
+        return frozenset({hook.project_id})
+    return frozenset(
+        conn.execute(
+            select(project.c.id).where(project.c.organization_id == hook.organization_id)
+        ).scalars()
     )
 
 
-def new_groups(conn: Connection, hook: Webhook, limit: int) -> list[Any]:
-    """Groups after the webhook's group cursor in its scope: (id, date_added)."""
+# The two scans below read every row after the cursor, whatever its project or status,
+# and the caller picks: a filter in SQL would leave the cursor behind the rows it skips,
+# to be read again on every run (another organization's issues, priority changes).
+
+
+def groups_after(conn: Connection, cursor: int, limit: int) -> list[Any]:
+    """Groups after `cursor`, oldest first: (id, project_id, date_added)."""
     return list(
         conn.execute(
-            select(group.c.id, group.c.date_added)
-            .where(group.c.id > hook.group_cursor, _in_scope(hook))
+            select(group.c.id, group.c.project_id, group.c.date_added)
+            .where(group.c.id > cursor)
             .order_by(group.c.id)
             .limit(limit)
         )
     )
 
 
-def history_after(conn: Connection, hook: Webhook, limit: int) -> list[Any]:
-    """Status changes after the webhook's history cursor in its scope that a webhook
-    hears of: (id, group_id, status, date_added)."""
+def history_after(conn: Connection, cursor: int, limit: int) -> list[Any]:
+    """Group-history rows after `cursor`, oldest first: (id, project_id, group_id,
+    status, date_added)."""
     h = group_history
-    scope = (
-        h.c.project_id == hook.project_id
-        if hook.project_id is not None
-        else h.c.project_id.in_(
-            select(project.c.id).where(project.c.organization_id == hook.organization_id)
-        )
-    )
     return list(
         conn.execute(
-            select(h.c.id, h.c.group_id, h.c.status, h.c.date_added)
-            .where(h.c.id > hook.history_cursor, scope, h.c.status.in_(HISTORY_STATUSES))
+            select(h.c.id, h.c.project_id, h.c.group_id, h.c.status, h.c.date_added)
+            .where(h.c.id > cursor)
             .order_by(h.c.id)
             .limit(limit)
         )
