@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException
 
-from tests.support.tenants import Tenant, make_tenant, make_token, revoke
+from tests.support.tenants import Tenant, bearer, make_tenant, make_token, revoke
 from vigil.api.auth import NO_CREDENTIALS, bearer_token, check_access, scope_satisfied
 from vigil.config import Settings
 from vigil.tenancy import store
@@ -96,10 +96,6 @@ def tenant_a(engine: Engine) -> Tenant:
 @pytest.fixture
 def tenant_b(engine: Engine) -> Tenant:
     return make_tenant(engine, "org-b", "project-b")
-
-
-def bearer(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secret}"}
 
 
 def get(server: str, path: str, headers: dict[str, str] | None = None) -> httpx.Response:

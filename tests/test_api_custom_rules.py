@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from tests.support.sampling_rules import count_rows, insert_rules
-from tests.support.tenants import Tenant, make_tenant, make_token
+from tests.support.tenants import Tenant, bearer, make_tenant, make_token
 from vigil.db.tables import custom_dynamic_sampling_rule as rule_table
 from vigil.sampling.rules import DATE_FORMAT, MAX_CUSTOM_RULES
 from vigil.tenancy import store
@@ -29,10 +29,6 @@ def tenant(engine: Engine) -> Tenant:
 def second_project(engine: Engine, tenant: Tenant) -> store.Project:
     with engine.begin() as conn:
         return store.create_project(conn, tenant.org, "api")
-
-
-def bearer(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secret}"}
 
 
 def post(server: str, tenant: Tenant, body: Any, org: str = "org-a") -> httpx.Response:

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, func, select
 
 from tests.support.checkins import Sender
 from tests.support.live_server import live_server
-from tests.support.tenants import Tenant, make_tenant, make_token
+from tests.support.tenants import Tenant, bearer, make_tenant, make_token
 from vigil.api.app import create_app
 from vigil.config import Settings
 from vigil.db.tables import monitor as monitor_table
@@ -30,10 +30,6 @@ CRONTAB = {"schedule_type": "crontab", "schedule": "0 * * * *"}
 @pytest.fixture
 def tenant(engine: Engine) -> Tenant:
     return make_tenant(engine, "org-a", "web")
-
-
-def bearer(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secret}"}
 
 
 def call(method: str, server: str, path: str, token: str, **kwargs: Any) -> httpx.Response:

@@ -23,7 +23,7 @@ from tests.support.legacy_cli import legacy_sentry_cli
 from tests.support.log_reader import read_messages
 from tests.support.serve import WAIT_S, Running, monitor_with_checkins, serve
 from tests.support.services import free_port
-from tests.support.tenants import Tenant, make_tenant, make_token, set_key_active
+from tests.support.tenants import Tenant, bearer, make_tenant, make_token, set_key_active
 from vigil.config import Settings
 from vigil.ingest.check_in_item import NIL_CHECK_IN_ID
 from vigil.streams.backend import LogBackend
@@ -37,10 +37,6 @@ DAILY = {"schedule_type": "crontab", "schedule": "0 3 * * *"}
 @pytest.fixture
 def tenant(engine: Engine) -> Tenant:
     return make_tenant(engine, "acme", "app")
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def dsn_auth(tenant: Tenant, server: str) -> dict[str, str]:

@@ -9,7 +9,10 @@ signed-in token (`subrequest.call_api`):
   environment);
 - `/ui/issues/`: the issues a search finds (`query=`, `sort=`, as the API's), paginated;
 - `/ui/issues/{issue_id}/`: one issue, its activity, its events with their evidence and
-  tags; resolve, unresolve, ignore.
+  tags; resolve, unresolve, ignore;
+- `/ui/webhooks/`: the organization's issue webhooks with their deliveries by status;
+  add one (its signing secret shown on the page that answers), remove one;
+  `/ui/webhooks/{id}/`: its latest deliveries.
 
 A refusal of the API is shown with its reason and status; a token that no longer signs
 in (revoked) sends its holder to the sign-in page. Changes are forms POSTed by the
@@ -36,6 +39,8 @@ from vigil.monitors.processing_errors import ProcessingErrorType
 from vigil.web import formatting, session
 from vigil.web.session import Session, SignInRefused
 from vigil.web.subrequest import Answer, call_api
+from vigil.webhooks.payloads import ACTIONS as WEBHOOK_ACTIONS
+from vigil.webhooks.payloads import FORMATS as WEBHOOK_FORMATS
 
 MONITORS_PER_PAGE: Final = 25
 TIMELINE_CHECKINS: Final = 30
@@ -71,6 +76,7 @@ NOTICES: Final = {
     "resolved": "Resolved.",
     "unresolved": "Unresolved.",
     "ignored": "Ignored.",
+    "webhook-removed": "Webhook removed: it is sent nothing more.",
 }
 _LINK: Final = re.compile(r'<[^>]*>;\s*rel="(\w+)";\s*results="(\w+)";\s*cursor="([^"]*)"')
 
@@ -424,6 +430,85 @@ async def issue_status(request: Request, s: Session) -> Response:
     return RedirectResponse(f"/ui/issues/{quote(issue_id)}/?notice={status}", status_code=303)
 
 
+# --- webhooks --------------------------------------------------------------------------
+
+
+async def _webhooks_page(
+    request: Request, s: Session, status: int = 200, **context: Any
+) -> Response:
+    hooks = await call_api(request, s.token, _api(s.organization.slug, "webhooks/"))
+    if not hooks.ok:
+        return _refused(request, s, hooks)
+    projects = await call_api(request, s.token, _api(s.organization.slug, "projects/"))
+    if not projects.ok:
+        return _refused(request, s, projects)
+    return _render(
+        request,
+        "webhooks.html",
+        s,
+        status,
+        webhooks=hooks.body,
+        projects=[p["slug"] for p in projects.body],
+        actions=WEBHOOK_ACTIONS,
+        formats=WEBHOOK_FORMATS,
+        **context,
+    )
+
+
+@signed_in
+async def webhooks(request: Request, s: Session) -> Response:
+    return await _webhooks_page(request, s, created=None, error=None, form={})
+
+
+@signed_in
+async def webhook_add(request: Request, s: Session) -> Response:
+    form = await _form(request)
+    if form is None:
+        return _render(request, "error.html", s, 413, status_code=413, detail="form too large")
+    body: dict[str, Any] = {"url": form.get("url", "").strip()}
+    if form.get("project"):
+        body["project"] = form["project"]
+    if form.get("format"):
+        body["format"] = form["format"]
+    chosen = [action for action in WEBHOOK_ACTIONS if form.get(f"on_{action}")]
+    if chosen:
+        body["actions"] = chosen
+    answer = await call_api(
+        request, s.token, _api(s.organization.slug, "webhooks/"), method="POST", body=body
+    )
+    if answer.status in (400, 404):  # the form's mistake: shown above the form, kept
+        return await _webhooks_page(
+            request, s, answer.status, created=None, error=answer.detail, form=form
+        )
+    if not answer.ok:
+        return _refused(request, s, answer)
+    # Shown here and never again: the secret is not in any URL or later page.
+    return await _webhooks_page(request, s, 201, created=answer.body, error=None, form={})
+
+
+@signed_in
+async def webhook_remove(request: Request, s: Session) -> Response:
+    path = _api(s.organization.slug, f"webhooks/{request.path_params['webhook_id']}/")
+    answer = await call_api(request, s.token, path, method="DELETE")
+    if not answer.ok:
+        return _refused(request, s, answer)
+    return RedirectResponse("/ui/webhooks/?notice=webhook-removed", status_code=303)
+
+
+@signed_in
+async def webhook_deliveries(request: Request, s: Session) -> Response:
+    webhook_id = request.path_params["webhook_id"]
+    hooks = await call_api(request, s.token, _api(s.organization.slug, "webhooks/"))
+    if not hooks.ok:
+        return _refused(request, s, hooks)
+    path = _api(s.organization.slug, f"webhooks/{webhook_id}/deliveries/")
+    found = await call_api(request, s.token, path)
+    if not found.ok:
+        return _refused(request, s, found)
+    [hook] = [h for h in hooks.body if h["id"] == webhook_id] or [None]
+    return _render(request, "webhook.html", s, webhook=hook, deliveries=found.body)
+
+
 # --- routes ----------------------------------------------------------------------------
 
 
@@ -442,5 +527,9 @@ def routes() -> list[BaseRoute]:
         Route("/ui/issues/", issues, methods=["GET"]),
         Route("/ui/issues/{issue_id}/", issue, methods=["GET"]),
         Route("/ui/issues/{issue_id}/status", issue_status, methods=["POST"]),
+        Route("/ui/webhooks/", webhooks, methods=["GET"]),
+        Route("/ui/webhooks/add", webhook_add, methods=["POST"]),
+        Route("/ui/webhooks/{webhook_id}/", webhook_deliveries, methods=["GET"]),
+        Route("/ui/webhooks/{webhook_id}/remove", webhook_remove, methods=["POST"]),
         Mount("/ui/static", StaticFiles(packages=[("vigil.web", "static")]), name="static"),
     ]
