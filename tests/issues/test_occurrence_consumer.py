@@ -38,7 +38,7 @@ from vigil.db.tables import (
     processed_message,
     quota_bucket,
 )
-from vigil.issues.consumer import NAME, OccurrenceConsumer
+from vigil.issues.consumer import NAME, OPTIONS_EVERY, OccurrenceConsumer
 from vigil.issues.enums import GroupStatus
 from vigil.issues.fingerprint import md5_hex
 from vigil.issues.messages import message_key
@@ -178,11 +178,17 @@ def test_rate_limit_options_limit_occurrences_per_fingerprint(
     with engine.begin() as conn:
         set_option(conn, RATE_LIMIT_ENABLED_OPTION, True)
         set_option(conn, RATE_LIMIT_QUOTA_OPTION, {"limit": 2})
-    consumer = OccurrenceConsumer(stack)
+    clock = [datetime.now(UTC)]
+    consumer = OccurrenceConsumer(stack, clock=lambda: clock[0])
     payloads = [occurrence(project.id, "hot") for _ in range(3)] + [occurrence(project.id, "cold")]
     assert consumer.apply(batch_of(payloads)) == []
     with engine.begin() as conn:
         set_option(conn, RATE_LIMIT_ENABLED_OPTION, False)
+    # The options read are used for OPTIONS_EVERY: still limited (in the quota's minute),
+    assert consumer.apply(batch_of([occurrence(project.id, "hot")])) == []
+    assert group_of(engine, "hot").times_seen == 2
+    # then read again: the limit is lifted.
+    clock[0] += OPTIONS_EVERY
     assert consumer.apply(batch_of([occurrence(project.id, "hot")])) == []
     consumer.close()
     assert (group_of(engine, "hot").times_seen, group_of(engine, "cold").times_seen) == (3, 1)

@@ -49,6 +49,7 @@ from vigil.issues.batching import (
 )
 from vigil.issues.enums import PayloadType
 from vigil.issues.errors import InvalidEventPayloadError
+from vigil.issues.group_types import Quota
 from vigil.issues.occurrence import IssueOccurrence
 from vigil.issues.occurrence_processing import (
     DEFAULT_PROCESSING,
@@ -75,6 +76,10 @@ log = logging.getLogger(__name__)
 NAME = "ingest-occurrences"
 POSTGRES_WORKERS = 4
 CLEANUP_EVERY = timedelta(minutes=1)
+# How long the rate-limit options read are used before they are read again: a change
+# takes effect within this. Read every batch, the read cost about 2 % of a hot
+# fingerprint's throughput on SQLite (a read transaction's start while the WAL grows).
+OPTIONS_EVERY = timedelta(seconds=2)
 CHUNK_MESSAGES = 500
 """How many consecutive messages share a transaction: a whole batch of the default size.
 Most of a commit's cost on SQLite is the index pages it writes, and inserts keyed by
@@ -392,6 +397,7 @@ class OccurrenceConsumer:
         self._engine: Engine | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._last_cleanup: datetime | None = None
+        self._options: tuple[datetime, Quota | None] | None = None
 
     def definition(self) -> ConsumerDefinition[dict[str, Any]]:
         return ConsumerDefinition(
@@ -406,15 +412,16 @@ class OccurrenceConsumer:
             return self._engine
 
     def _batch_processing(self, engine: Engine) -> OccurrenceProcessing:
-        # The rate-limit options may change at run time: read once per batch (without
-        # the write lock: on SQLite a plain connection waits for it).
-        with engine.execution_options(readonly=True).connect() as conn:
-            enabled = get_option(conn, RATE_LIMIT_ENABLED_OPTION, False)
-            quota = get_option(conn, RATE_LIMIT_QUOTA_OPTION)
+        # The rate-limit options may change at run time: read again every OPTIONS_EVERY
+        # (without the write lock: on SQLite a plain connection waits for it).
+        now = self._clock()
+        if self._options is None or now - self._options[0] >= OPTIONS_EVERY:
+            with engine.execution_options(readonly=True).connect() as conn:
+                enabled = get_option(conn, RATE_LIMIT_ENABLED_OPTION, False)
+                quota = get_option(conn, RATE_LIMIT_QUOTA_OPTION)
+            self._options = (now, occurrence_rate_limit(enabled, quota))
         return replace(
-            self._base_processing,
-            rate_limit=occurrence_rate_limit(enabled, quota),
-            load_project=memo_loader(),
+            self._base_processing, rate_limit=self._options[1], load_project=memo_loader()
         )
 
     def apply(self, messages: Sequence[Message[dict[str, Any]]]) -> list[Rejected]:
