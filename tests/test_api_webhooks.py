@@ -46,6 +46,7 @@ def test_add_list_deliveries_and_remove(stack: Settings, engine: Engine, server:
         assert created["format"] == "slack"
         assert created["actions"] == ["created", "resolved", "unresolved", "archived"]
         assert created["deliveries"] == {"pending": 0, "delivered": 0, "failed": 0}
+        assert (created["lastError"], created["lastErrorDate"]) == (None, None)
 
         process(engine, occurrence(tenant.project.id, "fp-1"))
         receiver.answer_next(500)
@@ -56,6 +57,7 @@ def test_add_list_deliveries_and_remove(stack: Settings, engine: Engine, server:
         assert listed["id"] == created["id"]
         assert listed["deliveries"] == {"pending": 1, "delivered": 0, "failed": 0}
         assert listed["lastError"] == "HTTP 500: no thanks"
+        assert listed["lastErrorDate"] is not None
         [pending] = call("GET", server, tenant, f"{created['id']}/deliveries/").json()
         assert pending["action"] == "created"
         assert pending["status"] == "pending"

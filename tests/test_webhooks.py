@@ -21,6 +21,7 @@ from tests.support.services import free_port
 from tests.support.webhook_receiver import Receiver, webhook_receiver
 from vigil.config import Settings
 from vigil.db.tables import webhook_delivery
+from vigil.db.timestamps import as_utc
 from vigil.issues.enums import GroupStatus
 from vigil.options import set_option
 from vigil.tenancy import store as tenancy
@@ -192,7 +193,10 @@ def test_a_refusal_fails_the_delivery_at_once_and_the_next_ones_go_on(
     assert delivered.status == "delivered"
     with engine.connect() as conn:
         [counts] = webhooks.delivery_counts(conn, [failed.webhook_id]).values()
-    assert counts == webhooks.DeliveryCounts(0, 1, 1, "HTTP 404: no thanks")
+        [hook] = webhooks.list_webhooks(conn)
+    assert counts == webhooks.DeliveryCounts(pending=0, delivered=1, failed=1)
+    assert hook.last_error == "HTTP 404: no thanks"
+    assert hook.date_last_error is not None and as_utc(hook.date_last_error) == clock.now
 
 
 def test_an_unreachable_receiver_is_given_up_after_the_last_retry(
@@ -275,3 +279,25 @@ def test_deliveries_done_a_week_ago_are_pruned(
     clock.now += timedelta(days=7, minutes=1)
     run(dispatcher(replace(stack), clock), engine, clock)  # a fresh process prunes first thing
     assert deliveries(engine) == []
+
+
+def test_a_dead_receivers_backlog_never_holds_another_webhook_back(
+    stack: Settings, engine: Engine, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One delivery read per webhook and run: the dead one's backlog fills its reads only.
+    monkeypatch.setattr("vigil.webhooks.dispatcher.SEND_LIMIT", 1)
+    project = make_project(engine)
+    dead = add_webhook(engine, project, f"http://127.0.0.1:{free_port()}/down")
+    alive = add_webhook(engine, project, receiver.url)
+    clock = Clock(T0 + SETTLE * 2)
+    d = dispatcher(stack, clock)
+    for n in range(3):
+        process(engine, occurrence(project.id, f"fp-{n}"))
+    report = run(d, engine, clock)
+    assert (report.found, report.retrying, report.delivered) == (6, 1, 1)
+    clock.now += timedelta(seconds=1)
+    assert run(d, engine, clock).delivered == 1  # the dead one is waiting for its retry
+    assert run(d, engine, clock).delivered == 1
+    assert len(receiver.received) == 3
+    pending = [r.webhook_id for r in deliveries(engine) if r.status == "pending"]
+    assert pending == [dead.id] * 3 and alive.id not in pending

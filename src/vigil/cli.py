@@ -385,7 +385,7 @@ def cmd_webhook(settings: Settings, args: argparse.Namespace) -> int:
                     f"{hook.id}\t{hook.project_slug or '*'}\t{hook.format}\t{hook.url}\t"
                     f"{','.join(hook.actions)}\tpending {n.pending} delivered {n.delivered} "
                     f"failed {n.failed}\tsecret {hook.secret}"
-                    + (f"\tlast error: {n.last_error}" if n.last_error else "")
+                    + (f"\tlast error: {hook.last_error}" if hook.last_error else "")
                 )
         return 0
 

@@ -40,7 +40,8 @@ def serialize_webhook(hook: Webhook, counts: DeliveryCounts | None) -> dict[str,
             "delivered": counts.delivered if counts else 0,
             "failed": counts.failed if counts else 0,
         },
-        "lastError": counts.last_error if counts else None,
+        "lastError": hook.last_error,
+        "lastErrorDate": format_date(hook.date_last_error),
     }
 
 

@@ -813,6 +813,9 @@ webhook = Table(
     Column("secret", String(64), nullable=False),
     Column("group_cursor", BigInteger, nullable=False),
     Column("history_cursor", BigInteger, nullable=False),
+    # the latest attempt that was not delivered: what the receiver answered, and when
+    Column("last_error", Text, nullable=True),
+    Column("date_last_error", DateTime(timezone=True), nullable=True),
     Column("date_added", DateTime(timezone=True), nullable=False),
 )
 
@@ -836,6 +839,8 @@ webhook_delivery = Table(
     Column("date_added", DateTime(timezone=True), nullable=False),
     Column("date_done", DateTime(timezone=True), nullable=True),
     UniqueConstraint("webhook_id", "source", name="uq_webhook_delivery_webhook_id_source"),
-    Index("ix_webhook_delivery_status_next_attempt_at", "status", "next_attempt_at"),
+    # each webhook's pending deliveries in order; its counts by status
+    Index("ix_webhook_delivery_webhook_id_status_id", "webhook_id", "status", "id"),
     Index("ix_webhook_delivery_webhook_id_date_added", "webhook_id", "date_added"),
+    Index("ix_webhook_delivery_date_done", "date_done"),
 )

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 EVERY_S: Final = 2.0
 SETTLE: Final = timedelta(seconds=60)
 SCAN_LIMIT: Final = 500
-SEND_LIMIT: Final = 500
+SEND_LIMIT: Final = 200  # per webhook and run
 SEND_THREADS: Final = 4
 KEEP: Final = timedelta(days=7)
 PRUNE_EVERY: Final = timedelta(hours=1)
@@ -192,22 +192,19 @@ class WebhookDispatcher:
         return report
 
     def _send(self, engine: Engine, hooks: Sequence[Webhook], report: Report) -> None:
-        with engine.connect() as conn:
-            pending = store.pending_deliveries(conn, SEND_LIMIT)
-        by_hook: dict[int, list[Any]] = {}
-        for row in pending:
-            by_hook.setdefault(row.webhook_id, []).append(row)
-        known = {hook.id: hook for hook in hooks}
-        work = [(known[i], rows) for i, rows in by_hook.items() if i in known]
-        if not work:
+        if not hooks:
             return
         with ThreadPoolExecutor(SEND_THREADS, thread_name_prefix="vigil-webhook-send") as pool:
-            for outcome in pool.map(lambda item: self._send_hook(engine, *item), work):
+            for outcome in pool.map(lambda hook: self._send_hook(engine, hook), hooks):
                 report.delivered += outcome.delivered
                 report.retrying += outcome.retrying
                 report.failed += outcome.failed
 
-    def _send_hook(self, engine: Engine, hook: Webhook, rows: Sequence[Any]) -> Report:
+    def _send_hook(self, engine: Engine, hook: Webhook) -> Report:
+        # Each webhook's own first deliveries: one receiver's backlog never keeps
+        # another's from being read.
+        with engine.connect() as conn:
+            rows = store.pending_deliveries(conn, hook.id, SEND_LIMIT)
         report = Report()
         for row in rows:
             now = self._clock()
@@ -242,6 +239,7 @@ class WebhookDispatcher:
             with engine.begin() as conn:
                 store.finish_attempt(
                     conn,
+                    hook.id,
                     row.id,
                     status=status,
                     attempts=attempts,

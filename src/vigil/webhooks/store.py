@@ -39,6 +39,8 @@ class Webhook:
     secret: str
     group_cursor: int
     history_cursor: int
+    last_error: str | None
+    date_last_error: datetime | None
     date_added: datetime
 
 
@@ -47,7 +49,6 @@ class DeliveryCounts:
     pending: int
     delivered: int
     failed: int
-    last_error: str | None
 
 
 def check_url(url: str) -> str:
@@ -103,6 +104,8 @@ def _webhook(row: Any) -> Webhook:
         secret=row.secret,
         group_cursor=row.group_cursor,
         history_cursor=row.history_cursor,
+        last_error=row.last_error,
+        date_last_error=row.date_last_error,
         date_added=row.date_added,
     )
 
@@ -176,8 +179,7 @@ def delete_webhook(conn: Connection, org: Organization, webhook_id: str) -> None
 
 
 def delivery_counts(conn: Connection, webhook_ids: Sequence[int]) -> dict[int, DeliveryCounts]:
-    """Per webhook: its deliveries by status (those kept: a week once done) and the
-    error of its latest failed attempt."""
+    """Per webhook: its deliveries by status (those kept: a week once done)."""
     if not webhook_ids:
         return {}
     d = webhook_delivery
@@ -188,18 +190,8 @@ def delivery_counts(conn: Connection, webhook_ids: Sequence[int]) -> dict[int, D
         .group_by(d.c.webhook_id, d.c.status)
     ):
         counts[webhook_id][status] = n
-    errors: dict[int, str] = {}
-    for webhook_id in webhook_ids:
-        error = conn.execute(
-            select(d.c.last_error)
-            .where(d.c.webhook_id == webhook_id, d.c.last_error.is_not(None))
-            .order_by(d.c.date_added.desc(), d.c.id.desc())
-            .limit(1)
-        ).scalar()
-        if error is not None:
-            errors[webhook_id] = error
     return {
-        i: DeliveryCounts(c.get(PENDING, 0), c.get(DELIVERED, 0), c.get(FAILED, 0), errors.get(i))
+        i: DeliveryCounts(c.get(PENDING, 0), c.get(DELIVERED, 0), c.get(FAILED, 0))
         for i, c in counts.items()
     }
 
@@ -318,14 +310,14 @@ def set_cursors(conn: Connection, webhook_id: int, group_cursor: int, history_cu
     )
 
 
-def pending_deliveries(conn: Connection, limit: int) -> list[Any]:
-    """Pending deliveries, each webhook's in the order they were found."""
+def pending_deliveries(conn: Connection, webhook_id: int, limit: int) -> list[Any]:
+    """The webhook's first pending deliveries, in the order they were found."""
     d = webhook_delivery
     return list(
         conn.execute(
-            select(d.c.id, d.c.webhook_id, d.c.payload, d.c.attempts, d.c.next_attempt_at)
-            .where(d.c.status == PENDING)
-            .order_by(d.c.webhook_id, d.c.id)
+            select(d.c.id, d.c.payload, d.c.attempts, d.c.next_attempt_at)
+            .where(d.c.webhook_id == webhook_id, d.c.status == PENDING)
+            .order_by(d.c.id)
             .limit(limit)
         )
     )
@@ -333,6 +325,7 @@ def pending_deliveries(conn: Connection, limit: int) -> list[Any]:
 
 def finish_attempt(
     conn: Connection,
+    webhook_id: int,
     delivery_id: int,
     *,
     status: str,
@@ -354,6 +347,12 @@ def finish_attempt(
             date_done=None if status == PENDING else now,
         )
     )
+    if status != DELIVERED:
+        conn.execute(
+            update(webhook)
+            .where(webhook.c.id == webhook_id)
+            .values(last_error=error, date_last_error=now)
+        )
 
 
 def prune_deliveries(conn: Connection, before: datetime) -> int:

@@ -37,6 +37,8 @@ def upgrade() -> None:
         sa.Column("secret", sa.String(64), nullable=False),
         sa.Column("group_cursor", sa.BigInteger, nullable=False),
         sa.Column("history_cursor", sa.BigInteger, nullable=False),
+        sa.Column("last_error", sa.Text, nullable=True),
+        sa.Column("date_last_error", Aware, nullable=True),
         sa.Column("date_added", Aware, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_webhook"),
         _fk("webhook", "organization_id", "organization"),
@@ -64,10 +66,11 @@ def upgrade() -> None:
         sa.UniqueConstraint("webhook_id", "source", name="uq_webhook_delivery_webhook_id_source"),
     )
     op.create_index(
-        "ix_webhook_delivery_status_next_attempt_at",
+        "ix_webhook_delivery_webhook_id_status_id",
         "webhook_delivery",
-        ["status", "next_attempt_at"],
+        ["webhook_id", "status", "id"],
     )
+    op.create_index("ix_webhook_delivery_date_done", "webhook_delivery", ["date_done"])
     op.create_index(
         "ix_webhook_delivery_webhook_id_date_added",
         "webhook_delivery",
