@@ -123,6 +123,8 @@ def subprocess_env(settings: Settings) -> dict[str, str]:
         VIGIL_BATCH_TIME_MS=str(settings.batch_time_ms),
         VIGIL_KAFKA_SESSION_TIMEOUT_MS=str(settings.kafka_session_timeout_ms),
         VIGIL_BIND=settings.bind,
+        VIGIL_SMTP_URL=settings.smtp_url,
+        VIGIL_EMAIL_FROM=settings.email_from,
     )
     return {k: v for k, v in env.items() if v != ""}
 

@@ -80,10 +80,12 @@ def test_bad_bodies_unknown_projects_and_scopes(engine: Engine, server: str) -> 
         ({}, 400, "url is required"),
         ({"url": 5}, 400, "url must be a string"),
         ({"url": "file:///etc/passwd"}, 400, "url: an http:// or https:// URL with a host"),
+        ({"url": "mailto:nobody"}, 400, "url: 'nobody' is not an email address"),
         ({"url": "http://h/", "actions": "created"}, 400, "actions must be a non-empty list"),
         ({"url": "http://h/", "actions": ["deleted"]}, 400, "actions: unknown deleted"),
-        ({"url": "http://h/", "format": "teams"}, 400, "format: one of sentry, slack"),
+        ({"url": "http://h/", "format": "teams"}, 400, "format: one of sentry, slack, email"),
         ({"url": "http://h/", "project": "nope"}, 404, "nope"),
+        ({"url": "mailto:ops@example.com"}, 400, "email needs an SMTP relay"),
     ]:
         answer = call("POST", server, tenant, body=body)
         assert answer.status_code == status, (body, answer.text)

@@ -251,8 +251,8 @@ def test_scope_actions_format_and_no_replay_of_what_came_before(
 def test_webhook_settings_are_checked(stack: Settings, engine: Engine) -> None:
     make_project(engine)
     for url, reason in [
-        ("ftp://example.com/x", "url: an http:// or https:// URL with a host"),
-        ("http:///x", "url: an http:// or https:// URL with a host"),
+        ("ftp://example.com/x", "url: an http:// or https:// URL with a host, or mailto:"),
+        ("http:///x", "url: an http:// or https:// URL with a host, or mailto:"),
         ("http://example.com/a b", "url: no spaces (percent-encode them)"),
         ("http://example.com/" + "x" * 2000, "url: at most 2000 characters"),
     ]:
@@ -260,7 +260,7 @@ def test_webhook_settings_are_checked(stack: Settings, engine: Engine) -> None:
             add_webhook(engine, None, url)
     with pytest.raises(TenancyError, match="actions: unknown deleted"):
         add_webhook(engine, None, "http://example.com/", actions=["deleted"])
-    with pytest.raises(TenancyError, match="format: one of sentry, slack"):
+    with pytest.raises(TenancyError, match="format: one of sentry, slack, email"):
         add_webhook(engine, None, "http://example.com/", fmt="teams")
     for _ in range(webhooks.MAX_WEBHOOKS_PER_ORGANIZATION):
         add_webhook(engine, None, "http://example.com/")

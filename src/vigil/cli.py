@@ -15,7 +15,14 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from vigil import __version__, logs
-from vigil.config import ENV_VARS, MAX_RETENTION_DAYS, ConfigError, Settings, load_settings
+from vigil.config import (
+    ENV_VARS,
+    MAX_RETENTION_DAYS,
+    ConfigError,
+    Settings,
+    load_settings,
+    redact_url,
+)
 from vigil.db.engine import make_engine
 from vigil.db.migrate import migrate
 from vigil.streams.backend import LogError
@@ -248,6 +255,8 @@ def cmd_config(settings: Settings, _args: argparse.Namespace) -> int:
     env_of = {name: env for env, name in ENV_VARS.items()}
     for f in fields(Settings):
         value = getattr(settings, f.name)
+        if f.name in ("database_url", "smtp_url") and value:
+            value = redact_url(value)  # shown to whoever runs it: never a password
         print(f"{env_of.get(f.name, f.name)}={value}")
     return 0
 
@@ -360,10 +369,12 @@ def cmd_webhook(settings: Settings, args: argparse.Namespace) -> int:
                 fmt=args.format,
                 actions=args.on,
                 now=datetime.now(UTC),
+                mail_relay=bool(settings.smtp_url),
             )
             print(f"webhook {hook.id} for {org.slug}/{hook.project_slug or '*'}: {hook.url}")
             print(f"  format {hook.format}; on {', '.join(hook.actions)}")
-            print(f"  signing secret (Sentry-Hook-Signature): {hook.secret}")
+            if hook.format != "email":
+                print(f"  signing secret (Sentry-Hook-Signature): {hook.secret}")
         elif args.action == "remove":
             webhooks.delete_webhook(c, org, args.target)
             print(f"webhook {args.target} removed")
@@ -591,7 +602,12 @@ def build_parser() -> argparse.ArgumentParser:
         "webhook", help="issue webhooks: POST new, resolved, unresolved, archived issues"
     )
     p.add_argument("action", choices=["list", "add", "remove", "deliveries"])
-    p.add_argument("target", nargs="?", help="add: the URL; remove, deliveries: the webhook id")
+    p.add_argument(
+        "target",
+        nargs="?",
+        help="add: the URL (https://…, or mailto:a@example.com,b@example.com to email through "
+        "VIGIL_SMTP_URL); remove, deliveries: the webhook id",
+    )
     p.add_argument("--org", default="default")
     p.add_argument("--project", help="add: only this project's issues (default: all)")
     p.add_argument("--format", choices=["sentry", "slack"], help="add: the body (default: sentry)")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 # A century: more is no retention at all, and a date that far back does not exist.
 MAX_RETENTION_DAYS = 36_500
@@ -50,6 +51,10 @@ class Settings:
     occurrence_mode: str = "batched"
     # days issues, events, occurrences and check-ins are kept (vigil.retention); 0: forever
     retention_days: int = 90
+    # the relay email webhooks are sent through (vigil.webhooks.mail); empty: no email
+    smtp_url: str = ""
+    # the From of those emails; empty: vigil@ the public URL's host
+    email_from: str = ""
 
     @property
     def host(self) -> str:
@@ -160,6 +165,39 @@ def _url(raw: str) -> str:
     return raw
 
 
+def _smtp_url(raw: str) -> str:
+    raw = raw.strip()
+    if not raw:
+        return raw
+    parts = urlsplit(raw)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ConfigError(f"VIGIL_SMTP_URL has a bad port: {raw!r}") from None
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ConfigError(
+            "VIGIL_SMTP_URL must be smtp://[user:password@]host[:port][?starttls=true] or "
+            f"smtps://…, got {redact_url(raw)!r}"
+        )
+    return raw
+
+
+def _email(raw: str) -> str:
+    raw = raw.strip()
+    if raw and (raw.count("@") != 1 or any(c.isspace() for c in raw)):
+        raise ConfigError(f"VIGIL_EMAIL_FROM must be an email address, got {raw!r}")
+    return raw
+
+
+def redact_url(url: str) -> str:
+    """`url` with the password of its user part replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
 # setting name -> (environment variable, parser)
 _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "home": ("VIGIL_HOME", Path),
@@ -206,6 +244,8 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
         "VIGIL_RETENTION_DAYS",
         _non_negative_int("VIGIL_RETENTION_DAYS", most=MAX_RETENTION_DAYS),
     ),
+    "smtp_url": ("VIGIL_SMTP_URL", _smtp_url),
+    "email_from": ("VIGIL_EMAIL_FROM", _email),
 }
 
 ENV_VARS = {env: name for name, (env, _) in _PARSERS.items()}

@@ -126,6 +126,7 @@ async def create_webhook(request: Request) -> JSONResponse:
                     fmt=fmt,
                     actions=actions,
                     now=datetime.now(UTC),
+                    mail_relay=bool(svc.settings.smtp_url),
                 )
             except tenancy.NotFound as exc:
                 raise HTTPException(404, str(exc)) from None

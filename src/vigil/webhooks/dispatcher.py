@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +36,7 @@ from vigil import metrics
 from vigil.config import Settings
 from vigil.db.timestamps import as_utc
 from vigil.tenancy.public_url import public_base_url
-from vigil.webhooks import delivery, payloads, store
+from vigil.webhooks import delivery, mail, payloads, store
 from vigil.webhooks.store import Webhook
 
 log = logging.getLogger(__name__)
@@ -200,6 +201,20 @@ class WebhookDispatcher:
                 report.retrying += outcome.retrying
                 report.failed += outcome.failed
 
+    def _email(self, hook: Webhook, payload: Mapping[str, Any]) -> delivery.Outcome:
+        relay = self.settings.smtp_url
+        if not relay:
+            # Set where the webhook was added, not here: it may be set on the next start.
+            return delivery.Outcome(
+                False, True, None, "VIGIL_SMTP_URL is not set for vigil periodic: no relay"
+            )
+        sender = self.settings.email_from or f"vigil@{self._sender_host()}"
+        to = mail.recipients(hook.url)
+        return mail.send(relay, mail.message(sender, to, payload["subject"], payload["text"]))
+
+    def _sender_host(self) -> str:
+        return urllib.parse.urlsplit(self.settings.base_url).hostname or "localhost"
+
     def _send_hook(self, engine: Engine, hook: Webhook) -> Report:
         # Each webhook's own first deliveries: one receiver's backlog never keeps
         # another's from being read.
@@ -210,17 +225,20 @@ class WebhookDispatcher:
             now = self._clock()
             if row.next_attempt_at is not None and as_utc(row.next_attempt_at) > now:
                 break  # waiting for a retry: the webhook's later deliveries wait too
-            body = orjson.dumps(row.payload)
-            outcome = self._post(
-                hook.url,
-                body,
-                payloads.headers(
-                    secret=hook.secret,
-                    body=body,
-                    timestamp=int(now.timestamp()),
-                    request_id=request_id(row.id),
-                ),
-            )
+            if hook.format == "email":
+                outcome = self._email(hook, row.payload)
+            else:
+                body = orjson.dumps(row.payload)
+                outcome = self._post(
+                    hook.url,
+                    body,
+                    payloads.headers(
+                        secret=hook.secret,
+                        body=body,
+                        timestamp=int(now.timestamp()),
+                        request_id=request_id(row.id),
+                    ),
+                )
             attempts = row.attempts + 1
             delay = None if outcome.delivered else retry_after(outcome, attempts)
             if outcome.delivered:

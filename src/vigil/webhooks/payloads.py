@@ -21,7 +21,7 @@ from vigil import __version__
 from vigil.issues.enums import GroupHistoryStatus
 
 ACTIONS: Final = ("created", "resolved", "unresolved", "archived")
-FORMATS: Final = ("sentry", "slack")
+FORMATS: Final = ("sentry", "slack", "email")
 
 # A group-history status → the webhook action it is, and the word a message uses.
 _HISTORY: Final[dict[str, tuple[str, str]]] = {
@@ -71,6 +71,8 @@ def build_body(
     `issue_links` added)."""
     if fmt == "slack":
         return {"text": slack_text(word, issue, org_slug)}
+    if fmt == "email":
+        return email_body(word, issue, org_slug)
     return {
         "action": action,
         "installation": {"uuid": installation_uuid(webhook_id)},
@@ -94,6 +96,29 @@ def slack_text(word: str, issue: Mapping[str, Any], org_slug: str) -> str:
     if culprit:
         text += f"\n{_escape(str(culprit))}"
     return text
+
+
+def email_body(word: str, issue: Mapping[str, Any], org_slug: str) -> dict[str, Any]:
+    """An email's subject and plain text."""
+    where = f"{org_slug}/{issue['project']['slug']}"
+    title = str(issue.get("title") or "")
+    short_id = str(issue.get("shortId", ""))
+    lines = [f"{word} in {where}", "", f"{short_id}  {title}"]
+    if issue.get("culprit"):
+        lines.append(str(issue["culprit"]))
+    # No status line: the issue is as it was when the change was found, which may be
+    # after a later change (a new issue resolved within seconds); the word says what
+    # happened.
+    lines += [
+        "",
+        f"Level: {issue.get('level')} · Events: {issue.get('count')}",
+        f"First seen: {issue.get('firstSeen')} · Last seen: {issue.get('lastSeen')}",
+        "",
+        str(issue.get("web_url", "")),
+    ]
+    # One line: a title may hold anything a detector put there.
+    subject = " ".join(f"[vigil] {word} in {where}: {short_id} {title}".split())
+    return {"subject": subject[:200], "text": "\n".join(lines) + "\n"}
 
 
 def signature(secret: str, body: bytes) -> str:

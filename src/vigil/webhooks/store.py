@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from vigil.db.ids import parse_id
 from vigil.db.tables import group, group_history, organization, project, webhook, webhook_delivery
 from vigil.tenancy.store import NotFound, Organization, Project, TenancyError
+from vigil.webhooks import mail
 from vigil.webhooks.payloads import ACTIONS, FORMATS
 
 MAX_URL_LENGTH: Final = 2000
@@ -52,12 +53,19 @@ class DeliveryCounts:
 
 
 def check_url(url: str) -> str:
-    """The URL as given if vigil can POST to it; TenancyError saying why not."""
+    """The URL as given if vigil can deliver to it (http(s), or mailto: for email);
+    TenancyError saying why not."""
     if len(url) > MAX_URL_LENGTH:
         raise TenancyError(f"url: at most {MAX_URL_LENGTH} characters")
+    if url.startswith("mailto:"):
+        try:
+            mail.recipients(url)
+        except ValueError as exc:
+            raise TenancyError(f"url: {exc}") from None
+        return url
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise TenancyError("url: an http:// or https:// URL with a host")
+        raise TenancyError("url: an http:// or https:// URL with a host, or mailto:")
     if any(c.isspace() for c in url):
         raise TenancyError("url: no spaces (percent-encode them)")
     return url
@@ -72,10 +80,14 @@ def check_actions(actions: Iterable[str] | None) -> tuple[str, ...]:
     return tuple(a for a in ACTIONS if a in wanted)
 
 
-def check_format(fmt: str | None) -> str:
-    fmt = fmt or FORMATS[0]
+def check_format(fmt: str | None, url: str) -> str:
+    """The format for `url`: email for mailto:, else sentry unless told slack."""
+    is_mail = url.startswith("mailto:")
+    fmt = fmt or ("email" if is_mail else FORMATS[0])
     if fmt not in FORMATS:
         raise TenancyError(f"format: one of {', '.join(FORMATS)}")
+    if (fmt == "email") != is_mail:
+        raise TenancyError("format: email goes with a mailto: URL, and only email does")
     return fmt
 
 
@@ -119,11 +131,17 @@ def create_webhook(
     fmt: str | None = None,
     actions: Iterable[str] | None = None,
     now: datetime,
+    mail_relay: bool = False,
 ) -> Webhook:
     """A webhook for the organization's issues (of one project, given `proj`). It hears
-    of changes from now on: its cursors start at the newest group and history rows."""
+    of changes from now on: its cursors start at the newest group and history rows.
+    An email webhook needs `mail_relay` (VIGIL_SMTP_URL set)."""
     url = check_url(url)
-    fmt = check_format(fmt)
+    fmt = check_format(fmt, url)
+    if fmt == "email" and not mail_relay:
+        raise TenancyError(
+            "email needs an SMTP relay: set VIGIL_SMTP_URL (smtp://host:port) for vigil"
+        )
     wanted = check_actions(actions)
     count = conn.execute(
         select(func.count()).select_from(webhook).where(webhook.c.organization_id == org.id)
