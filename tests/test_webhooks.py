@@ -301,3 +301,21 @@ def test_a_dead_receivers_backlog_never_holds_another_webhook_back(
     assert len(receiver.received) == 3
     pending = [r.webhook_id for r in deliveries(engine) if r.status == "pending"]
     assert pending == [dead.id] * 3 and alive.id not in pending
+
+
+def test_one_run_spends_a_bounded_time_on_a_webhook(
+    stack: Settings, engine: Engine, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With no time at all, one delivery a run: a slow receiver's backlog waits for the
+    # next runs, which find the next changes meanwhile.
+    monkeypatch.setattr("vigil.webhooks.dispatcher.SEND_BUDGET_S", 0.0)
+    project = make_project(engine)
+    add_webhook(engine, project, receiver.url)
+    clock = Clock(T0 + SETTLE * 2)
+    d = dispatcher(stack, clock)
+    for n in range(3):
+        process(engine, occurrence(project.id, f"fp-{n}"))
+    assert run(d, engine, clock) == Report(found=3, delivered=1)
+    assert run(d, engine, clock) == Report(delivered=1)
+    assert run(d, engine, clock) == Report(delivered=1)
+    assert [b["data"]["issue"]["shortId"] for b in receiver.bodies()] == ["APP-1", "APP-2", "APP-3"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -46,6 +47,9 @@ SETTLE: Final = timedelta(seconds=60)
 SCAN_LIMIT: Final = 500
 SEND_LIMIT: Final = 200  # per webhook and run
 SEND_THREADS: Final = 4
+# How long one run may spend on one webhook's deliveries: a slow receiver with a backlog
+# must not hold back the next run, which finds the next changes for every webhook.
+SEND_BUDGET_S: Final = 15.0
 KEEP: Final = timedelta(days=7)
 PRUNE_EVERY: Final = timedelta(hours=1)
 
@@ -221,6 +225,7 @@ class WebhookDispatcher:
         with engine.connect() as conn:
             rows = store.pending_deliveries(conn, hook.id, SEND_LIMIT)
         report = Report()
+        deadline = time.monotonic() + SEND_BUDGET_S
         for row in rows:
             now = self._clock()
             if row.next_attempt_at is not None and as_utc(row.next_attempt_at) > now:
@@ -266,8 +271,8 @@ class WebhookDispatcher:
                     error=outcome.error,
                     now=now,
                 )
-            if status == store.PENDING:
-                break
+            if status == store.PENDING or time.monotonic() > deadline:
+                break  # waiting for a retry, or the rest next run
         return report
 
 
