@@ -253,7 +253,10 @@ def test_webhook_settings_are_checked(stack: Settings, engine: Engine) -> None:
     for url, reason in [
         ("ftp://example.com/x", "url: an http:// or https:// URL with a host, or mailto:"),
         ("http:///x", "url: an http:// or https:// URL with a host, or mailto:"),
-        ("http://example.com/a b", "url: no spaces (percent-encode them)"),
+        ("http://example.com/a b", "url: no spaces or control characters"),
+        ("http://example.com/\x00", "url: no spaces or control characters"),
+        ("http://example.com:99999/", "url: the port must be a number from 1 to 65535"),
+        ("http://example.com:http/", "url: the port must be a number from 1 to 65535"),
         ("http://example.com/" + "x" * 2000, "url: at most 2000 characters"),
     ]:
         with pytest.raises(TenancyError, match=reason.replace("(", r"\(").replace(")", r"\)")):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -26,6 +27,8 @@ from vigil.webhooks.dispatcher import SETTLE, Report, WebhookDispatcher
 from vigil.webhooks.mail import parse_relay, recipients
 
 TO = "mailto:ops@example.com,oncall@example.com"
+# The relay that asks for a login does so without TLS: on loopback, for one test.
+pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 
 
 @pytest.fixture
@@ -42,7 +45,8 @@ def add(engine: Engine, url: str = TO, **kwargs: Any) -> webhooks.Webhook:
 
 def run(stack: Settings, engine: Engine, relay: str) -> Report:
     settings = replace(stack, smtp_url=relay, email_from="alerts@vigil.example.com")
-    return WebhookDispatcher(settings, background=False).run_once(engine, T0 + SETTLE * 2)
+    now = T0 + SETTLE * 2
+    return WebhookDispatcher(settings, background=False, clock=lambda: now).run_once(engine, now)
 
 
 def test_each_change_is_an_email_to_every_address(
@@ -87,6 +91,30 @@ def test_refused_failed_at_once_unreachable_tried_again(
     down = f"smtp://127.0.0.1:{free_port()}"
     assert run(stack, engine, down) == Report(found=1, retrying=1)
     assert mailbox.messages == []
+
+
+def test_a_relay_refusing_vigils_login_keeps_the_email_waiting(
+    stack: Settings, engine: Engine
+) -> None:
+    project = make_project(engine)
+    add(engine, "mailto:ops@example.com")
+    process(engine, occurrence(project.id, "fp-1"))
+    with smtp_server(password="s3cret") as box:
+        relay = box.url.replace("smtp://", "smtp://vigil:wrong@")
+        assert run(stack, engine, relay) == Report(found=1, retrying=1)
+        with engine.connect() as conn:
+            [hook] = webhooks.list_webhooks(conn)
+        assert hook.last_error is not None and hook.last_error.startswith("SMTP 535")
+        assert box.messages == []
+        # Fixed, and the retry is due: delivered.
+        settings = replace(stack, smtp_url=box.url.replace("smtp://", "smtp://vigil:s3cret@"))
+        later = T0 + SETTLE * 2 + timedelta(minutes=1)
+        report = WebhookDispatcher(settings, background=False, clock=lambda: later).run_once(
+            engine, later
+        )
+        assert report == Report(delivered=1)
+        [(to, _)] = box.messages
+        assert to == ["ops@example.com"]
 
 
 def test_no_email_webhook_without_a_relay_or_with_a_bad_address(

@@ -1,5 +1,7 @@
 """A real SMTP server (aiosmtpd) on a free loopback port, keeping the messages it
-accepts; a recipient named in `refuse` is refused with a permanent 550."""
+accepts; a recipient named in `refuse` is refused with a permanent 550. With a
+`password`, it takes mail only after a login as `vigil` with it (AUTH PLAIN / LOGIN,
+without TLS: loopback only; aiosmtpd warns of it on each connection)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.support.services import free_port
 
@@ -42,11 +45,26 @@ class _Handler:
         return "250 Message accepted"
 
 
+def _authenticator(password: str) -> Any:
+    def check(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and data == LoginPassword(b"vigil", password.encode())
+        return AuthResult(success=ok, handled=False)  # the server answers 235 or 535
+
+    return check
+
+
 @contextmanager
-def smtp_server() -> Iterator[Mailbox]:
+def smtp_server(password: str | None = None) -> Iterator[Mailbox]:
     port = free_port()
     box = Mailbox(url=f"smtp://127.0.0.1:{port}")
-    controller = Controller(_Handler(box), hostname="127.0.0.1", port=port)
+    options: dict[str, Any] = {}
+    if password is not None:
+        options = {
+            "authenticator": _authenticator(password),
+            "auth_required": True,
+            "auth_require_tls": False,
+        }
+    controller = Controller(_Handler(box), hostname="127.0.0.1", port=port, **options)
     controller.start()
     try:
         yield box

@@ -115,6 +115,12 @@ def send(relay_url: str, mail: EmailMessage, *, timeout: float = TIMEOUT_S) -> O
     return Outcome(True, False, 250, None)
 
 
+# The relay refusing vigil itself (authentication required, or failed): the settings
+# are wrong, not the message, and the message waits until they are fixed.
+_REFUSES_VIGIL = frozenset({530, 534, 535})
+
+
 def _refusal(code: int, text: str) -> Outcome:
-    # 4xx: try again later; 5xx: the relay will not take it.
-    return Outcome(False, 400 <= code < 500, code, f"SMTP {code}: {text}"[:ERROR_TEXT_LIMIT])
+    # 4xx: try again later; 5xx: the relay will not take this message.
+    retry = 400 <= code < 500 or code in _REFUSES_VIGIL
+    return Outcome(False, retry, code, f"SMTP {code}: {text}"[:ERROR_TEXT_LIMIT])

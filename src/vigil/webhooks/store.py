@@ -63,11 +63,15 @@ def check_url(url: str) -> str:
         except ValueError as exc:
             raise TenancyError(f"url: {exc}") from None
         return url
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise TenancyError("url: no spaces or control characters (percent-encode them)")
     parts = urllib.parse.urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not one
+    except ValueError:
+        raise TenancyError("url: the port must be a number from 1 to 65535") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise TenancyError("url: an http:// or https:// URL with a host, or mailto:")
-    if any(c.isspace() for c in url):
-        raise TenancyError("url: no spaces (percent-encode them)")
     return url
 
 
