@@ -21,11 +21,13 @@ from starlette.routing import Route
 from tests.issues.occurrences import occurrence, process
 from tests.support.checkins import Sender
 from tests.support.live_server import live_server
+from tests.support.services import free_port
 from tests.support.tenants import make_tenant
 from vigil.api.app import all_routes, create_app
 from vigil.api.openapi import ISSUE, MONITOR, OPENAPI_PATH, ORG, PROJECT, build_document
 from vigil.config import Settings
 from vigil.monitors.checkin_processing import CheckinProcessing
+from vigil.webhooks.dispatcher import WebhookDispatcher
 
 _CONVERTOR = re.compile(r"\{(\w+):\w+\}")
 
@@ -136,6 +138,29 @@ def test_real_answers_match_the_documented_schemas(stack: Settings, engine: Engi
         assert {c["status"] for c in checkins} == {"error"}
         assert get(MONITOR + "/processing-errors/")
         assert get(PROJECT + "/processing-errors/")
+        # A webhook, and a delivery to a port nobody listens on (pending, with its error).
+        created = httpx.post(
+            url + "/api/0/organizations/acme/webhooks/",
+            headers=headers,
+            json={"url": f"http://127.0.0.1:{free_port()}/hook"},
+            timeout=30,
+        )
+        assert created.status_code == 201, created.text
+        _validator(document, "post", ORG + "/webhooks/", "201").validate(created.json())
+        process(engine, occurrence(project.id, "job-failed-again"), now=datetime.now(UTC))
+        later = datetime.now(UTC) + timedelta(minutes=5)
+        WebhookDispatcher(stack, background=False, clock=lambda: later).run_once(engine, later)
+        [hook] = get(ORG + "/webhooks/")
+        assert hook["deliveries"]["pending"] == 1 and hook["lastError"]
+        response = httpx.get(
+            url + f"/api/0/organizations/acme/webhooks/{hook['id']}/deliveries/",
+            headers=headers,
+            timeout=30,
+        )
+        [delivery] = response.json()
+        assert delivery["status"] == "pending"
+        template = ORG + "/webhooks/{webhook_id}/deliveries/"
+        _validator(document, "get", template, "200").validate(response.json())
         # A refusal has the documented error shape too.
         missing = httpx.get(
             url + f"/api/0/organizations/acme/issues/{2**40}/", headers=headers, timeout=30
