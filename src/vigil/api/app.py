@@ -32,6 +32,7 @@ from vigil.api import (
     openapi,
     organizations,
     project_keys,
+    release_details,
     releases,
     webhooks,
 )
@@ -62,6 +63,7 @@ def all_routes() -> list[BaseRoute]:
         *occurrences.routes(),
         *issues.routes(),
         *releases.routes(),
+        *release_details.routes(),
         *webhooks.routes(),
         *health.routes(),
         *metrics_api.routes(),

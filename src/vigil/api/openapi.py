@@ -46,6 +46,7 @@ _PATH_PARAMS: Final = {
     "environment": "the monitor environment's name",
     "check_in_id": "the run's id (the POST's answer), or `latest`",
     "webhook_id": "the webhook's id",
+    "version": "the release's version",
 }
 _INTEGER_PATH_PARAMS: Final = frozenset({"project_id"})
 
@@ -370,6 +371,54 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "webhooks",
         response="WebhookDelivery[]",
         answers={200: "the deliveries", **_NOT_FOUND},
+    ),
+    *(
+        _op(
+            "POST",
+            path,
+            "Make a release (sentry-cli releases new): 201, or 208 when it exists",
+            "issues",
+            body='`{"version", "projects": [slug], "ref"?, "url"?, "dateReleased"?}`',
+            answers={201: "made", 208: "it existed: its projects added", **_FIELD_ERRORS},
+        )
+        for path in (ORG + "/releases/", PROJECT + "/releases/")
+    ),
+    _op(
+        "GET",
+        ORG + "/releases/{version}/",
+        "A release",
+        "issues",
+        answers={200: "the release", **_NOT_FOUND},
+    ),
+    _op(
+        "PUT",
+        ORG + "/releases/{version}/",
+        "Change a release (sentry-cli releases finalize | archive | restore)",
+        "issues",
+        body='`{"dateReleased"?, "ref"?, "url"?, "projects"?, "status"?: "open"|"archived"}`',
+        answers={200: "the release", **_FIELD_ERRORS, **_NOT_FOUND},
+    ),
+    _op(
+        "DELETE",
+        ORG + "/releases/{version}/",
+        "Delete a release no issue was first seen in",
+        "issues",
+        answers={204: "deleted", **_FIELD_ERRORS, **_NOT_FOUND},
+    ),
+    _op(
+        "GET",
+        ORG + "/releases/{version}/deploys/",
+        "A release's deploys, newest first (sentry-cli deploys list)",
+        "issues",
+        answers={200: "the deploys", **_NOT_FOUND},
+    ),
+    _op(
+        "POST",
+        ORG + "/releases/{version}/deploys/",
+        "Record a deploy of a release (sentry-cli deploys new)",
+        "issues",
+        body='`{"environment", "name"?, "url"?, "dateStarted"?, "dateFinished"?}`',
+        answers={201: "recorded", **_FIELD_ERRORS, **_NOT_FOUND},
     ),
     # --- issue platform ---
     _op(

@@ -2,12 +2,14 @@
 releases/`: the releases vigil has seen in events (an event's `release`), newest first,
 shaped like Sentry's list (`sentry-cli releases list` reads the project's).
 
-Each: `version` (and `shortVersion`, the same), `dateCreated` (when vigil first saw it),
-`dateReleased` (null: vigil records no deploys), `newGroups` (the issues it first brought,
+Each: `version` (and `shortVersion`, the same), `dateCreated` (when vigil first saw it or
+it was made), `dateReleased` (when it was finalized), `ref`, `url`, `status`
+(`open` or `archived`), `newGroups` (the issues it first brought,
 in the projects asked for), `firstEvent` / `lastEvent` (from its issues' events) and its
 `projects`. `project=` (repeatable, slug or id) narrows the organization's list,
 `query=` keeps versions containing the text; cursor pages. Reading needs `org:read` or
-`project:read`.
+`project:read`. Making, changing and deleting one release, and its deploys:
+`vigil.api.release_details`.
 """
 
 from __future__ import annotations
@@ -68,23 +70,38 @@ def list_releases(request: Request) -> Response:
         ids = [row.id for row in rows[: page.per_page]]
         projects = _projects_of(conn, ids, project_ids)
         events = _event_times(conn, ids, project_ids)
-    body = []
-    for row in rows[: page.per_page]:
-        seen = projects.get(row.id, [])
-        first, last = events.get(row.id, (None, None))
-        body.append(
-            {
-                "version": row.version,
-                "shortVersion": row.version,
-                "dateCreated": format_date(row.date_added),
-                "dateReleased": None,
-                "newGroups": sum(project["newGroups"] for project in seen),
-                "firstEvent": format_date(first),
-                "lastEvent": format_date(last),
-                "projects": seen,
-            }
-        )
+    body = [
+        serialize_release(row, projects.get(row.id, []), events.get(row.id, (None, None)))
+        for row in rows[: page.per_page]
+    ]
     return paginated(request, page, rows, body)
+
+
+def serialize_release(
+    row: Any, projects: list[dict[str, Any]], events: tuple[Any, Any]
+) -> dict[str, Any]:
+    """A release row in Sentry's shape, with its projects and first / last event."""
+    first, last = events
+    return {
+        "version": row.version,
+        "shortVersion": row.version,
+        "ref": row.ref,
+        "url": row.url,
+        "status": row.status,
+        "dateCreated": format_date(row.date_added),
+        "dateReleased": format_date(row.date_released),
+        "newGroups": sum(project["newGroups"] for project in projects),
+        "firstEvent": format_date(first),
+        "lastEvent": format_date(last),
+        "projects": projects,
+    }
+
+
+def release_details(conn: Connection, row: Any) -> dict[str, Any]:
+    """One release as the API shows it (all its projects)."""
+    projects = _projects_of(conn, [row.id], None).get(row.id, [])
+    events = _event_times(conn, [row.id], None).get(row.id, (None, None))
+    return serialize_release(row, projects, events)
 
 
 def _projects_of(

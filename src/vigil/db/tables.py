@@ -407,7 +407,31 @@ release = Table(
     ),
     Column("version", String(250), nullable=False),
     Column("date_added", DateTime(timezone=True), nullable=False),
+    # set through the releases API (sentry-cli releases new / finalize / archive)
+    Column("date_released", DateTime(timezone=True), nullable=True),
+    Column("ref", String(250), nullable=True),
+    Column("url", Text, nullable=True),
+    Column("status", String(16), nullable=False, server_default="open"),  # open | archived
     UniqueConstraint("organization_id", "version", name="uq_release_organization_id_version"),
+)
+
+# A release deployed to an environment (sentry-cli deploys new).
+release_deploy = Table(
+    "release_deploy",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "release_id",
+        BigId,
+        ForeignKey("release.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("environment", String(64), nullable=False),
+    Column("name", String(64), nullable=True),
+    Column("url", Text, nullable=True),
+    Column("date_started", DateTime(timezone=True), nullable=True),
+    Column("date_finished", DateTime(timezone=True), nullable=False),
 )
 
 # The projects a release was seen in, with the groups it first brought there.
