@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -322,3 +324,34 @@ def test_one_run_spends_a_bounded_time_on_a_webhook(
     assert run(d, engine, clock) == Report(delivered=1)
     assert run(d, engine, clock) == Report(delivered=1)
     assert [b["data"]["issue"]["shortId"] for b in receiver.bodies()] == ["APP-1", "APP-2", "APP-3"]
+
+
+def test_a_receiver_that_does_not_speak_http_is_tried_again(
+    stack: Settings, engine: Engine
+) -> None:
+    # A server that answers something else than HTTP.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        project = make_project(engine)
+        add_webhook(engine, project, f"http://127.0.0.1:{listener.getsockname()[1]}/")
+        clock = Clock(T0 + SETTLE * 2)
+        process(engine, occurrence(project.id, "fp-1"))
+        assert run(dispatcher(stack, clock), engine, clock) == Report(found=1, retrying=1)
+        [row] = deliveries(engine)
+        assert row.last_error.startswith("BadStatusLine")
+    finally:
+        listener.close()

@@ -6,6 +6,7 @@ the delivery fails at once, with the reason kept for the operator."""
 
 from __future__ import annotations
 
+import http.client
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -71,6 +72,7 @@ def post(
             reason = f"HTTP {code}: redirected to {exc.headers.get('Location')!r}; give that URL"
         retryable = code >= 500 or code in RETRYABLE_CODES
         return Outcome(False, retryable, code, reason[:ERROR_TEXT_LIMIT])
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+        # (HTTPException: a receiver answering something that is not HTTP)
         cause = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         return Outcome(False, True, None, f"{type(exc).__name__}: {cause}"[:ERROR_TEXT_LIMIT])
