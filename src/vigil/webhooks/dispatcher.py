@@ -205,6 +205,21 @@ class WebhookDispatcher:
                 report.retrying += outcome.retrying
                 report.failed += outcome.failed
 
+    def _deliver(self, hook: Webhook, row: Any, now: datetime) -> delivery.Outcome:
+        if hook.format == "email":
+            return self._email(hook, row.payload)
+        body = orjson.dumps(row.payload)
+        return self._post(
+            hook.url,
+            body,
+            payloads.headers(
+                secret=hook.secret,
+                body=body,
+                timestamp=int(now.timestamp()),
+                request_id=request_id(row.id),
+            ),
+        )
+
     def _email(self, hook: Webhook, payload: Mapping[str, Any]) -> delivery.Outcome:
         relay = self.settings.smtp_url
         if not relay:
@@ -230,20 +245,12 @@ class WebhookDispatcher:
             now = self._clock()
             if row.next_attempt_at is not None and as_utc(row.next_attempt_at) > now:
                 break  # waiting for a retry: the webhook's later deliveries wait too
-            if hook.format == "email":
-                outcome = self._email(hook, row.payload)
-            else:
-                body = orjson.dumps(row.payload)
-                outcome = self._post(
-                    hook.url,
-                    body,
-                    payloads.headers(
-                        secret=hook.secret,
-                        body=body,
-                        timestamp=int(now.timestamp()),
-                        request_id=request_id(row.id),
-                    ),
-                )
+            try:
+                outcome = self._deliver(hook, row, now)
+            except Exception as exc:
+                # A bug, not the receiver: said, and tried again later like an outage.
+                log.exception("webhook delivery raised", extra={"webhook": hook.id})
+                outcome = delivery.Outcome(False, True, None, f"{type(exc).__name__}: {exc}")
             attempts = row.attempts + 1
             delay = None if outcome.delivered else retry_after(outcome, attempts)
             if outcome.delivered:
