@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 
 from vigil.tenancy import store
 from vigil.tenancy.store import ApiToken, Organization
@@ -101,3 +102,16 @@ def authorize(
     except store.NotFound:
         organization = None
     return Access(token, check_access(token, organization, org_slug, required))
+
+
+def authorize_request(
+    conn: Connection, request: Request, required: str | tuple[str, ...]
+) -> Access:
+    """`authorize` for a request whose path names the organization
+    (`{organization_slug}`), with its Authorization header."""
+    return authorize(
+        conn,
+        request.headers.get("authorization"),
+        request.path_params["organization_slug"],
+        required,
+    )

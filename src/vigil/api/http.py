@@ -111,6 +111,19 @@ def decoded(request: Request, body: bytes, limit: int) -> bytes:
         raise HTTPException(400, f"invalid request body: {exc}") from None
 
 
+def body_string(body: dict[str, Any], key: str, most: int | None = None) -> str | None:
+    """A JSON body's optional string field (None when absent or null); HTTPException(400)
+    for another type, or one over `most` characters."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise HTTPException(400, f"{key} must be a string")
+    if most is not None and len(value) > most:
+        raise HTTPException(400, f"{key}: at most {most} characters")
+    return value
+
+
 def json_object(body: bytes, *, refuse_nul: bool = True) -> dict[str, Any]:
     """A JSON object body (an empty body is `{}`); HTTPException(400) otherwise, also
     for a NUL character in any key or string (`refuse_nul`): no name, slug or query

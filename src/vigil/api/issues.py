@@ -49,7 +49,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from vigil.api.auth import Access, authorize
+from vigil.api.auth import authorize_request
 from vigil.api.http import json_object, read_body, route
 from vigil.api.issue_search import (
     DEFAULT_QUERY,
@@ -270,11 +270,6 @@ def serialize_event(row: Any, *, full: bool = False) -> dict[str, Any]:
 # --- lookups ---------------------------------------------------------------------------
 
 
-def _authorize(conn: Connection, request: Request, scopes: tuple[str, ...]) -> Access:
-    header = request.headers.get("authorization")
-    return authorize(conn, header, request.path_params["organization_slug"], scopes)
-
-
 def _issue_select() -> Select[Any]:
     g, p, r = group_table, project_table, release_table
     return (
@@ -413,7 +408,7 @@ def _order(query: Select[Any], sort: Sort) -> Select[Any]:
 def list_issues(request: Request) -> Response:
     svc = services(request)
     with svc.reading() as conn:
-        access = _authorize(conn, request, READ)
+        access = authorize_request(conn, request, READ)
         params = request.query_params
         try:
             page = _page(request)
@@ -497,7 +492,7 @@ def serialize_issue_details(conn: Connection, row: Any) -> dict[str, Any]:
 def get_issue(request: Request) -> Response:
     svc = services(request)
     with svc.reading() as conn:
-        access = _authorize(conn, request, READ)
+        access = authorize_request(conn, request, READ)
         row = find_issue(conn, access.organization, request.path_params["issue_id"])
         body = serialize_issue_details(conn, row)
     return JSONResponse(body)
@@ -694,7 +689,7 @@ async def update_issue(request: Request) -> Response:
     def write() -> Response:
         try:
             with svc.writing() as conn:
-                access = _authorize(conn, request, WRITE)
+                access = authorize_request(conn, request, WRITE)
                 row = find_issue(conn, access.organization, request.path_params["issue_id"])
                 wanted, priority, unassign = _parse_changes(body)
                 apply_changes(conn, row.id, wanted, priority, unassign)
@@ -754,7 +749,7 @@ async def bulk_update_issues(request: Request) -> Response:
     def write() -> Response:
         try:
             with svc.writing() as conn:
-                access = _authorize(conn, request, WRITE)
+                access = authorize_request(conn, request, WRITE)
                 wanted, priority, unassign = _parse_changes(body)
                 rows = _bulk_selection(conn, request, access.organization)
                 if not rows:
@@ -819,7 +814,7 @@ def _events_select(group_id: int) -> Select[Any]:
 def list_events(request: Request) -> Response:
     svc = services(request)
     with svc.reading() as conn:
-        access = _authorize(conn, request, READ)
+        access = authorize_request(conn, request, READ)
         issue = find_issue(conn, access.organization, request.path_params["issue_id"])
         try:
             page = _page(request)
@@ -842,7 +837,7 @@ def list_events(request: Request) -> Response:
 def _one_event(request: Request, which: str) -> Response:
     svc = services(request)
     with svc.reading() as conn:
-        access = _authorize(conn, request, READ)
+        access = authorize_request(conn, request, READ)
         issue = find_issue(conn, access.organization, request.path_params["issue_id"])
         io = occurrence_table
         query = _events_select(issue.id)

@@ -42,7 +42,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from vigil.api.auth import Access, authorize
+from vigil.api.auth import authorize_request
 from vigil.api.http import json_object, read_body, route
 from vigil.api.paging import format_date, paginated, parse_page
 from vigil.api.query import FieldErrors, field_error_response, time_range
@@ -122,11 +122,6 @@ def serialize_monitor(item: MonitorWithEnvironments, project: Project) -> dict[s
 # --- lookups ---------------------------------------------------------------------------
 
 
-def _authorize(conn: Connection, request: Request, scopes: tuple[str, ...]) -> Access:
-    header = request.headers.get("authorization")
-    return authorize(conn, header, request.path_params["organization_slug"], scopes)
-
-
 def _project(conn: Connection, org: Organization, slug_or_id: str) -> Project:
     try:
         return tenancy.get_project(conn, org, slug_or_id)
@@ -165,7 +160,7 @@ def _with_environments(
 def list_monitors(request: Request) -> Response:
     svc = services(request)
     with svc.reading() as conn:
-        access = _authorize(conn, request, READ)
+        access = authorize_request(conn, request, READ)
         try:
             page = parse_page(request)
         except FieldErrors as exc:
@@ -229,7 +224,7 @@ async def create_monitor(request: Request) -> Response:
 
     def write() -> Response:
         with svc.writing() as conn:
-            access = _authorize(conn, request, WRITE)
+            access = authorize_request(conn, request, WRITE)
             try:
                 return _create(conn, access.organization, body, svc.settings.max_monitors_per_org)
             except FieldErrors as exc:
@@ -285,7 +280,7 @@ def _default_slug(name: str) -> str:
 def get_monitor(request: Request) -> Response:
     svc = services(request)
     with svc.reading() as conn:
-        access = _authorize(conn, request, READ)
+        access = authorize_request(conn, request, READ)
         monitor, project = find_monitor(conn, request, access.organization)
         names = request.query_params.getlist("environment")
         return JSONResponse(serialize_monitor(_with_environments(conn, monitor, names), project))
@@ -297,7 +292,7 @@ async def update_monitor(request: Request) -> Response:
 
     def write() -> Response:
         with svc.writing() as conn:
-            access = _authorize(conn, request, WRITE)
+            access = authorize_request(conn, request, WRITE)
             monitor, project = find_monitor(conn, request, access.organization)
             try:
                 changes = _changes(conn, monitor, project, body)
@@ -358,7 +353,7 @@ def _changes(
 def delete_monitor(request: Request) -> Response:
     svc = services(request)
     with svc.writing() as conn:
-        access = _authorize(conn, request, WRITE)
+        access = authorize_request(conn, request, WRITE)
         monitor, _ = find_monitor(conn, request, access.organization)
         conn.execute(delete(monitor_table).where(monitor_table.c.id == monitor.id))
     return Response(status_code=202)
@@ -383,7 +378,7 @@ async def update_monitor_environment(request: Request) -> Response:
 
     def write() -> Response:
         with svc.writing() as conn:
-            access = _authorize(conn, request, WRITE)
+            access = authorize_request(conn, request, WRITE)
             monitor, project = find_monitor(conn, request, access.organization)
             envs = store.list_monitor_environments(conn, [monitor.id])
             env = _environment(envs, monitor, request.path_params["environment"])
@@ -410,7 +405,7 @@ async def update_monitor_environment(request: Request) -> Response:
 def delete_monitor_environment(request: Request) -> Response:
     svc = services(request)
     with svc.writing() as conn:
-        access = _authorize(conn, request, WRITE)
+        access = authorize_request(conn, request, WRITE)
         monitor, _ = find_monitor(conn, request, access.organization)
         envs = store.list_monitor_environments(conn, [monitor.id])
         env = _environment(envs, monitor, request.path_params["environment"])
@@ -426,7 +421,7 @@ def delete_monitor_environment(request: Request) -> Response:
 def list_checkins(request: Request) -> Response:
     svc = services(request)
     with svc.reading() as conn:
-        access = _authorize(conn, request, READ)
+        access = authorize_request(conn, request, READ)
         monitor, _ = find_monitor(conn, request, access.organization)
         try:
             page = parse_page(request)
@@ -490,7 +485,7 @@ def _errors_entity(conn: Connection, request: Request, org: Organization) -> str
 def list_processing_errors(request: Request) -> Response:
     svc = services(request)
     with svc.reading() as conn:
-        access = _authorize(conn, request, READ)
+        access = authorize_request(conn, request, READ)
         entity = _errors_entity(conn, request, access.organization)
         records = processing_error_store.list_errors(conn, entity, datetime.now(UTC))
     return JSONResponse([r.to_dict() for r in records])
@@ -499,7 +494,7 @@ def list_processing_errors(request: Request) -> Response:
 def delete_processing_errors(request: Request) -> Response:
     svc = services(request)
     with svc.writing() as conn:
-        access = _authorize(conn, request, WRITE)
+        access = authorize_request(conn, request, WRITE)
         entity = _errors_entity(conn, request, access.organization)
         try:
             error_type = _error_type(request)
@@ -515,7 +510,7 @@ def delete_processing_error(request: Request) -> Response:
     project's of the organization."""
     svc = services(request)
     with svc.writing() as conn:
-        access = _authorize(conn, request, WRITE)
+        access = authorize_request(conn, request, WRITE)
         project = _project(conn, access.organization, request.path_params["project_slug"])
         error_id = request.path_params["error_id"]
         try:

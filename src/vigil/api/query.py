@@ -39,9 +39,15 @@ def datetime_param(
     if raw is None or (empty_is_absent and not raw):
         return None
     try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        return parse_iso_datetime(raw)
     except ValueError:
         raise FieldErrors({name: [f"{name} must be an ISO 8601 date"]}) from None
+
+
+def parse_iso_datetime(raw: str) -> datetime:
+    """ISO 8601 (`Z` allowed) as an aware UTC datetime, a naive value taken to be UTC;
+    ValueError otherwise."""
+    value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 

@@ -21,16 +21,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, delete, select, update
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from vigil.api.auth import Access, authorize
-from vigil.api.http import json_object, read_body, route
+from vigil.api.auth import Access, authorize_request
+from vigil.api.http import body_string, json_object, read_body, route
 from vigil.api.paging import format_date
+from vigil.api.query import parse_iso_datetime
 from vigil.api.releases import ORG_RELEASES, PROJECT_RELEASES, READ, release_details
 from vigil.api.services import services
 from vigil.db.tables import group as group_table
@@ -46,12 +47,6 @@ MAX_REF_CHARS: Final = 250
 MAX_ENVIRONMENT_CHARS: Final = 64
 MAX_NAME_CHARS: Final = 64
 STATUSES: Final = ("open", "archived")
-
-
-def _access(conn: Connection, request: Request, scopes: tuple[str, ...]) -> Access:
-    return authorize(
-        conn, request.headers.get("authorization"), request.path_params["organization_slug"], scopes
-    )
 
 
 def check_version(value: Any) -> str:
@@ -73,24 +68,12 @@ def _date(body: dict[str, Any], key: str) -> datetime | None:
     raw = body.get(key)
     if raw is None:
         return None
-    if not isinstance(raw, str):
-        raise HTTPException(400, f"{key} must be an ISO 8601 date")
     try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        if isinstance(raw, str):
+            return parse_iso_datetime(raw)
     except ValueError:
-        raise HTTPException(400, f"{key} must be an ISO 8601 date") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _text(body: dict[str, Any], key: str, most: int | None = None) -> str | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise HTTPException(400, f"{key} must be a string")
-    if most is not None and len(value) > most:
-        raise HTTPException(400, f"{key}: at most {most} characters")
-    return value
+        pass
+    raise HTTPException(400, f"{key} must be an ISO 8601 date")
 
 
 def _projects(conn: Connection, access: Access, body: dict[str, Any]) -> list[store.Project]:
@@ -105,13 +88,17 @@ def _projects(conn: Connection, access: Access, body: dict[str, Any]) -> list[st
         raise HTTPException(400, str(exc)) from None
 
 
-def _find(conn: Connection, access: Access, version: str) -> Any:
-    row = conn.execute(
+def _lookup(conn: Connection, access: Access, version: str) -> Any:
+    return conn.execute(
         select(release_table).where(
             release_table.c.organization_id == access.organization.id,
             release_table.c.version == version,
         )
     ).first()
+
+
+def _find(conn: Connection, access: Access, version: str) -> Any:
+    row = _lookup(conn, access, version)
     if row is None:
         raise HTTPException(404, f"release {version!r} does not exist")
     return row
@@ -122,9 +109,9 @@ def _changes(body: dict[str, Any]) -> dict[str, Any]:
     if "dateReleased" in body:
         changes["date_released"] = _date(body, "dateReleased")
     if "ref" in body:
-        changes["ref"] = _text(body, "ref", MAX_REF_CHARS)
+        changes["ref"] = body_string(body, "ref", MAX_REF_CHARS)
     if "url" in body:
-        changes["url"] = _text(body, "url")
+        changes["url"] = body_string(body, "url")
     if "status" in body:
         status = body["status"]
         if status not in STATUSES:
@@ -143,21 +130,14 @@ async def create_release(request: Request) -> Response:
     def create() -> Response:
         now = datetime.now(UTC)
         with svc.writing() as conn:
-            access = _access(conn, request, WRITE)
+            access = authorize_request(conn, request, WRITE)
             projects = _projects(conn, access, body)
             if path_project is not None:
                 try:
                     projects.append(store.get_project(conn, access.organization, path_project))
                 except store.NotFound as exc:
                     raise HTTPException(404, str(exc)) from None
-            existed = conn.execute(
-                select(func.count())
-                .select_from(release_table)
-                .where(
-                    release_table.c.organization_id == access.organization.id,
-                    release_table.c.version == version,
-                )
-            ).scalar_one()
+            existed = _lookup(conn, access, version) is not None
             if not projects and not existed:
                 # (an existing one may be named alone: archive / restore post its status)
                 raise HTTPException(400, "projects: name at least one project of the release")
@@ -177,7 +157,7 @@ async def create_release(request: Request) -> Response:
 
 def get_release(request: Request) -> Response:
     with services(request).reading() as conn:
-        access = _access(conn, request, READ)
+        access = authorize_request(conn, request, READ)
         row = _find(conn, access, request.path_params["version"])
         return JSONResponse(release_details(conn, row))
 
@@ -190,7 +170,7 @@ async def update_release(request: Request) -> Response:
     def change() -> Response:
         now = datetime.now(UTC)
         with svc.writing() as conn:
-            access = _access(conn, request, WRITE)
+            access = authorize_request(conn, request, WRITE)
             row = _find(conn, access, request.path_params["version"])
             for project in _projects(conn, access, body):
                 get_or_create_release(conn, access.organization.id, project.id, row.version, now)
@@ -209,7 +189,7 @@ async def delete_release(request: Request) -> Response:
 
     def remove() -> Response:
         with svc.writing() as conn:
-            access = _access(conn, request, WRITE)
+            access = authorize_request(conn, request, WRITE)
             row = _find(conn, access, request.path_params["version"])
             used = (
                 conn.execute(
@@ -246,7 +226,7 @@ def _deploy(row: Any) -> dict[str, Any]:
 
 def list_deploys(request: Request) -> Response:
     with services(request).reading() as conn:
-        access = _access(conn, request, READ)
+        access = authorize_request(conn, request, READ)
         row = _find(conn, access, request.path_params["version"])
         rows = conn.execute(
             select(deploy_table)
@@ -260,20 +240,20 @@ def list_deploys(request: Request) -> Response:
 async def create_deploy(request: Request) -> Response:
     svc = services(request)
     body = json_object(await read_body(request, svc.settings.max_message_bytes))
-    environment = _text(body, "environment", MAX_ENVIRONMENT_CHARS)
+    environment = body_string(body, "environment", MAX_ENVIRONMENT_CHARS)
     if not environment:
         raise HTTPException(400, "environment is required")
     values = {
         "environment": environment,
-        "name": _text(body, "name", MAX_NAME_CHARS),
-        "url": _text(body, "url"),
+        "name": body_string(body, "name", MAX_NAME_CHARS),
+        "url": body_string(body, "url"),
         "date_started": _date(body, "dateStarted"),
         "date_finished": _date(body, "dateFinished") or datetime.now(UTC),
     }
 
     def create() -> Response:
         with svc.writing() as conn:
-            access = _access(conn, request, WRITE)
+            access = authorize_request(conn, request, WRITE)
             row = _find(conn, access, request.path_params["version"])
             deploy_id = conn.execute(
                 deploy_table.insert()

@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from vigil.api.auth import Access, authorize
-from vigil.api.http import json_object, read_body, route
+from vigil.api.auth import Access, authorize_request
+from vigil.api.http import body_string, json_object, read_body, route
 from vigil.api.paging import format_date
 from vigil.api.services import services
 from vigil.tenancy import store as tenancy
@@ -64,12 +64,6 @@ def serialize_delivery(row: Any) -> dict[str, Any]:
     }
 
 
-def _access(conn: Connection, request: Request, scopes: tuple[str, ...]) -> Access:
-    return authorize(
-        conn, request.headers.get("authorization"), request.path_params["organization_slug"], scopes
-    )
-
-
 def _webhook(conn: Connection, access: Access, request: Request) -> Webhook:
     try:
         return store.get_webhook(conn, access.organization, request.path_params["webhook_id"])
@@ -79,7 +73,7 @@ def _webhook(conn: Connection, access: Access, request: Request) -> Webhook:
 
 def list_webhooks(request: Request) -> JSONResponse:
     with services(request).reading() as conn:
-        access = _access(conn, request, ORG_WRITE)
+        access = authorize_request(conn, request, ORG_WRITE)
         hooks = store.list_webhooks(conn, access.organization)
         counts = store.delivery_counts(conn, [h.id for h in hooks])
     return JSONResponse([serialize_webhook(h, counts.get(h.id)) for h in hooks])
@@ -94,26 +88,19 @@ def _string_list(body: dict[str, Any], key: str) -> list[str] | None:
     return value
 
 
-def _optional_string(body: dict[str, Any], key: str) -> str | None:
-    value = body.get(key)
-    if value is not None and not isinstance(value, str):
-        raise HTTPException(400, f"{key} must be a string")
-    return value
-
-
 async def create_webhook(request: Request) -> JSONResponse:
     svc = services(request)
     body = json_object(await read_body(request, svc.settings.max_message_bytes))
-    url = _optional_string(body, "url")
+    url = body_string(body, "url")
     if not url:
         raise HTTPException(400, "url is required")
-    project_slug = _optional_string(body, "project")
-    fmt = _optional_string(body, "format")
+    project_slug = body_string(body, "project")
+    fmt = body_string(body, "format")
     actions = _string_list(body, "actions")
 
     def create() -> JSONResponse:
         with svc.writing() as conn:
-            access = _access(conn, request, ORG_WRITE)
+            access = authorize_request(conn, request, ORG_WRITE)
             try:
                 project = (
                     None
@@ -141,7 +128,7 @@ async def create_webhook(request: Request) -> JSONResponse:
 
 def list_deliveries(request: Request) -> JSONResponse:
     with services(request).reading() as conn:
-        access = _access(conn, request, ORG_WRITE)
+        access = authorize_request(conn, request, ORG_WRITE)
         hook = _webhook(conn, access, request)
         rows = store.recent_deliveries(conn, hook.id)
     return JSONResponse([serialize_delivery(row) for row in rows])
@@ -152,7 +139,7 @@ async def delete_webhook(request: Request) -> Response:
 
     def remove() -> Response:
         with svc.writing() as conn:
-            access = _access(conn, request, ORG_WRITE)
+            access = authorize_request(conn, request, ORG_WRITE)
             hook = _webhook(conn, access, request)
             store.delete_webhook(conn, access.organization, str(hook.id))
         return Response(status_code=204)
