@@ -1,7 +1,8 @@
 """The webhooks REST API through a real server socket, on both backends: adding one (its
 secret shown once), listing them with their deliveries by status, a webhook's
-deliveries, removing one; the answers to bad bodies, unknown ids and projects, and
-tokens without the scope. And `vigil webhook`, the same from the command line."""
+deliveries, a test notification, removing one; the answers to bad bodies, unknown ids
+and projects, and tokens without the scope. And `vigil webhook`, the same from the
+command line."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from sqlalchemy import Engine
 
 from tests.conftest import run_vigil
 from tests.issues.occurrences import T0, occurrence, process
+from tests.support.services import free_port
 from tests.support.tenants import Tenant, bearer, make_tenant, make_token
 from tests.support.webhook_receiver import webhook_receiver
 from vigil.config import Settings
 from vigil.webhooks.dispatcher import SETTLE, WebhookDispatcher
+from vigil.webhooks.payloads import signature
 
 PATH = "/api/0/organizations/{org}/webhooks/"
 
@@ -139,3 +142,66 @@ def test_the_webhook_command(stack: Settings, engine: Engine) -> None:
     again = run_vigil(stack, "webhook", "remove", "1", "--org", "acme")
     assert again.returncode == 1
     assert "webhook '1' does not exist in acme" in again.stderr
+
+
+def test_send_a_test_notification(engine: Engine, server: str) -> None:
+    tenant = make_tenant(engine, "acme")
+    with webhook_receiver() as receiver:
+        created = call("POST", server, tenant, body={"url": receiver.url}).json()
+        slack = call("POST", server, tenant, body={"url": receiver.url, "format": "slack"}).json()
+        answer = call("POST", server, tenant, f"{created['id']}/test/")
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"delivered": True, "responseCode": 200, "error": None}
+        [got] = receiver.received
+        body = got.json()
+        # Signed as every delivery is, with an action a receiver can tell from a change.
+        assert got.headers["sentry-hook-signature"] == signature(created["secret"], got.body)
+        assert got.headers["sentry-hook-resource"] == "issue"
+        assert body["action"] == "test"
+        issue = body["data"]["issue"]
+        assert issue["title"] == "Test notification from vigil: this webhook works"
+        assert (issue["id"], issue["shortId"], issue["count"]) == ("0", "APP-0", "0")
+        assert (issue["issueCategory"], issue["status"]) == ("cron", "unresolved")
+        assert issue["project"] == {"id": str(tenant.project.id), "slug": "app", "name": "app"}
+        assert issue["web_url"].endswith(f"/ui/webhooks/{created['id']}/")
+
+        receiver.answer_next(500)
+        failed = call("POST", server, tenant, f"{created['id']}/test/").json()
+        assert failed == {"delivered": False, "responseCode": 500, "error": "HTTP 500: no thanks"}
+        call("POST", server, tenant, f"{slack['id']}/test/")
+        assert receiver.bodies()[-1]["text"].startswith("*Test notification* in acme/app: <http")
+    # A test is no delivery: nothing recorded, nothing counted.
+    assert call("GET", server, tenant, f"{created['id']}/deliveries/").json() == []
+    [listed, _] = call("GET", server, tenant).json()
+    assert listed["deliveries"] == {"pending": 0, "delivered": 0, "failed": 0}
+    assert listed["lastError"] is None
+
+    nobody = call("POST", server, tenant, body={"url": f"http://127.0.0.1:{free_port()}/"})
+    unreachable = call("POST", server, tenant, f"{nobody.json()['id']}/test/").json()
+    assert unreachable["delivered"] is False
+    assert unreachable["responseCode"] is None
+    assert "Connection refused" in unreachable["error"]
+
+    reader = make_token(engine, tenant.org, ["org:read", "project:read", "event:read"])
+    refused = call("POST", server, tenant, f"{created['id']}/test/", token=reader)
+    assert refused.status_code == 403
+    assert call("POST", server, tenant, "999999/test/").status_code == 404
+
+
+def test_the_webhook_command_sends_a_test(stack: Settings, engine: Engine) -> None:
+    make_tenant(engine, "acme")
+    with webhook_receiver() as receiver:
+        assert run_vigil(stack, "webhook", "add", receiver.url, "--org", "acme").returncode == 0
+        sent = run_vigil(stack, "webhook", "test", "1", "--org", "acme")
+        assert sent.returncode == 0, sent.stderr
+        assert sent.stdout.splitlines() == [
+            f"sending a test notification to {receiver.url} …",
+            "delivered (HTTP 200)",
+        ]
+        assert receiver.bodies()[0]["action"] == "test"
+        receiver.answer_next(404)
+        refused = run_vigil(stack, "webhook", "test", "1", "--org", "acme")
+        assert refused.returncode == 1
+        assert refused.stderr.strip() == "vigil: not delivered: HTTP 404: no thanks"
+    missing = run_vigil(stack, "webhook", "test", "--org", "acme")
+    assert missing.stderr.strip() == "vigil: webhook test needs the webhook id"

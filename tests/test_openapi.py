@@ -161,6 +161,14 @@ def test_real_answers_match_the_documented_schemas(stack: Settings, engine: Engi
         assert delivery["status"] == "pending"
         template = ORG + "/webhooks/{webhook_id}/deliveries/"
         _validator(document, "get", template, "200").validate(response.json())
+        tested = httpx.post(
+            url + f"/api/0/organizations/acme/webhooks/{hook['id']}/test/",
+            headers=headers,
+            timeout=30,
+        )
+        assert tested.status_code == 200 and tested.json()["delivered"] is False
+        template = ORG + "/webhooks/{webhook_id}/test/"
+        _validator(document, "post", template, "200").validate(tested.json())
         # A refusal has the documented error shape too.
         missing = httpx.get(
             url + f"/api/0/organizations/acme/issues/{2**40}/", headers=headers, timeout=30

@@ -1,7 +1,7 @@
 """The web UI's webhooks pages through a real server on both backends: add one with the
 page's form (its secret shown once, a mistake shown above the form with what was typed
-kept), see its deliveries, remove it; forms of other sites and tokens without the scope
-are refused."""
+kept), see its deliveries, send it a test, remove it; forms of other sites and tokens
+without the scope are refused."""
 
 from __future__ import annotations
 
@@ -64,6 +64,10 @@ def test_add_see_deliveries_and_remove_a_webhook(
         process(engine, occurrence(tenant.project.id, "fp-1"))
         WebhookDispatcher(stack, background=False).run_once(engine, T0 + SETTLE * 2)
         assert [b["text"].split(":")[0] for b in receiver.bodies()] == ["*New issue* in org-a/web"]
+        tested = client.post(f"/ui/webhooks/{hook['id']}/test")
+        assert tested.status_code == 200
+        assert "Test notification delivered (HTTP 200)." in text(tested)
+        assert receiver.bodies()[-1]["text"].startswith("*Test notification* in org-a/web")
 
     listing = client.get("/ui/webhooks/")
     assert "1 delivered · 0 pending · 0 failed" in text(listing)
@@ -71,6 +75,13 @@ def test_add_see_deliveries_and_remove_a_webhook(
     assert deliveries.status_code == 200
     row = text(deliveries)
     assert "created delivered 1 HTTP 200" in row
+    # The receiver is gone: a test says so on the page, and records nothing.
+    assert "Send a test notification" in row
+    tested = client.post(f"/ui/webhooks/{hook['id']}/test")
+    assert tested.status_code == 200
+    assert "Test notification not delivered: URLError:" in text(tested)
+    assert "Connection refused" in text(tested)
+    assert text(tested).count("delivered 1 HTTP 200") == 1  # the one real delivery only
 
     forged = client.post(
         f"/ui/webhooks/{hook['id']}/remove", headers={"Origin": "https://evil.example"}

@@ -11,13 +11,17 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import Engine
 
 from tests.conftest import run_vigil
 from tests.issues.occurrences import T0, make_project, occurrence, process, status_change
+from tests.support.live_server import live_server
 from tests.support.services import free_port
 from tests.support.smtp_server import Mailbox, smtp_server
+from tests.support.tenants import bearer, make_token
+from vigil.api.app import create_app
 from vigil.config import ConfigError, Settings, load_settings
 from vigil.issues.enums import GroupStatus
 from vigil.tenancy import store as tenancy
@@ -91,6 +95,36 @@ def test_refused_failed_at_once_unreachable_tried_again(
     down = f"smtp://127.0.0.1:{free_port()}"
     assert run(stack, engine, down) == Report(found=1, retrying=1)
     assert mailbox.messages == []
+
+
+def test_a_test_notification_by_email_through_the_api(
+    stack: Settings, engine: Engine, mailbox: Mailbox
+) -> None:
+    project = make_project(engine)
+    hook = add(engine)
+    with engine.connect() as conn:
+        org = tenancy.get_organization(conn, "acme")
+    token = make_token(engine, org, ["org:write"])
+    path = f"/api/0/organizations/acme/webhooks/{hook.id}/test/"
+    settings = replace(stack, smtp_url=mailbox.url, email_from="alerts@vigil.example.com")
+    with live_server(create_app(settings)) as url:
+        answer = httpx.post(url + path, headers=bearer(token), timeout=60)
+    # (for email, responseCode is the relay's answer to the message)
+    assert answer.json() == {"delivered": True, "responseCode": 250, "error": None}
+    [(to, mail)] = mailbox.messages
+    assert to == ["ops@example.com", "oncall@example.com"]
+    assert mail["Subject"] == (
+        "[vigil] Test notification in acme/app: APP-0 "
+        "Test notification from vigil: this webhook works"
+    )
+    assert mail.get_content().replace("\r\n", "\n").endswith(f"/ui/webhooks/{hook.id}/\n")
+    assert project.slug == "app"
+    # Without a relay the web process says so, and nothing is sent.
+    with live_server(create_app(replace(stack, smtp_url=""))) as url:
+        refused = httpx.post(url + path, headers=bearer(token), timeout=60).json()
+    assert refused["delivered"] is False
+    assert refused["error"] == "VIGIL_SMTP_URL is not set: no relay"
+    assert len(mailbox.messages) == 1
 
 
 def test_a_relay_refusing_vigils_login_keeps_the_email_waiting(

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
@@ -29,6 +29,9 @@ from vigil.streams.backend import LogError
 from vigil.tenancy import credentials, store
 from vigil.tenancy.bootstrap import bootstrap
 from vigil.tenancy.public_url import public_base_url
+
+if TYPE_CHECKING:
+    from vigil.webhooks.store import Webhook
 
 log = logging.getLogger("vigil")
 
@@ -352,6 +355,25 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     return _with_conn(settings, run)
 
 
+def _test_webhook(settings: Settings, c: Connection, hook: Webhook) -> int:
+    from datetime import UTC, datetime
+
+    from vigil.webhooks import sender
+    from vigil.webhooks import store as webhooks
+
+    project = webhooks.sample_project(c, hook)
+    base_url = public_base_url(c, settings)
+    c.commit()  # nothing held open while the receiver answers
+    print(f"sending a test notification to {hook.url} …", flush=True)
+    outcome = sender.send_test(settings, hook, project, base_url, datetime.now(UTC))
+    if outcome.delivered:
+        protocol = "SMTP" if hook.format == "email" else "HTTP"
+        print(f"delivered ({protocol} {outcome.code})" if outcome.code else "delivered")
+        return 0
+    print(f"vigil: not delivered: {outcome.error}", file=sys.stderr)
+    return 1
+
+
 def cmd_webhook(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
@@ -378,13 +400,16 @@ def cmd_webhook(settings: Settings, args: argparse.Namespace) -> int:
         elif args.action == "remove":
             webhooks.delete_webhook(c, org, args.target)
             print(f"webhook {args.target} removed")
+        elif args.action == "test":
+            return _test_webhook(settings, c, webhooks.get_webhook(c, org, args.target))
         elif args.action == "deliveries":
             hook = webhooks.get_webhook(c, org, args.target)
+            protocol = "SMTP" if hook.format == "email" else "HTTP"
             for row in webhooks.recent_deliveries(c, hook.id):
                 code = "-" if row.response_code is None else row.response_code
                 print(
                     f"{row.id}\t{row.date_added:%Y-%m-%d %H:%M:%S}\tissue {row.group_id}\t"
-                    f"{row.action}\t{row.status}\tattempts {row.attempts}\tHTTP {code}\t"
+                    f"{row.action}\t{row.status}\tattempts {row.attempts}\t{protocol} {code}\t"
                     f"{row.last_error or ''}"
                 )
         else:
@@ -601,12 +626,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "webhook", help="issue webhooks: POST new, resolved, unresolved, archived issues"
     )
-    p.add_argument("action", choices=["list", "add", "remove", "deliveries"])
+    p.add_argument("action", choices=["list", "add", "remove", "deliveries", "test"])
     p.add_argument(
         "target",
         nargs="?",
         help="add: the URL (https://…, or mailto:a@example.com,b@example.com to email through "
-        "VIGIL_SMTP_URL); remove, deliveries: the webhook id",
+        "VIGIL_SMTP_URL); remove, deliveries, test (send it a test notification now): the "
+        "webhook id",
     )
     p.add_argument("--org", default="default")
     p.add_argument("--project", help="add: only this project's issues (default: all)")

@@ -372,6 +372,15 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         response="WebhookDelivery[]",
         answers={200: "the deliveries", **_NOT_FOUND},
     ),
+    _op(
+        "POST",
+        ORG + "/webhooks/{webhook_id}/test/",
+        "Send a webhook a test notification (action `test`, a sample issue) and answer "
+        "how its receiver took it; nothing is recorded among its deliveries",
+        "webhooks",
+        response="WebhookTest",
+        answers={200: "sent: `delivered` says whether the receiver took it", **_NOT_FOUND},
+    ),
     *(
         _op(
             "POST",

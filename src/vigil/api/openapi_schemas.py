@@ -241,6 +241,7 @@ _WEBHOOK_DELIVERY = _object(
         "dateDone": _NDATE,
     }
 )
+_WEBHOOK_TEST = _object({"delivered": _BOOL, "responseCode": _NINT, "error": _NSTR})
 
 _ISSUE_UPDATE = {
     "type": "object",
@@ -322,4 +323,5 @@ SCHEMAS: Final[dict[str, Schema]] = {
     "Webhook": _WEBHOOK,
     "WebhookCreate": _WEBHOOK_CREATE,
     "WebhookDelivery": _WEBHOOK_DELIVERY,
+    "WebhookTest": _WEBHOOK_TEST,
 }

@@ -1,6 +1,7 @@
 """`/api/0/organizations/{organization_slug}/webhooks/`: where the organization's issue
 changes are POSTed (see `vigil.webhooks`). Listing, adding and removing them need
-`org:write`: a webhook's URL is often a secret itself. A webhook's signing secret is
+`org:write`: a webhook's URL is often a secret itself. `…/{id}/test/` sends one a
+test notification and answers how the receiver took it. A webhook's signing secret is
 shown once, in the answer to its creation (and to `vigil webhook list` on the
 server)."""
 
@@ -21,7 +22,9 @@ from vigil.api.http import body_string, json_object, read_body, route
 from vigil.api.paging import format_date
 from vigil.api.services import services
 from vigil.tenancy import store as tenancy
-from vigil.webhooks import store
+from vigil.tenancy.public_url import public_base_url
+from vigil.webhooks import sender, store
+from vigil.webhooks.delivery import Outcome
 from vigil.webhooks.store import DeliveryCounts, Webhook
 
 # Listing needs the write scope too: a webhook's URL is often a secret of its own (a
@@ -147,6 +150,33 @@ async def delete_webhook(request: Request) -> Response:
     return await run_in_threadpool(remove)
 
 
+def serialize_outcome(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "delivered": outcome.delivered,
+        "responseCode": outcome.code,
+        "error": outcome.error,
+    }
+
+
+async def test_webhook(request: Request) -> JSONResponse:
+    """Send the webhook a test notification now and answer how it went (200 either
+    way: the request did what it was asked; `delivered` says whether the receiver took
+    it). Nothing is recorded among its deliveries."""
+    svc = services(request)
+
+    def send() -> JSONResponse:
+        with svc.reading() as conn:
+            access = authorize_request(conn, request, ORG_WRITE)
+            hook = _webhook(conn, access, request)
+            project = store.sample_project(conn, hook)
+            base_url = public_base_url(conn, svc.settings)
+        # Outside the transaction: the receiver may take seconds to answer.
+        outcome = sender.send_test(svc.settings, hook, project, base_url, datetime.now(UTC))
+        return JSONResponse(serialize_outcome(outcome))
+
+    return await run_in_threadpool(send)
+
+
 def routes() -> list[BaseRoute]:
     hooks = "/api/0/organizations/{organization_slug}/webhooks/"
     return [
@@ -154,4 +184,5 @@ def routes() -> list[BaseRoute]:
         *route(hooks, create_webhook, ["POST"]),
         *route(hooks + "{webhook_id}/", delete_webhook, ["DELETE"]),
         *route(hooks + "{webhook_id}/deliveries/", list_deliveries, ["GET"]),
+        *route(hooks + "{webhook_id}/test/", test_webhook, ["POST"]),
     ]

@@ -12,7 +12,8 @@ signed-in token (`subrequest.call_api`):
   tags; resolve, unresolve, ignore;
 - `/ui/webhooks/`: the organization's issue webhooks with their deliveries by status;
   add one (its signing secret shown on the page that answers), remove one;
-  `/ui/webhooks/{id}/`: its latest deliveries.
+  `/ui/webhooks/{id}/`: its latest deliveries, and a button that sends it a test
+  notification.
 
 A refusal of the API is shown with its reason and status; a token that no longer signs
 in (revoked) sends its holder to the sign-in page. Changes are forms POSTed by the
@@ -495,8 +496,9 @@ async def webhook_remove(request: Request, s: Session) -> Response:
     return RedirectResponse("/ui/webhooks/?notice=webhook-removed", status_code=303)
 
 
-@signed_in
-async def webhook_deliveries(request: Request, s: Session) -> Response:
+async def _webhook_page(
+    request: Request, s: Session, tested: dict[str, Any] | None = None
+) -> Response:
     webhook_id = request.path_params["webhook_id"]
     hooks = await call_api(request, s.token, _api(s.organization.slug, "webhooks/"))
     if not hooks.ok:
@@ -506,7 +508,21 @@ async def webhook_deliveries(request: Request, s: Session) -> Response:
     if not found.ok:
         return _refused(request, s, found)
     [hook] = [h for h in hooks.body if h["id"] == webhook_id] or [None]
-    return _render(request, "webhook.html", s, webhook=hook, deliveries=found.body)
+    return _render(request, "webhook.html", s, webhook=hook, deliveries=found.body, tested=tested)
+
+
+@signed_in
+async def webhook_deliveries(request: Request, s: Session) -> Response:
+    return await _webhook_page(request, s)
+
+
+@signed_in
+async def webhook_test(request: Request, s: Session) -> Response:
+    path = _api(s.organization.slug, f"webhooks/{request.path_params['webhook_id']}/test/")
+    answer = await call_api(request, s.token, path, method="POST")
+    if not answer.ok:
+        return _refused(request, s, answer)
+    return await _webhook_page(request, s, tested=answer.body)
 
 
 # --- routes ----------------------------------------------------------------------------
@@ -531,5 +547,6 @@ def routes() -> list[BaseRoute]:
         Route("/ui/webhooks/add", webhook_add, methods=["POST"]),
         Route("/ui/webhooks/{webhook_id}/", webhook_deliveries, methods=["GET"]),
         Route("/ui/webhooks/{webhook_id}/remove", webhook_remove, methods=["POST"]),
+        Route("/ui/webhooks/{webhook_id}/test", webhook_test, methods=["POST"]),
         Mount("/ui/static", StaticFiles(packages=[("vigil.web", "static")]), name="static"),
     ]

@@ -22,22 +22,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import urllib.parse
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-import orjson
 from sqlalchemy import Connection, Engine
 
 from vigil import metrics
 from vigil.config import Settings
 from vigil.db.timestamps import as_utc
 from vigil.tenancy.public_url import public_base_url
-from vigil.webhooks import delivery, mail, payloads, store
+from vigil.webhooks import delivery, payloads, sender, store
 from vigil.webhooks.store import Webhook
 
 log = logging.getLogger(__name__)
@@ -53,7 +51,6 @@ SEND_BUDGET_S: Final = 15.0
 KEEP: Final = timedelta(days=7)
 PRUNE_EVERY: Final = timedelta(hours=1)
 
-Post = Callable[[str, bytes, Mapping[str, str]], delivery.Outcome]
 Clock = Callable[[], datetime]
 
 
@@ -154,7 +151,7 @@ class WebhookDispatcher:
         settings: Settings,
         *,
         background: bool = True,
-        post: Post = delivery.post,
+        post: sender.Post = delivery.post,
         clock: Clock = _wall_clock,
     ) -> None:
         self.settings = settings
@@ -206,33 +203,14 @@ class WebhookDispatcher:
                 report.failed += outcome.failed
 
     def _deliver(self, hook: Webhook, row: Any, now: datetime) -> delivery.Outcome:
-        if hook.format == "email":
-            return self._email(hook, row.payload)
-        body = orjson.dumps(row.payload)
-        return self._post(
-            hook.url,
-            body,
-            payloads.headers(
-                secret=hook.secret,
-                body=body,
-                timestamp=int(now.timestamp()),
-                request_id=request_id(row.id),
-            ),
+        return sender.send(
+            self.settings,
+            hook,
+            row.payload,
+            request_id=request_id(row.id),
+            now=now,
+            post=self._post,
         )
-
-    def _email(self, hook: Webhook, payload: Mapping[str, Any]) -> delivery.Outcome:
-        relay = self.settings.smtp_url
-        if not relay:
-            # Set where the webhook was added, not here: it may be set on the next start.
-            return delivery.Outcome(
-                False, True, None, "VIGIL_SMTP_URL is not set for vigil periodic: no relay"
-            )
-        sender = self.settings.email_from or f"vigil@{self._sender_host()}"
-        to = mail.recipients(hook.url)
-        return mail.send(relay, mail.message(sender, to, payload["subject"], payload["text"]))
-
-    def _sender_host(self) -> str:
-        return urllib.parse.urlsplit(self.settings.base_url).hostname or "localhost"
 
     def _send_hook(self, engine: Engine, hook: Webhook) -> Report:
         # Each webhook's own first deliveries: one receiver's backlog never keeps

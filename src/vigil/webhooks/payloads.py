@@ -15,10 +15,18 @@ import hashlib
 import hmac
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Final
 
 from vigil import __version__
-from vigil.issues.enums import GroupHistoryStatus
+from vigil.issues.enums import (
+    GroupHistoryStatus,
+    GroupStatus,
+    GroupSubStatus,
+    PriorityLevel,
+    log_level_int,
+)
+from vigil.issues.group_types import MONITOR_CHECK_IN_FAILURE
 
 ACTIONS: Final = ("created", "resolved", "unresolved", "archived")
 FORMATS: Final = ("sentry", "slack", "email")
@@ -35,6 +43,9 @@ _HISTORY: Final[dict[str, tuple[str, str]]] = {
     GroupHistoryStatus.ARCHIVED_FOREVER: ("archived", "Archived forever"),
 }
 CREATED_WORD: Final = "New issue"
+TEST_ACTION: Final = "test"
+TEST_WORD: Final = "Test notification"
+TEST_TITLE: Final = "Test notification from vigil: this webhook works"
 
 _NAMESPACE: Final = uuid.UUID("8f4a7f0e-3c1e-4d52-9a4b-6f1d2c9e7b10")
 
@@ -48,6 +59,33 @@ def history_action(status: str) -> tuple[str, str] | None:
 def installation_uuid(webhook_id: int) -> str:
     """A stable id for the webhook, where Sentry puts its app installation's."""
     return str(uuid.uuid5(_NAMESPACE, f"webhook:{webhook_id}"))
+
+
+def sample_issue_row(project_id: int, project_slug: str, now: datetime) -> dict[str, Any]:
+    """The columns of the issue a test notification shows (as `serialize_issue` takes
+    them): a cron failure, id 0, found now, nothing a real issue could be mistaken for."""
+    return {
+        "id": 0,
+        "short_id": 0,
+        "project_id": project_id,
+        "project_slug": project_slug,
+        "project_name": project_slug,
+        "type": MONITOR_CHECK_IN_FAILURE.type_id,
+        "title": TEST_TITLE,
+        "culprit": "vigil webhook test",
+        "level": log_level_int("info"),
+        "status": int(GroupStatus.UNRESOLVED),
+        "substatus": int(GroupSubStatus.NEW),
+        "priority": int(PriorityLevel.LOW),
+        "priority_locked": False,
+        "first_seen": now,
+        "last_seen": now,
+        "times_seen": 0,
+        "platform": None,
+        "data": {"metadata": {"title": TEST_TITLE}},
+        "first_release_version": None,
+        "assignee": None,
+    }
 
 
 def issue_links(issue: Mapping[str, Any], base_url: str, org_slug: str) -> dict[str, str]:

@@ -244,6 +244,20 @@ def scope_projects(conn: Connection, hook: Webhook) -> frozenset[int]:
     )
 
 
+def sample_project(conn: Connection, hook: Webhook) -> tuple[int, str]:
+    """(id, slug) of the project a test notification names: the webhook's own, else the
+    organization's first (the organization's slug for one without projects)."""
+    if hook.project_id is not None and hook.project_slug is not None:
+        return hook.project_id, hook.project_slug
+    first = conn.execute(
+        select(project.c.id, project.c.slug)
+        .where(project.c.organization_id == hook.organization_id)
+        .order_by(project.c.id)
+        .limit(1)
+    ).first()
+    return (first.id, first.slug) if first is not None else (0, hook.organization_slug)
+
+
 # The two scans below read every row after the cursor, whatever its project or status,
 # and the caller picks: a filter in SQL would leave the cursor behind the rows it skips,
 # to be read again on every run (another organization's issues, priority changes).
