@@ -6,12 +6,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import anyio
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, insert, select, update
 
 from tests.support import sink_consumer
 from tests.support.checkins import T0, Sender
@@ -19,10 +20,11 @@ from tests.support.live_server import live_server
 from tests.support.services import free_port
 from tests.support.tenants import make_tenant
 from vigil.api.app import create_app
-from vigil.api.health import CheckResult, health_report, run_check
+from vigil.api.health import CheckResult, clock_problem, health_report, run_check
 from vigil.config import Settings
 from vigil.db.tables import environment as environment_table
 from vigil.db.tables import monitor as monitor_table
+from vigil.db.tables import monitor_clock as clock_table
 from vigil.db.tables import monitor_environment as me_table
 from vigil.monitors import store as monitor_store
 from vigil.monitors.checkin_processing import CheckinProcessing
@@ -67,6 +69,18 @@ def test_run_check_turns_exceptions_and_timeouts_into_failures() -> None:
     assert run(hangs, 0.01) == CheckResult(False, "no answer within 0.01 s")
 
 
+def test_a_clock_more_than_the_lag_allowed_behind_is_a_problem() -> None:
+    now = T0 + timedelta(minutes=10)
+    assert clock_problem(now - timedelta(seconds=179), now, 180) is None
+    late = clock_problem(now - timedelta(seconds=181), now, 180)
+    assert late is not None
+    assert late.startswith(
+        "the crons clock's last tick (2026-03-01T12:07:04Z) is 181 s behind (more than 180 s)"
+    )
+    never = clock_problem(None, now, 180)
+    assert never is not None and never.startswith("the crons clock has not ticked yet")
+
+
 # --- through a real server -------------------------------------------------------------
 
 
@@ -84,6 +98,45 @@ def test_full_check_reports_database_and_log(server: str) -> None:
         "ok": True,
         "checks": {"database": {"ok": True}, "log": {"ok": True}},
     }
+
+
+def set_last_tick(engine: Engine, at: datetime) -> None:
+    with engine.begin() as conn:
+        conn.execute(delete(clock_table))
+        minute = int(at.timestamp()) // 60 * 60
+        conn.execute(insert(clock_table).values(id=1, last_tick=minute, date_updated=at))
+
+
+def test_the_clock_check_fails_while_missed_runs_are_not_detected(
+    server: str, engine: Engine
+) -> None:
+    def health(query: str) -> httpx.Response:
+        return httpx.get(f"{server}/_health/?{query}", timeout=60)
+
+    # No `vigil periodic` here: the clock never ticked.
+    never = health("clock=1")
+    assert never.status_code == 503
+    body = never.json()
+    assert body["detail"] == "failing checks: crons_clock"
+    assert body["checks"]["crons_clock"]["error"].startswith("the crons clock has not ticked")
+    assert body["checks"]["database"] == {"ok": True}
+
+    set_last_tick(engine, datetime.now(UTC))
+    ticking = health("full=1&clock=1")
+    assert ticking.status_code == 200, ticking.text
+    assert ticking.json()["checks"]["crons_clock"] == {"ok": True}
+
+    set_last_tick(engine, datetime.now(UTC) - timedelta(minutes=10))
+    stalled = health("clock=1")
+    assert stalled.status_code == 503
+    assert "s behind (more than 180 s)" in stalled.json()["checks"]["crons_clock"]["error"]
+    assert health("clock=1&clock_max_lag=3600").status_code == 200
+    # A load balancer's check is not the clock's: the web replicas keep serving.
+    assert health("full=1").json()["checks"].keys() == {"database", "log"}
+    for bad in ("abc", "0", "-5", "nan", str(10**9)):
+        refused = health(f"clock=1&clock_max_lag={bad}")
+        assert refused.status_code == 400, bad
+        assert "clock_max_lag: a number of seconds" in refused.json()["detail"]
 
 
 def unreachable_database(stack: Settings, backend_name: str) -> Settings:

@@ -83,6 +83,13 @@ def test_serve_end_to_end(stack: Settings) -> None:
         health = httpx.get(f"{running.base_url}/_health/?full=1")
         assert health.status_code == 200, health.text
 
+        # the crons clock starts ticking on its own (an idle log: by wall time)
+        deadline = time.monotonic() + 60
+        while (clock := httpx.get(f"{running.base_url}/_health/?clock=1")).status_code != 200:
+            assert time.monotonic() < deadline, clock.text
+            time.sleep(0.2)
+        assert clock.json()["checks"]["crons_clock"] == {"ok": True}
+
         # a real sentry-sdk, pointed at the printed DSN, delivers a check-in to the log
         sentry_sdk.init(dsn=dsn, default_integrations=False)
         try:

@@ -535,10 +535,15 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
     _op(
         "GET",
         "/_health/",
-        "Liveness; with full=1, the database and the log too",
+        "Liveness; with full=1, the database and the log too; with clock=1, the crons "
+        "clock as well",
         "operations",
-        query=(("full", "1: check the database and the log"),),
-        answers={200: "healthy", 503: "a check failed"},
+        query=(
+            ("full", "1: check the database and the log"),
+            ("clock", "1: and that the crons clock is at most clock_max_lag seconds behind"),
+            ("clock_max_lag", "seconds (default 180)"),
+        ),
+        answers={200: "healthy", 400: "a bad clock_max_lag", 503: "a check failed"},
         auth="none",
     ),
     _op("GET", "/metrics", "Prometheus metrics", "operations", auth="none"),
