@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
 from tests.support.checkins import Sender
 from tests.support.live_server import live_server
@@ -18,6 +18,7 @@ from tests.support.tenants import Tenant, bearer, make_tenant, make_token
 from vigil.api.app import create_app
 from vigil.config import Settings
 from vigil.db.tables import monitor as monitor_table
+from vigil.db.tables import monitor_environment as me_table
 from vigil.monitors import store as monitor_store
 from vigil.monitors.checkin_processing import CheckinProcessing
 from vigil.monitors.enums import MonitorStatus
@@ -326,6 +327,33 @@ def test_list_takes_every_project_and_a_query(server: str, tenant: Tenant, engin
     assert names(query="backup nightly") == ["Nightly Backup"]
     assert names(query="backup", project="api") == []
     assert names(query="nothing-like-it") == []
+
+
+def test_list_shows_failing_monitors_first_as_sentry_sorts(
+    server: str, tenant: Tenant, engine: Engine
+) -> None:
+    for slug in ("a-ok", "b-new", "c-failing"):
+        assert create(server, tenant, slug=slug, name=slug).status_code == 201
+    for slug, status in (("a-ok", MonitorStatus.OK), ("c-failing", MonitorStatus.ERROR)):
+        add_environment(engine, tenant, slug, "production")
+        with engine.begin() as conn:
+            monitor = monitor_store.get_monitor(conn, tenant.project.id, slug)
+            assert monitor is not None
+            changed = update(me_table).where(me_table.c.monitor_id == monitor.id)
+            conn.execute(changed.values(status=int(status)))
+
+    def slugs(**params: str) -> list[str]:
+        response = call("GET", server, MONITORS, tenant.token, params=params)
+        assert response.status_code == 200, response.text
+        return [m["slug"] for m in response.json()]
+
+    assert slugs() == ["c-failing", "a-ok", "b-new"]  # sort=status, the default
+    assert slugs(sort="status", asc="0") == ["b-new", "a-ok", "c-failing"]
+    assert slugs(sort="name") == ["a-ok", "b-new", "c-failing"]
+    assert slugs(sort="name", per_page="1", query="new") == ["b-new"]
+    refused = call("GET", server, MONITORS, tenant.token, params={"sort": "date"})
+    assert refused.status_code == 400
+    assert refused.json()["sort"] == ["Unknown sort 'date': one of status, name, muted"]
 
 
 def test_list_and_detail_show_only_the_environments_asked_for(

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, func, select, update
 from vigil.config import ConfigError, load_settings
 from vigil.db.tables import environment as environment_table
 from vigil.db.tables import monitor as monitor_table
+from vigil.db.tables import monitor_environment as monitor_environment_table
 from vigil.monitors.enums import MonitorStatus, MonitorType, ObjectStatus
 from vigil.monitors.models import Monitor
 from vigil.monitors.processing_errors import ProcessingError, ProcessingErrorType
@@ -461,6 +462,62 @@ def test_list_monitors_pages_and_filters_before_reading_the_page(
     # the page's monitors come with their own environments only
     page = list_monitors(conn, org.id, terms=["job"], offset=1, limit=1)
     assert [[e.monitor_id for e in m.environments] for m in page] == [[jobs[1].id]]
+
+
+def test_list_monitors_by_status_failing_first(
+    conn: Connection, org: Organization, project: Project
+) -> None:
+    def made(slug: str, status: MonitorStatus | None, **env: Any) -> Monitor:
+        monitor = created(conn, project, DAILY, slug=slug)
+        if status is not None:
+            ensure_environment(conn, project, monitor, None, MANY)
+            conn.execute(
+                update(monitor_environment_table)
+                .where(monitor_environment_table.c.monitor_id == monitor.id)
+                .values(status=int(status), **env)
+            )
+        return monitor
+
+    made("a-disabled", MonitorStatus.ERROR)
+    conn.execute(
+        update(monitor_table)
+        .where(monitor_table.c.slug == "a-disabled")
+        .values(status=int(ObjectStatus.DISABLED))
+    )
+    muted = made("b-muted", MonitorStatus.ERROR, is_muted=True)
+    # (all its environments muted: so is the monitor, as the API keeps it)
+    conn.execute(update(monitor_table).where(monitor_table.c.id == muted.id).values(is_muted=True))
+    made("c-new", None)
+    made("d-ok", MonitorStatus.OK)
+    made("e-waiting", MonitorStatus.ACTIVE)
+    made("f-failing", MonitorStatus.ERROR)
+    failing_in_staging = made("g-staging-fails", MonitorStatus.OK)
+    ensure_environment(conn, project, failing_in_staging, "staging", MANY)
+    conn.execute(
+        update(monitor_environment_table)
+        .where(
+            monitor_environment_table.c.monitor_id == failing_in_staging.id,
+            monitor_environment_table.c.status == int(MonitorStatus.ACTIVE),
+        )
+        .values(status=int(MonitorStatus.ERROR))
+    )
+
+    def slugs(**kwargs: Any) -> list[str]:
+        return [m.monitor.slug for m in list_monitors(conn, org.id, **kwargs)]
+
+    by_status = ["f-failing", "g-staging-fails", "d-ok", "c-new", "e-waiting", "b-muted"]
+    assert slugs(sort="status") == [*by_status, "a-disabled"]
+    assert slugs(sort="status", ascending=False) == ["a-disabled", *reversed(by_status)]
+    # Only the environments asked for decide.
+    assert slugs(sort="status", environments=["production"])[:3] == [
+        "f-failing",
+        "d-ok",
+        "g-staging-fails",
+    ]
+    assert slugs(sort="status", terms=["ok"]) == ["d-ok"]
+    assert slugs(sort="muted")[-1] == "b-muted"
+    with pytest.raises(ValueError, match="sort: one of status, name, muted"):
+        list_monitors(conn, org.id, sort="date")
 
 
 # --- settings ---------------------------------------------------------------------------

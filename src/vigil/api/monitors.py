@@ -2,7 +2,9 @@
 processing errors of monitors and projects.
 
 - `GET|POST /api/0/organizations/{org}/monitors/`: the organization's monitors (`project=`
-  slug or id, repeatable), ordered by name, cursor-paginated with a Sentry `Link` header;
+  slug or id, repeatable), in Sentry's `sort` (`status`, the default: failing first, then
+  ok, waiting, muted, disabled; `name`; `muted`; `asc=0` reverses), cursor-paginated
+  with a Sentry `Link` header;
   create one from `project`, `name`, optional `slug` (else the slugified name) and
   `config` (string `schedule_type`), validated as check-in configs are (B2). Field
   errors are 400 in Sentry's shape (`{"config": {"schedule": [...]}}`); the
@@ -165,6 +167,11 @@ def list_monitors(request: Request) -> Response:
             page = parse_page(request)
         except FieldErrors as exc:
             return field_error_response(exc.errors)
+        sort = request.query_params.get("sort") or "status"
+        if sort not in store.MONITOR_SORTS:
+            return field_error_response(
+                {"sort": [f"Unknown sort {sort[:40]!r}: one of {', '.join(store.MONITOR_SORTS)}"]}
+            )
         projects = {p.id: p for p in tenancy.list_projects(conn, access.organization)}
         wanted = request.query_params.getlist("project")
         project_ids = None
@@ -177,6 +184,8 @@ def list_monitors(request: Request) -> Response:
             project_ids,
             terms=request.query_params.get("query", "").casefold().split(),
             environments=request.query_params.getlist("environment"),
+            sort=sort,
+            ascending=request.query_params.get("asc", "1") != "0",
             offset=page.offset,
             limit=page.per_page + 1,
         )

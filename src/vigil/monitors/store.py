@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import Connection, Row, Select, and_, func, select, update
+from sqlalchemy import ColumnElement, Connection, Row, Select, and_, case, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from vigil.db.engine import serialize
@@ -182,11 +182,14 @@ def list_monitors(
     *,
     terms: Sequence[str] = (),
     environments: Sequence[str] = (),
+    sort: str = "name",
+    ascending: bool = True,
     offset: int = 0,
     limit: int | None = None,
 ) -> list[MonitorWithEnvironments]:
-    """The organization's monitors (of `project_ids` when given), ordered by name then
-    id, each with its environments ordered by name.
+    """The organization's monitors (of `project_ids` when given) in `sort` order (one of
+    `MONITOR_SORTS`, reversed when not `ascending`), each with its environments ordered
+    by name.
 
     `terms`: casefolded words that must each be in the name or the slug (Sentry's
     `query`). `environments`: only monitors with one of these, each shown with those
@@ -204,7 +207,7 @@ def list_monitors(
             .where(me_t.c.monitor_id == monitor_table.c.id, env_t.c.name.in_(list(environments)))
             .exists(),
         )
-    order = (monitor_table.c.name, monitor_table.c.id)
+    order = _monitor_order(sort, ascending, environments)
     if terms:
         # Casefolded matching is Python's (SQLite's lower() knows only ASCII), so the
         # filter runs over names and slugs alone; the page is then read in full.
@@ -240,6 +243,50 @@ def list_monitors(
         env = _monitor_environment(row)
         by_monitor[env.monitor_id].append(env)
     return [MonitorWithEnvironments(m, tuple(by_monitor[m.id])) for m in monitors]
+
+
+MONITOR_SORTS: Final = ("status", "name", "muted")
+"""The orders monitors are listed in (Sentry's `sort`): `status`, the failing first, then
+the ones whose last run went well, then those waiting for their first check-in, then
+the muted, then the disabled, each by name; `name`; `muted`, the unmuted first."""
+
+
+def _status_rank(environments: Sequence[str]) -> ColumnElement[int]:
+    # The monitor's place in the `status` order: its best-placed unmuted environment
+    # (of `environments`, when given) decides, as the worst news shows first.
+    me_t, env_t = monitor_environment_table, environment_table
+    env_rank = case(
+        (me_t.c.status == int(MonitorStatus.ERROR), 0),
+        (me_t.c.status == int(MonitorStatus.OK), 1),
+        else_=2,
+    )
+    unmuted = select(func.min(env_rank)).where(
+        me_t.c.monitor_id == monitor_table.c.id, me_t.c.is_muted.is_(False)
+    )
+    some = select(me_t.c.id).where(me_t.c.monitor_id == monitor_table.c.id)
+    if environments:
+        named = select(env_t.c.id).where(env_t.c.name.in_(list(environments)))
+        unmuted = unmuted.where(me_t.c.environment_id.in_(named))
+        some = some.where(me_t.c.environment_id.in_(named))
+    return case(
+        (monitor_table.c.status != int(ObjectStatus.ACTIVE), 4),
+        (monitor_table.c.is_muted.is_(True), 3),
+        else_=func.coalesce(unmuted.scalar_subquery(), case((some.exists(), 3), else_=2)),
+    )
+
+
+def _monitor_order(
+    sort: str, ascending: bool, environments: Sequence[str]
+) -> tuple[ColumnElement[Any], ...]:
+    if sort not in MONITOR_SORTS:
+        raise ValueError(f"sort: one of {', '.join(MONITOR_SORTS)}")
+    keys: list[ColumnElement[Any]] = []
+    if sort == "status":
+        keys.append(_status_rank(environments))
+    elif sort == "muted":
+        keys.append(monitor_table.c.is_muted)
+    keys += [monitor_table.c.name, monitor_table.c.id]
+    return tuple(keys if ascending else [key.desc() for key in keys])
 
 
 def count_monitors(conn: Connection, organization_id: int) -> int:
