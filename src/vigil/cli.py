@@ -254,6 +254,42 @@ def cmd_cleanup(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vigil.db.backup import BackupError, backup_sqlite, sqlite_path
+
+    database = sqlite_path(settings.resolved_database_url)
+    if database is None:
+        raise CommandError(
+            "the database is not a SQLite file: back it up with its own tools "
+            "(pg_dump for PostgreSQL); vigil keeps everything else in the log"
+        )
+    target = Path(args.directory)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise CommandError(f"{target}: exists and is not an empty directory")
+    target.mkdir(parents=True, exist_ok=True)
+    # The log first: a message it still holds that the database copy has applied is
+    # applied again on restore, to no effect (applying is idempotent); the other order
+    # could leave out a message accepted after the database was copied.
+    files = []
+    if not settings.uses_kafka and settings.log_path.is_file():
+        files.append(("the embedded log", settings.log_path, target / "log.sqlite3"))
+    files.append(("the database", database, target / "vigil.sqlite3"))
+    try:
+        for what, source, copy in files:
+            print(f"copying {what} ({source}) …", flush=True)
+            size = backup_sqlite(source, copy)
+            print(f"  {copy}: {size / 1e6:,.1f} MB, checked", flush=True)
+    except BackupError as exc:
+        raise CommandError(str(exc)) from None
+    print(
+        f"done. To restore: stop vigil, put the files of {target} in place of those in "
+        f"{settings.home} (deleting their -wal and -shm files), start vigil."
+    )
+    return 0
+
+
 def cmd_config(settings: Settings, _args: argparse.Namespace) -> int:
     env_of = {name: env for env, name in ENV_VARS.items()}
     for f in fields(Settings):
@@ -578,6 +614,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_periodic)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
     sub.add_parser("config", help="print the effective settings").set_defaults(func=cmd_config)
+    p = sub.add_parser(
+        "backup",
+        help="copy the SQLite database and the embedded log, while vigil runs, into a new "
+        "directory",
+    )
+    p.add_argument("directory", help="where the copies go: a new or empty directory")
+    p.set_defaults(func=cmd_backup)
     p = sub.add_parser(
         "cleanup",
         help="delete issues, events and check-ins older than the retention, at once and for "
