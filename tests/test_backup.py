@@ -81,6 +81,11 @@ def test_backup_copies_a_live_install_that_a_restore_brings_back(
         [(held,)] = log.execute("SELECT sum(next_offset) FROM partitions").fetchall()
     assert held == 1  # the accepted message is in the copied log
 
+    # Nothing to copy where there is no database: said before anything is made.
+    elsewhere = run_vigil(replace(stack, home=tmp_path / "empty"), "backup", str(tmp_path / "b2"))
+    assert elsewhere.returncode == 1
+    assert "vigil.sqlite3: no such database (is VIGIL_HOME" in elsewhere.stderr
+    assert not (tmp_path / "b2").exists()
     # Never over a backup, nor into a directory in use.
     again = run_vigil(stack, "backup", str(target))
     assert again.returncode == 1

@@ -265,6 +265,8 @@ def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
             "the database is not a SQLite file: back it up with its own tools "
             "(pg_dump for PostgreSQL); vigil keeps everything else in the log"
         )
+    if not database.is_file():
+        raise CommandError(f"{database}: no such database (is VIGIL_HOME {settings.home}?)")
     target = Path(args.directory)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise CommandError(f"{target}: exists and is not an empty directory")
