@@ -62,7 +62,7 @@ def test_backup_copies_a_live_install_that_a_restore_brings_back(
     lines = made.stdout.splitlines()
     assert lines[0] == f"copying the embedded log ({stack.log_path}) …"
     assert lines[2].startswith("copying the database (")
-    assert lines[3].startswith(f"  {target / 'vigil.sqlite3'}: ") and "MB, checked" in lines[3]
+    assert lines[3].startswith(f"  {target / 'vigil.sqlite3'}: ") and " s, checked" in lines[3]
     assert lines[-1].startswith("done. To restore: stop vigil")
     assert written  # the writer was not held back
 

@@ -255,6 +255,7 @@ def cmd_cleanup(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
+    import time
     from pathlib import Path
 
     from vigil.db.backup import BackupError, backup_sqlite, sqlite_path
@@ -281,8 +282,10 @@ def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
     try:
         for what, source, copy in files:
             print(f"copying {what} ({source}) …", flush=True)
+            started = time.monotonic()
             size = backup_sqlite(source, copy)
-            print(f"  {copy}: {size / 1e6:,.1f} MB, checked", flush=True)
+            took = time.monotonic() - started
+            print(f"  {copy}: {size / 1e6:,.1f} MB in {took:.1f} s, checked", flush=True)
     except BackupError as exc:
         raise CommandError(str(exc)) from None
     print(
