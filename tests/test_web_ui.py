@@ -204,6 +204,27 @@ def test_monitors_show_their_state_schedule_and_timeline(
     )
 
 
+def test_failing_monitors_are_listed_first_unless_sorted_otherwise(
+    server: str, tenant: Tenant, engine: Engine
+) -> None:
+    send = Sender(engine, tenant.project, CheckinProcessing())
+    send(T0, monitor_slug="a-fine", monitor_config=DAILY)
+    send(T0, monitor_slug="z-failing", monitor_config=DAILY, status="error")
+    client = browser(server, tenant)
+
+    def listed(**params: str) -> list[str]:
+        page = client.get("/ui/monitors/", params=params)
+        assert page.status_code == 200
+        return re.findall(r'<div class="muted">web / ([\w-]+)</div>', page.text)
+
+    assert listed() == ["z-failing", "a-fine"]
+    assert listed(sort="name") == ["a-fine", "z-failing"]
+    page = client.get("/ui/monitors/")
+    assert '<option value="status" selected>Failing first</option>' in page.text
+    refused = client.get("/ui/monitors/", params={"sort": "bogus"})
+    assert refused.status_code == 400 and "Unknown sort" in text(refused)
+
+
 def test_a_monitor_page_pages_its_checkins_and_filters_by_environment(
     server: str, tenant: Tenant, engine: Engine
 ) -> None:

@@ -3,7 +3,7 @@ signed-in token (`subrequest.call_api`):
 
 - `/ui/login` (a form taking an API token), `/ui/logout`;
 - `/ui/monitors/`: every monitor with its state, schedule, last and next check-in and a
-  timeline of its recent check-ins; `query=` as the API's;
+  timeline of its recent check-ins; `query=` and `sort=` as the API's (failing first);
 - `/ui/monitors/{project}/{slug}/`: one monitor, its environments, its check-ins
   (paginated, `environment=`) and processing errors; mute, unmute (the monitor, or one
   environment);
@@ -53,6 +53,7 @@ EVENTS_PER_PAGE: Final = 10
 MAX_FORM_BYTES: Final = 4096
 DEFAULT_ISSUE_QUERY: Final = "is:unresolved"
 ISSUE_SORTS: Final = {"date": "Last seen", "new": "First seen", "freq": "Events"}
+MONITOR_SORTS: Final = {"status": "Failing first", "name": "Name", "muted": "Muted last"}
 STATUS_CHANGES: Final = {
     "resolved": "Resolve",
     "unresolved": "Unresolve",
@@ -274,7 +275,8 @@ async def home(_request: Request) -> Response:
 async def monitors(request: Request, s: Session) -> Response:
     org = s.organization.slug
     query = request.query_params.get("query", "")
-    params = {"per_page": str(MONITORS_PER_PAGE), "query": query}
+    sort = request.query_params.get("sort", "status")
+    params = {"per_page": str(MONITORS_PER_PAGE), "query": query, "sort": sort}
     params.update(_cursor(request))
     answer = await call_api(request, s.token, _api(org, "monitors/"), query=params)
     if not answer.ok:
@@ -297,7 +299,16 @@ async def monitors(request: Request, s: Session) -> Response:
                 "next": min((e["nextCheckIn"] or "~" for e in environments), default="~"),
             }
         )
-    return _render(request, "monitors.html", s, rows=rows, query=query, cursors=_cursors(answer))
+    return _render(
+        request,
+        "monitors.html",
+        s,
+        rows=rows,
+        query=query,
+        sort=sort,
+        sorts=MONITOR_SORTS,
+        cursors=_cursors(answer),
+    )
 
 
 @signed_in
