@@ -11,6 +11,8 @@ from contextlib import closing
 from pathlib import Path
 from typing import Final
 
+from sqlalchemy.engine import make_url
+
 BUSY_TIMEOUT_S: Final = 30.0
 
 
@@ -19,12 +21,12 @@ class BackupError(Exception):
 
 
 def sqlite_path(url: str) -> Path | None:
-    """The file a `sqlite:///…` database URL names; None for any other database (or an
-    in-memory SQLite one)."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix):
+    """The file a SQLite database URL names (read as the engine reads it); None for any
+    other database, or an in-memory SQLite one."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
         return None
-    path = url[len(prefix) :].split("?", 1)[0]
+    path = parsed.database
     return Path(path) if path and path != ":memory:" else None
 
 

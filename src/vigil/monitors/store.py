@@ -252,26 +252,24 @@ the muted, then the disabled, each by name; `name`; `muted`, the unmuted first."
 
 
 def _status_rank(environments: Sequence[str]) -> ColumnElement[int]:
-    # The monitor's place in the `status` order: its best-placed unmuted environment
-    # (of `environments`, when given) decides, as the worst news shows first.
+    # The monitor's place in the `status` order: its best-placed environment (of
+    # `environments`, when given) decides, as the worst news shows first; a muted one
+    # ranks with the muted, and a monitor without one waits for its first check-in.
     me_t, env_t = monitor_environment_table, environment_table
     env_rank = case(
+        (me_t.c.is_muted.is_(True), 3),
         (me_t.c.status == int(MonitorStatus.ERROR), 0),
         (me_t.c.status == int(MonitorStatus.OK), 1),
         else_=2,
     )
-    unmuted = select(func.min(env_rank)).where(
-        me_t.c.monitor_id == monitor_table.c.id, me_t.c.is_muted.is_(False)
-    )
-    some = select(me_t.c.id).where(me_t.c.monitor_id == monitor_table.c.id)
+    best = select(func.min(env_rank)).where(me_t.c.monitor_id == monitor_table.c.id)
     if environments:
         named = select(env_t.c.id).where(env_t.c.name.in_(list(environments)))
-        unmuted = unmuted.where(me_t.c.environment_id.in_(named))
-        some = some.where(me_t.c.environment_id.in_(named))
+        best = best.where(me_t.c.environment_id.in_(named))
     return case(
         (monitor_table.c.status != int(ObjectStatus.ACTIVE), 4),
         (monitor_table.c.is_muted.is_(True), 3),
-        else_=func.coalesce(unmuted.scalar_subquery(), case((some.exists(), 3), else_=2)),
+        else_=func.coalesce(best.scalar_subquery(), 2),
     )
 
 
