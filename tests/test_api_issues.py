@@ -659,6 +659,38 @@ def test_events_newest_first_with_their_occurrence_and_tags(
     assert get(server, tenant, f"{path}{'f' * 32}/").status_code == 404
 
 
+def test_events_sort_by_their_own_time_not_by_arrival(
+    server: str, tenant: Tenant, engine: Engine
+) -> None:
+    pid = tenant.project.id
+    # Arrival order: 12:05, then 12:01 sent late, then 12:03 from a buffered-spans
+    # producer (its event is never stored: the occurrence keeps the event's time).
+    newest = occurrence(pid, "x", at=later(5))
+    late = occurrence(pid, "x", at=later(1))
+    spans = occurrence(pid, "x", at=later(3), is_buffered_spans=True)
+    for arrived, payload in enumerate((newest, late, spans), start=6):
+        process(engine, payload, now=later(arrived))
+    with engine.connect() as conn:
+        group_id = conn.execute(select(grouphash.c.group_id)).scalar_one()
+    path = f"{ISSUES}{group_id}/events/"
+    listed = get(server, tenant, path).json()
+    assert [e["eventID"] for e in listed] == [
+        newest["event_id"],
+        spans["event_id"],
+        late["event_id"],
+    ]
+    assert [e["dateCreated"] for e in listed] == [
+        "2026-03-01T12:05:00Z",
+        "2026-03-01T12:03:00Z",
+        "2026-03-01T12:01:00Z",
+    ]
+    assert get(server, tenant, f"{path}latest/").json()["eventID"] == newest["event_id"]
+    assert get(server, tenant, f"{path}oldest/").json()["eventID"] == late["event_id"]
+    # One per page: the cursor walks the same order.
+    page = get(server, tenant, path, per_page="1", cursor="0:1:0").json()
+    assert [e["eventID"] for e in page] == [spans["event_id"]]
+
+
 def test_latest_event_of_an_issue_without_events_is_a_404(
     server: str, tenant: Tenant, engine: Engine
 ) -> None:

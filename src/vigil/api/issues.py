@@ -246,7 +246,7 @@ def serialize_event(row: Any, *, full: bool = False) -> dict[str, Any]:
         "type": row.ev_type or "generic",
         "platform": row.ev_platform,
         "environment": row.ev_environment,
-        "dateCreated": format_date(row.ev_timestamp or row.detection_time),
+        "dateCreated": format_date(row.timestamp),
         "dateReceived": format_date(row.ev_received or row.date_added),
         "tags": event_tags(row),
         "occurrence": serialize_occurrence(dict(row.data)),
@@ -826,7 +826,7 @@ def list_events(request: Request) -> Response:
             query = query.where(event_table.c.environment.in_(environments))
         io = occurrence_table
         rows = conn.execute(
-            query.order_by(io.c.date_added.desc(), io.c.id.desc())
+            query.order_by(io.c.timestamp.desc(), io.c.id.desc())
             .offset(page.offset)
             .limit(page.per_page + 1)
         ).all()
@@ -842,9 +842,9 @@ def _one_event(request: Request, which: str) -> Response:
         io = occurrence_table
         query = _events_select(issue.id)
         if which == "oldest":
-            query = query.order_by(io.c.date_added.asc(), io.c.id.asc())
+            query = query.order_by(io.c.timestamp.asc(), io.c.id.asc())
         else:
-            query = query.order_by(io.c.date_added.desc(), io.c.id.desc())
+            query = query.order_by(io.c.timestamp.desc(), io.c.id.desc())
             if which != "latest":
                 query = query.where(
                     or_(io.c.event_id == which.replace("-", "").lower(), io.c.id == which)

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    func,
     text,
 )
 
@@ -604,8 +605,18 @@ issue_occurrence = Table(
     Column("priority", SmallInteger, nullable=True),
     Column("assignee", String(64), nullable=True),
     Column("data", JSON, nullable=False),  # the occurrence's dict form
+    # its event's time (the event's own, stored or not): what an issue's events sort by;
+    # the default is for writers from before the column (see migration 0011)
+    Column(
+        "timestamp",
+        DateTime(timezone=True),
+        nullable=False,
+        server_default=func.current_timestamp(),
+    ),
     Column("date_added", DateTime(timezone=True), nullable=False),
     # an issue's events, newest first (by group: no query looks occurrences up by event)
+    Index("ix_issue_occurrence_group_id_timestamp", "group_id", "timestamp"),
+    # what arrived since (snoozes, retention)
     Index("ix_issue_occurrence_group_id_date_added", "group_id", "date_added"),
 )
 

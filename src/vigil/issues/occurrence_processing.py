@@ -338,7 +338,7 @@ def save_issue_occurrence(
     info = save_issue_from_occurrence(conn, ctx, occurrence, ev, release_id, now=now, writes=w)
     # Stored once its group is known (one write instead of an insert and an update; the
     # transaction makes the order invisible).
-    w.store_occurrence(occurrence, now, None if info is None else info.group.id)
+    w.store_occurrence(occurrence, now, None if info is None else info.group.id, ev.timestamp)
     if info is None:
         return OccurrenceResult(occurrence, None)
     grp = info.group

@@ -32,14 +32,20 @@ def occurrence_exists(conn: Connection, occurrence_id: str, project_id: int) -> 
 
 
 def store_occurrence(
-    conn: Connection, occurrence: IssueOccurrence, now: datetime, *, group_id: int | None = None
+    conn: Connection,
+    occurrence: IssueOccurrence,
+    now: datetime,
+    *,
+    group_id: int | None = None,
+    event_time: datetime,
 ) -> None:
-    """Store a new occurrence, in `group_id` (None: it went to no group)."""
-    conn.execute(_INSERT, occurrence_row(occurrence, now, group_id=group_id))
+    """Store a new occurrence, in `group_id` (None: it went to no group), with its
+    event's time (`event_time`)."""
+    conn.execute(_INSERT, occurrence_row(occurrence, now, group_id=group_id, event_time=event_time))
 
 
 def occurrence_row(
-    occurrence: IssueOccurrence, now: datetime, *, group_id: int | None
+    occurrence: IssueOccurrence, now: datetime, *, group_id: int | None, event_time: datetime
 ) -> dict[str, Any]:
     """The row that stores the occurrence."""
     return dict(
@@ -60,6 +66,7 @@ def occurrence_row(
         priority=occurrence.initial_issue_priority,
         assignee=occurrence.assignee,
         data=occurrence.to_dict(),
+        timestamp=event_time,
         date_added=now,
     )
 

@@ -135,9 +135,13 @@ class IssueWrites:
         return occurrence_exists(self.conn, occurrence_id, project_id)
 
     def store_occurrence(
-        self, occurrence: IssueOccurrence, now: datetime, group_id: int | None
+        self,
+        occurrence: IssueOccurrence,
+        now: datetime,
+        group_id: int | None,
+        event_time: datetime,
     ) -> None:
-        store_occurrence(self.conn, occurrence, now, group_id=group_id)
+        store_occurrence(self.conn, occurrence, now, group_id=group_id, event_time=event_time)
 
     def get_event(self, project_id: int, event_id: str) -> StoredEvent | None:
         return event_store.get_event(self.conn, project_id, event_id)
@@ -352,9 +356,14 @@ class ChunkWrites(IssueWrites):
         return self._occurrences[key]
 
     def store_occurrence(
-        self, occurrence: IssueOccurrence, now: datetime, group_id: int | None
+        self,
+        occurrence: IssueOccurrence,
+        now: datetime,
+        group_id: int | None,
+        event_time: datetime,
     ) -> None:
-        self._new_occurrences.append(occurrence_row(occurrence, now, group_id=group_id))
+        row = occurrence_row(occurrence, now, group_id=group_id, event_time=event_time)
+        self._new_occurrences.append(row)
         self._occurrences[(occurrence.id, occurrence.project_id)] = True
 
     def get_event(self, project_id: int, event_id: str) -> StoredEvent | None:
