@@ -27,7 +27,7 @@ changes an issue's status through the consumer's own status-change path.
 - `GET .../issues/{issue_id}/events/` (newest first, `environment=`, paginated) and
   `.../events/latest/`, `.../events/oldest/`, `.../events/{event_id}/`: each event with
   its occurrence (`evidenceDisplay`, `evidenceData`, ...) and its tags as
-  `[{key, value}]`. Events are ordered by when their occurrence was stored.
+  `[{key, value}]`. Events are ordered by their timestamp (the event's own time).
 
 Reading needs `event:read`, `project:read` or `org:read`; `PUT` needs the `:write` of
 one of them. An issue of another organization, or none, is a 404.
@@ -249,6 +249,7 @@ def serialize_event(row: Any, *, full: bool = False) -> dict[str, Any]:
         "dateCreated": format_date(row.timestamp),
         "dateReceived": format_date(row.ev_received or row.date_added),
         "tags": event_tags(row),
+        "user": data.get("user"),
         "occurrence": serialize_occurrence(dict(row.data)),
     }
     if full:
@@ -257,7 +258,6 @@ def serialize_event(row: Any, *, full: bool = False) -> dict[str, Any]:
                 "release": None if not row.ev_release else {"version": row.ev_release},
                 "contexts": data.get("contexts") or {},
                 "sdk": data.get("sdk"),
-                "user": data.get("user"),
                 "metadata": data.get("metadata") or {"title": row.issue_title},
                 "fingerprints": list(row.fingerprint),
                 "entries": [],

@@ -537,6 +537,22 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
             ("{event_id}", "One of an issue's events"),
         )
     ),
+    _op(
+        "GET",
+        PROJECT + "/events/",
+        "A project's events, newest first (sentry-cli events list)",
+        "issues",
+        query=(
+            ("environment", "repeatable"),
+            ("statsPeriod", "24h, 14d, …"),
+            ("start", "ISO-8601"),
+            ("end", "ISO-8601"),
+            ("full", "true: every field"),
+        ),
+        answers={200: "the events", **_FIELD_ERRORS, **_NOT_FOUND},
+        paged=True,
+        response="Event[]",
+    ),
     # --- operations ---
     _op(
         "GET",

@@ -96,6 +96,7 @@ _EVENT = _object(
         "dateCreated": _DATE,
         "dateReceived": _DATE,
         "tags": {"type": "array", "items": _object({"key": _STR, "value": _STR})},
+        "user": _nullable(_OBJ),
         "occurrence": {
             **_object(
                 {

@@ -572,6 +572,8 @@ event = Table(
     Column("data", JSON, nullable=False),  # the whole event as stored
     UniqueConstraint("project_id", "event_id", name="uq_event_project_id_event_id"),
     Index("ix_event_group_id_timestamp", "group_id", "timestamp"),
+    # a project's events, newest first (`sentry-cli events list`)
+    Index("ix_event_project_id_timestamp", "project_id", "timestamp"),
 )
 
 issue_occurrence = Table(
