@@ -69,6 +69,7 @@ def tenant(engine: Engine) -> Tenant:
             "environment",
         ),
         ("GET", "/api/0/organizations/org-a/monitors/?query=%00", None, "query"),
+        ("POST", "/api/1/envelope/?sentry_key=a%00b", None, "sentry_key"),
     ],
 )
 def test_a_nul_character_is_a_400_naming_where_it_is(

@@ -508,6 +508,20 @@ def test_trailing_slash_is_optional(server: str, tenant: Tenant) -> None:
     assert (response.status_code, response.json()) == (200, {})
 
 
+def test_only_the_envelope_path_itself_is_the_envelope_endpoint(
+    server: str, tenant: Tenant
+) -> None:
+    body = envelope(("check_in", check_in("nightly")))
+    base = f"{server}/api/{tenant.project.id}/envelope"
+    # Another method, a longer path, a non-numeric project: the app's own answers.
+    other_method = httpx.get(base + "/", headers=sdk_auth(tenant))
+    assert other_method.status_code == 405
+    for path in (base + "/extra/", f"{server}/api/app/envelope/", base + "//"):
+        answer = httpx.post(path, content=body, headers=sdk_auth(tenant))
+        assert answer.status_code == 404, path
+        assert "detail" in answer.json()
+
+
 def test_log_unavailable_gets_503(stack: Settings, engine: Engine, backend_name: str) -> None:
     if backend_name != "kafka":
         pytest.skip("an unreachable broker is a Kafka situation")

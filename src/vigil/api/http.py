@@ -217,13 +217,18 @@ def _refusing_nul(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     return checked
 
 
+def route_name(path: str) -> str:
+    """The name of `route(path, ...)`'s routes: the template without convertors."""
+    return _CONVERTOR.sub(r"{\1}", path)
+
+
 def route(path: str, endpoint: Callable[..., Any], methods: Sequence[str]) -> list[Route]:
     """Routes for `path` (which ends in '/') and the same path without the slash, both
     named after the template (without convertors: `/api/{project_id}/envelope/`), so
     metrics count them as one route. No redirect: clients POST. `{name:int}` parameters
     are row ids (`RowIdConvertor`); a NUL in any path parameter is a 400 naming it."""
     assert path.endswith("/"), path
-    name = _CONVERTOR.sub(r"{\1}", path)
+    name = route_name(path)
     pattern = path.replace(":int}", ":row_id}")
     checked = _refusing_nul(endpoint)
     return [

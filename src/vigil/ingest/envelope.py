@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
 from vigil import metrics
-from vigil.api.http import error_response, read_body, route
+from vigil.api.http import error_response, read_body, route, route_name
 from vigil.api.services import services
 from vigil.db.tables import monitor, monitor_environment
 from vigil.ingest.auth import (
@@ -55,6 +55,9 @@ from vigil.ingest.log_writer import WriteTooLarge, write_for_client
 from vigil.ingest.monitor_quota import RATE_LIMITS_HEADER, MonitorQuota, rate_limits_value
 
 log = logging.getLogger(__name__)
+
+ENVELOPE_PATH = "/api/{project_id:int}/envelope/"
+ENVELOPE_ROUTE = route_name(ENVELOPE_PATH)  # as metrics name it
 
 
 async def envelope_endpoint(request: Request) -> Response:
@@ -184,4 +187,4 @@ def _record_dropped(dropped: DroppedItem, project_id: int) -> None:
 
 
 def routes() -> list[BaseRoute]:
-    return [*route("/api/{project_id:int}/envelope/", envelope_endpoint, ["POST"])]
+    return [*route(ENVELOPE_PATH, envelope_endpoint, ["POST"])]
