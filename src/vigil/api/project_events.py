@@ -5,7 +5,8 @@ Each event in the shape of an issue's events (`issues.serialize_event`: `eventID
 `groupID`, `title`, `dateCreated`, `tags`, `user`, its occurrence, ...), `full=true`
 adding the full fields. `environment=` (repeatable), `statsPeriod=` or `start=`/`end=`
 on the event's timestamp, cursor pages (`per_page` up to 100) with Sentry's `Link`
-header. Sentry's `query=` search is not supported: a non-empty one is a 400 rather than
+header (events of the same second: the latest stored first, as the index on the
+project and time orders them). Sentry's `query=` search is not supported: a non-empty one is a 400 rather than
 an answer that silently ignores it. An event found by several occurrences is listed once,
 with the occurrence that stored it. Reading needs `event:read`, `project:read` or
 `org:read`.
@@ -86,7 +87,7 @@ def list_project_events(request: Request) -> Response:
         if until is not None:
             query = query.where(ev.c.timestamp <= until)
         rows = conn.execute(
-            query.order_by(ev.c.timestamp.desc(), ev.c.event_id.desc())
+            query.order_by(ev.c.timestamp.desc(), ev.c.id.desc())
             .offset(page.offset)
             .limit(page.per_page + 1)
         ).all()
