@@ -5,11 +5,10 @@ Each event in the shape of an issue's events (`issues.serialize_event`: `eventID
 `groupID`, `title`, `dateCreated`, `tags`, `user`, its occurrence, ...), `full=true`
 adding the full fields. `environment=` (repeatable), `statsPeriod=` or `start=`/`end=`
 on the event's timestamp, cursor pages (`per_page` up to 100) with Sentry's `Link`
-header (events of the same second: the latest stored first, as the index on the
-project and time orders them). Sentry's `query=` search is not supported: a non-empty one is a 400 rather than
-an answer that silently ignores it. An event found by several occurrences is listed once,
-with the occurrence that stored it. Reading needs `event:read`, `project:read` or
-`org:read`.
+header; events of the same time, the latest stored first. Sentry's `query=` search is
+not supported: a non-empty one is a 400 rather than an answer that silently ignores it.
+An event found by several occurrences is listed once, with the occurrence that stored
+it. Reading needs `event:read`, `project:read` or `org:read`.
 """
 
 from __future__ import annotations
