@@ -47,6 +47,18 @@ def test_a_word_too_many_is_still_refused(capsys: pytest.CaptureFixture[str]) ->
     assert "unrecognized arguments: extra" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["serve", "web"])
+def test_the_help_of_what_listens_says_how_to_choose_the_address(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # There is no --port: the address is the VIGIL_BIND setting, as the help says.
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args([command, "--help"])
+    assert exited.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())  # as wrapped for any terminal
+    assert "`VIGIL_BIND=0.0.0.0:9000 vigil serve`" in shown
+
+
 def test_project_create_with_the_org_before_the_slug(stack: Settings) -> None:
     assert run_vigil(stack, "org", "create", "acme").returncode == 0
     created = run_vigil(stack, "project", "create", "--org", "acme", "app")

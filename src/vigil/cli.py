@@ -587,6 +587,13 @@ class _CommandParser(argparse.ArgumentParser):
             self._intermixing = False
 
 
+# Where to listen is a setting, as every other (no --port flag): say so where it is looked for.
+_LISTEN_EPILOG = (
+    "The web app listens on VIGIL_BIND (default 127.0.0.1:9000), e.g. "
+    "`VIGIL_BIND=0.0.0.0:9000 vigil serve`; other settings: `vigil config`."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vigil",
@@ -602,10 +609,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "serve",
         help="run everything: the web app, every consumer and the periodic jobs, supervised",
+        epilog=_LISTEN_EPILOG,
     ).set_defaults(func=cmd_serve)
-    sub.add_parser("web", help="run only the web app (ingest, API, health, metrics)").set_defaults(
-        func=cmd_web
-    )
+    sub.add_parser(
+        "web", help="run only the web app (ingest, API, health, metrics)", epilog=_LISTEN_EPILOG
+    ).set_defaults(func=cmd_web)
     p = sub.add_parser("consumer", help="run one named consumer")
     p.add_argument("name", nargs="?")
     p.add_argument("--list", action="store_true", help="list the consumers")
