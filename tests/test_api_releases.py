@@ -5,11 +5,7 @@ sentry-cli's `releases list` reading it."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,10 +13,9 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.issues.occurrences import event_payload, later, occurrence, process
+from tests.support.sentry_cli import run_with_token
 from tests.support.tenants import Tenant, make_tenant, make_token
 from vigil.tenancy import store as tenancy
-
-SENTRY_CLI = Path(sys.executable).parent / "sentry-cli"
 
 
 @pytest.fixture
@@ -105,17 +100,7 @@ def test_sentry_cli_lists_the_projects_releases(
     server: str, tenant: Tenant, engine: Engine
 ) -> None:
     seen(engine, tenant.project.id, "a", "backend@3.1.0", minutes=1)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTRY_")}
-    env.update(
-        SENTRY_URL=server,
-        SENTRY_AUTH_TOKEN=tenant.token,
-        SENTRY_ORG="org-a",
-        SENTRY_PROJECT="web",
-        SENTRY_LOAD_DOTENV="0",
-    )
-    done = subprocess.run(
-        [str(SENTRY_CLI), "releases", "list"], env=env, capture_output=True, text=True, timeout=120
-    )
+    done = run_with_token(server, tenant.token, "org-a", "web", "releases", "list")
     assert done.returncode == 0, done.stderr
     [row] = [line for line in done.stdout.splitlines() if "backend@3.1.0" in line]
     assert "(unreleased)" in row and "| 1 " in row  # one new issue

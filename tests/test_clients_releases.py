@@ -5,35 +5,22 @@ Sentry answers), `info`, `finalize`, `deploys new | list`, `archive`, `restore`,
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy import Engine
 
 from tests.issues.occurrences import event_payload, occurrence, process
+from tests.support.sentry_cli import run_with_token
 from tests.support.tenants import Tenant, bearer, make_tenant, make_token
 
-SENTRY_CLI = Path(sys.executable).parent / "sentry-cli"
 VERSION = "billing@2.4.0+build.7"
 RELEASE = "/api/0/organizations/acme/releases/"
 
 
 def cli(server: str, tenant: Tenant, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTRY_")}
-    env.update(
-        SENTRY_URL=server,
-        SENTRY_AUTH_TOKEN=tenant.token,
-        SENTRY_ORG="acme",
-        SENTRY_PROJECT="app",
-        SENTRY_LOAD_DOTENV="0",
-    )
-    return subprocess.run(
-        [str(SENTRY_CLI), *args], env=env, capture_output=True, text=True, timeout=120
-    )
+    return run_with_token(server, tenant.token, "acme", "app", *args)
 
 
 def release(server: str, tenant: Tenant, version: str = VERSION) -> Any:

@@ -787,21 +787,28 @@ async def bulk_update_issues(request: Request) -> Response:
 # --- events ----------------------------------------------------------------------------
 
 
+def event_columns() -> Select[Any]:
+    """The occurrence's columns and its event's, as `ev_*`: what `serialize_event`
+    reads (the caller joins the two tables)."""
+    ev = event_table
+    return select(
+        occurrence_table,
+        ev.c.event_id.label("ev_event_id"),
+        ev.c.type.label("ev_type"),
+        ev.c.timestamp.label("ev_timestamp"),
+        ev.c.received.label("ev_received"),
+        ev.c.platform.label("ev_platform"),
+        ev.c.environment.label("ev_environment"),
+        ev.c.release.label("ev_release"),
+        ev.c.tags.label("ev_tags"),
+        ev.c.data.label("ev_data"),
+    )
+
+
 def _events_select(group_id: int) -> Select[Any]:
     io, ev = occurrence_table, event_table
     return (
-        select(
-            io,
-            ev.c.event_id.label("ev_event_id"),
-            ev.c.type.label("ev_type"),
-            ev.c.timestamp.label("ev_timestamp"),
-            ev.c.received.label("ev_received"),
-            ev.c.platform.label("ev_platform"),
-            ev.c.environment.label("ev_environment"),
-            ev.c.release.label("ev_release"),
-            ev.c.tags.label("ev_tags"),
-            ev.c.data.label("ev_data"),
-        )
+        event_columns()
         .select_from(
             io.outerjoin(
                 ev, and_(ev.c.project_id == io.c.project_id, ev.c.event_id == io.c.event_id)

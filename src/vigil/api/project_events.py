@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, select
+from sqlalchemy import Select, and_
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute
 
 from vigil.api.auth import authorize_request
 from vigil.api.http import route
-from vigil.api.issues import READ, serialize_event
+from vigil.api.issues import READ, event_columns, serialize_event
 from vigil.api.paging import paginated, parse_page
 from vigil.api.query import FieldErrors, field_error_response, time_range
 from vigil.api.services import services
@@ -40,18 +40,7 @@ def _project_events(project_id: int) -> Select[Any]:
     `serialize_event` reads."""
     io, ev = occurrence_table, event_table
     return (
-        select(
-            io,
-            ev.c.event_id.label("ev_event_id"),
-            ev.c.type.label("ev_type"),
-            ev.c.timestamp.label("ev_timestamp"),
-            ev.c.received.label("ev_received"),
-            ev.c.platform.label("ev_platform"),
-            ev.c.environment.label("ev_environment"),
-            ev.c.release.label("ev_release"),
-            ev.c.tags.label("ev_tags"),
-            ev.c.data.label("ev_data"),
-        )
+        event_columns()
         .select_from(
             ev.join(io, and_(io.c.project_id == ev.c.project_id, io.c.id == ev.c.occurrence_id))
         )
