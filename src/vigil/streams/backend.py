@@ -6,11 +6,12 @@ Everything else asks for a `LogBackend` and gets arroyo consumers and producers 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol, runtime_checkable
 
 from arroyo.backends.abstract import Consumer, Producer
 from arroyo.backends.kafka import KafkaPayload
+from arroyo.types import Topic
 
 from vigil.config import Settings
 
@@ -37,6 +38,21 @@ def payload_size(payload: KafkaPayload) -> int:
     same count as the embedded log's, so a message fits both logs or neither)."""
     size = len(payload.value) + (len(payload.key) if payload.key else 0)
     return size + sum(len(name.encode("utf-8")) + len(value) for name, value in payload.headers)
+
+
+@runtime_checkable
+class AcksByCallback(Protocol):
+    """A producer that can report acknowledgements by callback rather than by future
+    (Kafka's; the embedded log's futures wait on their batch's commit instead)."""
+
+    def produce_then(
+        self,
+        destination: Topic,
+        payload: KafkaPayload,
+        on_ack: Callable[[BaseException | None], None],
+    ) -> None:
+        """Produce; later, on the producer's thread, `on_ack(None)` once the log
+        acknowledged the message or `on_ack(error)` if it failed."""
 
 
 class LogBackend(Protocol):

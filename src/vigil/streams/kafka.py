@@ -1,4 +1,5 @@
-"""The Kafka log: arroyo's Kafka consumer and producer over confluent-kafka.
+"""The Kafka log: arroyo's Kafka consumer, and vigil's producer (`kafka_producer`),
+over confluent-kafka.
 
 Names here are the names on the broker: callers pass topics and consumer groups with
 the configured prefix already applied (`settings.topic(name)`); only `ensure_topics`,
@@ -17,7 +18,6 @@ from arroyo.backends.abstract import Consumer, Producer, ProducerFuture
 from arroyo.backends.kafka import (
     KafkaConsumer,
     KafkaPayload,
-    KafkaProducer,
     build_kafka_configuration,
     build_kafka_consumer_configuration,
 )
@@ -30,6 +30,7 @@ from confluent_kafka.cimpl import NewTopic
 from vigil.config import Settings
 from vigil.streams import topics
 from vigil.streams.backend import LogError, MessageTooLarge, payload_size
+from vigil.streams.kafka_producer import AckCallback, KafkaLogProducer
 
 log = logging.getLogger(__name__)
 
@@ -45,20 +46,28 @@ _FRAMING_HEADROOM = 64 * 1024
 
 class LimitedProducer(Producer[KafkaPayload]):
     """A producer that refuses, with `MessageTooLarge` and before anything is sent,
-    messages over the limit (see `payload_size`)."""
+    messages over the limit (see `payload_size`); acknowledgements by future or by
+    callback (`AcksByCallback`)."""
 
-    def __init__(self, inner: Producer[KafkaPayload], limit: int) -> None:
+    def __init__(self, inner: KafkaLogProducer, limit: int) -> None:
         self._inner = inner
         self._limit = limit
 
     def produce(
         self, destination: Topic | Partition, payload: KafkaPayload
     ) -> ProducerFuture[BrokerValue[KafkaPayload]]:
+        self._check(destination, payload)
+        return self._inner.produce(destination, payload)
+
+    def produce_then(self, destination: Topic, payload: KafkaPayload, on_ack: AckCallback) -> None:
+        self._check(destination, payload)
+        self._inner.produce_then(destination, payload, on_ack)
+
+    def _check(self, destination: Topic | Partition, payload: KafkaPayload) -> None:
         size = payload_size(payload)
         if size > self._limit:
             name = destination.name if isinstance(destination, Topic) else destination.topic.name
             raise MessageTooLarge(name, size, self._limit)
-        return self._inner.produce(destination, payload)
 
     def close(self) -> Future[None]:
         return self._inner.close()
@@ -184,7 +193,7 @@ class KafkaBackend:
                 "message.max.bytes": self._settings.max_message_bytes + _FRAMING_HEADROOM,
             },
         )
-        return LimitedProducer(KafkaProducer(config), self._settings.max_message_bytes)
+        return LimitedProducer(KafkaLogProducer(config), self._settings.max_message_bytes)
 
     def get_consumer(self, group: str) -> Consumer[KafkaPayload]:
         """A consumer in `group`: starts at the group's committed offsets (earliest

@@ -656,6 +656,10 @@ def _produce_and_wait(
     future = producer.produce(destination, payload)
     try:
         result = future.result(timeout=timeout)
+    except TimeoutError:
+        raise LogError(
+            f"message to {destination.name!r} was not acknowledged within {timeout:g} s"
+        ) from None
     except Exception as exc:
         raise LogError(f"message to {destination.name!r} was not acknowledged: {exc}") from exc
     metrics.MESSAGES_PRODUCED.labels(destination.name).inc()
