@@ -333,6 +333,56 @@ def test_an_invalid_config_never_reaches_the_limit(conn: Connection, project: Pr
     assert [e.type for e in result.errors] == [ProcessingErrorType.MONITOR_INVALID_CONFIG]
 
 
+# --- a caller that read the monitors first (`absent`: the check-in consumer) ------------
+
+
+def test_a_monitor_made_since_the_caller_looked_is_updated_even_at_the_limit(
+    conn: Connection, project: Project
+) -> None:
+    # The consumer's chunk read its monitors up front; another consumer made this one
+    # since. Creating it is not tried twice, and the limit does not refuse an update.
+    made = created(conn, project, DAILY, slug="one", limit=1)
+    for limit in (MANY, 1):
+        result = ensure_monitor_with_config(
+            conn,
+            project,
+            "one",
+            {**DAILY, "max_runtime": limit},
+            resolve,
+            limit,
+            now=LATER,
+            absent=True,
+        )
+        assert result.errors == ()
+        assert result.monitor is not None
+        assert (result.monitor.id, result.monitor.config["max_runtime"]) == (made.id, limit)
+    assert monitor_rows(conn) == 1
+    assert get_monitor(conn, project.id, "one") == result.monitor
+
+
+def test_an_invalid_config_for_a_monitor_made_since_the_caller_looked_is_ignored(
+    conn: Connection, project: Project
+) -> None:
+    made = created(conn, project, DAILY, slug="one")
+    result = ensure_monitor_with_config(
+        conn, project, "one", {"schedule": "nope"}, resolve, MANY, now=LATER, absent=True
+    )
+    assert result == EnsuredMonitor(made, ())
+
+
+def test_a_monitor_created_is_the_row_as_stored(conn: Connection, project: Project) -> None:
+    made = ensure_monitor_with_config(
+        conn, project, "fresh", DAILY, resolve, MANY, now=NOW, absent=True
+    ).monitor
+    assert made is not None
+    assert made == get_monitor(conn, project.id, "fresh")
+    assert (made.status, made.type, made.date_added) == (
+        ObjectStatus.ACTIVE,
+        MonitorType.CRON_JOB,
+        NOW,
+    )
+
+
 # --- ensure_environment -----------------------------------------------------------------
 
 
@@ -407,6 +457,33 @@ def test_environment_limit_allows_n_environments_and_refuses_the_next(
     listed = list_monitors(conn, monitor.organization_id)
     envs = {m.monitor.slug: [e.environment for e in m.environments] for m in listed}
     assert envs == {"nightly": ["production", "staging"], "other": ["dev"]}
+
+
+def test_an_environment_made_since_the_caller_looked_is_found_even_at_the_limit(
+    conn: Connection, project: Project, monitor: Monitor
+) -> None:
+    first = ensure_environment(conn, project, monitor, "staging", MANY, now=NOW)
+    for limit in (MANY, 1):
+        again = ensure_environment(conn, project, monitor, "staging", limit, now=LATER, absent=True)
+        assert again == first
+    with pytest.raises(MonitorEnvironmentLimitsExceeded):
+        ensure_environment(conn, project, monitor, "dev", 1, absent=True)
+
+
+def test_environment_ids_the_caller_knows_are_used_and_the_ones_looked_up_kept(
+    conn: Connection, project: Project, monitor: Monitor
+) -> None:
+    known: dict[tuple[int, str], int] = {}
+    made = ensure_environment(
+        conn, project, monitor, "staging", MANY, absent=True, environment_ids=known
+    )
+    assert known == {(project.id, "staging"): made.environment_id}
+    other = created(conn, project, DAILY, slug="other")
+    again = ensure_environment(
+        conn, project, other, "staging", MANY, absent=True, environment_ids=known
+    )
+    assert again.environment_id == made.environment_id
+    assert again.id != made.id
 
 
 # --- getters ----------------------------------------------------------------------------

@@ -99,6 +99,24 @@ def test_first_checkin_creates_monitor_environment_and_checkin(
     assert errors(engine, project) == []
 
 
+@pytest.mark.parametrize("threshold", [1, 3])
+def test_the_first_ok_check_in_of_a_new_environment_makes_it_ok_whatever_the_threshold(
+    engine: Engine, project: Project, send: Sender, threshold: int
+) -> None:
+    # Its window holds that one check-in, ok: the recovery threshold is met (B5).
+    send(monitor_config={**DAILY, "recovery_threshold": threshold})
+    send(T0 + timedelta(hours=1), environment="staging", status="in_progress")
+    with engine.connect() as conn:
+        envs = {
+            r.environment_id: (r.status, aware_utc(r.last_checkin))
+            for r in conn.execute(select(me_table))
+        }
+    assert sorted(envs.values()) == [
+        (MonitorStatus.ACTIVE, T0 + timedelta(hours=1)),  # in progress: not ok yet
+        (MonitorStatus.OK, T0),
+    ]
+
+
 def test_in_progress_then_ok_with_the_same_id_completes_one_checkin(
     engine: Engine, send: Sender
 ) -> None:

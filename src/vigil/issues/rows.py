@@ -1,5 +1,5 @@
-"""Small row helpers the issue stores share: insert-or-keep under a unique constraint and
-counter increments, written once for both databases."""
+"""Small row helpers the stores share: insert-or-keep under a unique constraint (with or
+without the row inserted) and counter increments, written once for both databases."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Executable, Table, and_, bindparam, update
+from sqlalchemy import Connection, Executable, Row, Table, and_, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -39,6 +39,26 @@ def _insert_if_absent_statement(dialect: str, table: Table) -> Executable:
     key = next(iter(table.primary_key.columns))
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return insert(table).on_conflict_do_nothing().returning(key)
+
+
+def insert_new(conn: Connection, table: Table, values: Mapping[str, Any]) -> Row[Any] | None:
+    """`insert_if_absent` giving the row as inserted, every column (its id, defaults):
+    None when one with the same unique key exists. Saves reading back what was just
+    written."""
+    dialect = conn.dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        return conn.execute(_insert_new_statement(dialect, table), dict(values)).first()
+    try:
+        with conn.begin_nested():
+            return conn.execute(table.insert().values(**values).returning(*table.c)).first()
+    except IntegrityError:
+        return None
+
+
+@functools.cache
+def _insert_new_statement(dialect: str, table: Table) -> Executable:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing().returning(*table.c)
 
 
 def increment(

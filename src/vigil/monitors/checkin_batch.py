@@ -4,7 +4,7 @@ and keeps up to date (`BatchRows`), and the write-behind of its common check-ins
 
 Takes the caller's connection: reads projects, organizations and monitors, reads and locks
 monitor environments and check-ins, and writes only check-ins and monitor environments'
-check-in times. Raises no processing errors and touches no incidents: a check-in it cannot
+check-in times (and status, ok after an environment's first check-in, when it is ok). Raises no processing errors and touches no incidents: a check-in it cannot
 take is left to the general path (`checkin_processing`)."""
 
 from __future__ import annotations
@@ -49,12 +49,13 @@ class BatchRows:
     here stays exact) and which check-in ids do not exist yet. Kept up to date with this
     transaction's own writes: a monitor or environment it creates or updates, each
     environment's state after a check-in moved it (forgotten, so read again, after any
-    check-in that took the general path).
+    check-in that took the general path), the ids of the projects' environments it met.
 
     Write-behind: an `ok` or `in_progress` check-in whose environment needs no status
-    change (no recovery to evaluate) and that either is new or continues an in-progress
-    check-in known here (its row read and locked up front, or created in this chunk)
-    only inserts or updates its row and moves its environment's check-in times (B4.5-B4.7,
+    change (no recovery to evaluate), or gets its very first check-in and it is ok, and
+    that either is new or continues an in-progress check-in known here (its row read and
+    locked up front, or created in this chunk) only inserts or updates its row and moves
+    its environment's check-in times, and status to ok for that first one (B4.5-B4.7,
     B5). Those writes are kept in `pending_*` and written by `flush`, which runs before
     any check-in takes the general path and when the chunk ends, so every read sees the
     writes of the check-ins before it."""
@@ -62,6 +63,8 @@ class BatchRows:
     projects: dict[int, tuple[Project, Organization] | None] = field(default_factory=dict)
     monitors: dict[tuple[int, str], Monitor] = field(default_factory=dict)
     environments: dict[tuple[int, str], int] = field(default_factory=dict)
+    # Projects' environments (not monitors'), by (project id, name), as met.
+    environment_ids: dict[tuple[int, str], int] = field(default_factory=dict)
     states: dict[int, MonitorEnvironment] = field(default_factory=dict)
     absent_guids: set[uuid.UUID] = field(default_factory=set)
     open_checkins: dict[uuid.UUID, CheckIn] = field(default_factory=dict)
@@ -167,6 +170,7 @@ _MOVE_ENVIRONMENTS = (
     update(monitor_environment_table)
     .where(monitor_environment_table.c.id == bindparam("env_id"))
     .values(
+        status=bindparam("new_status"),
         last_checkin=bindparam("new_last_checkin"),
         next_checkin=bindparam("new_next_checkin"),
         next_checkin_latest=bindparam("new_next_checkin_latest"),
@@ -190,8 +194,13 @@ def write_behind(
     writes left pending in `rows`; False (nothing done) for any other."""
     if status not in (CheckInStatus.OK, CheckInStatus.IN_PROGRESS):
         return False
+    env_status = env.status
     if env.status != MonitorStatus.OK and status == CheckInStatus.OK:
-        return False  # mark_ok evaluates recovery
+        if not _untouched(env):
+            return False  # mark_ok evaluates recovery
+        # Its first check-in, and ok: whatever the recovery threshold, every check-in
+        # in its window is ok, and no incident can be open.
+        env_status = MonitorStatus.OK
     # Everything that can fail (a stored schedule that does not compute) before anything
     # is kept: a check-in that fails here is dropped whole, as its savepoint would be.
     if guid in rows.absent_guids:
@@ -254,9 +263,19 @@ def write_behind(
         else:
             del rows.open_checkins[guid]  # finished: what follows takes the general path
     if env.last_checkin is None or env.last_checkin <= start_time:
-        rows.pending_environments[env.id] = moved
-        rows.states[env.id] = replace(env, **moved)
+        rows.pending_environments[env.id] = {**moved, "status": int(env_status)}
+        rows.states[env.id] = replace(env, status=env_status, **moved)
     return True
+
+
+def _untouched(env: MonitorEnvironment) -> bool:
+    """An environment no check-in has moved yet (as made by its first check-in): an
+    incident opens only on a failure, which sets its check-in times and its status."""
+    return (
+        env.status == MonitorStatus.ACTIVE
+        and env.last_checkin is None
+        and (env.next_checkin is None)
+    )
 
 
 def _moved(monitor: Monitor, added: datetime, succeeded_at: datetime) -> dict[str, Any]:

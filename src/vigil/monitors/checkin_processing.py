@@ -276,6 +276,7 @@ def _process_checkin(
                 processing.max_monitors,
                 now=start_time,
                 existing=rows.monitors.get(monitor_key),
+                absent=True,  # the chunk read every monitor it names
             )
         except MonitorLimitsExceeded as exc:
             _raise(ProcessingErrorType.MONITOR_LIMIT_EXCEEDED, reason=str(exc))
@@ -294,7 +295,14 @@ def _process_checkin(
     if env_key not in rows.environments:
         try:
             ensured_env = ensure_environment(
-                conn, project, monitor, env_name, processing.max_environments, now=start_time
+                conn,
+                project,
+                monitor,
+                env_name,
+                processing.max_environments,
+                now=start_time,
+                absent=True,  # the chunk read every environment of its monitors
+                environment_ids=rows.environment_ids,
             )
         except MonitorEnvironmentLimitsExceeded as exc:
             _raise(ProcessingErrorType.MONITOR_ENVIRONMENT_LIMIT_EXCEEDED, monitor, reason=str(exc))

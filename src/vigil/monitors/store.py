@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from sqlalchemy import ColumnElement, Connection, Row, Select, and_, case, func, select, update
-from sqlalchemy.exc import IntegrityError
 
 from vigil.db.engine import serialize
 from vigil.db.tables import environment as environment_table
@@ -27,6 +26,7 @@ from vigil.db.tables import monitor as monitor_table
 from vigil.db.tables import monitor_environment as monitor_environment_table
 from vigil.db.timestamps import aware_utc
 from vigil.issues.environment_store import get_or_create_environment
+from vigil.issues.rows import insert_new
 from vigil.monitors.enums import MonitorStatus, MonitorType, ObjectStatus
 from vigil.monitors.environment_name import environment_name, is_valid_environment_name
 from vigil.monitors.models import Monitor, MonitorEnvironment, MonitorWithEnvironments
@@ -308,6 +308,7 @@ def ensure_monitor_with_config(
     *,
     now: datetime | None = None,
     existing: Monitor | None = None,
+    absent: bool = False,
 ) -> EnsuredMonitor:
     """The monitor a check-in is for, created or updated from its config (B4.4).
 
@@ -321,13 +322,19 @@ def ensure_monitor_with_config(
 
     Raises MonitorLimitsExceeded when creating would give the organization more than
     `max_monitors` monitors. `existing`: the monitor as already read in this
-    transaction (None: it is looked up).
+    transaction (None: it is looked up); `absent`: the caller read the project's
+    monitors of this slug in this transaction and found none (with a valid config, it
+    is created without looking first; one made meanwhile is then updated).
     """
-    monitor = existing if existing is not None else get_monitor(conn, project.id, slug)
+    monitor = existing
+    if monitor is None and not (absent and raw_config):
+        monitor = get_monitor(conn, project.id, slug)
     if not raw_config:
         return EnsuredMonitor(monitor)
     checked = validate_monitor_config(raw_config)
     if isinstance(checked, InvalidConfig):
+        if monitor is None and absent:
+            monitor = get_monitor(conn, project.id, slug)  # one made meanwhile keeps it
         if monitor is None:
             error = ProcessingError(
                 ProcessingErrorType.MONITOR_INVALID_CONFIG, {"errors": checked.errors}
@@ -385,9 +392,9 @@ def _create_monitor(
     # Count and insert one creator at a time per organization, or two consumers could
     # both see room for one more monitor.
     serialize(conn, _ORG_MONITORS_LOCK | project.organization_id)
-    if get_monitor(conn, project.id, slug) is not None:
-        return None
     if count_monitors(conn, project.organization_id) >= max_monitors:
+        if get_monitor(conn, project.id, slug) is not None:
+            return None  # made meanwhile: it is updated, not refused
         raise MonitorLimitsExceeded(f"You may not exceed {max_monitors} monitors per organization")
     values = {
         "guid": uuid.uuid4(),
@@ -403,20 +410,14 @@ def _create_monitor(
         "config": dict(config),
         "date_added": now,
     }
-    try:
-        with conn.begin_nested():
-            monitor_id = conn.execute(
-                monitor_table.insert().values(**values).returning(monitor_table.c.id)
-            ).scalar_one()
-    except IntegrityError:
+    row = insert_new(conn, monitor_table, values)
+    if row is None:
         return None
     log.info(
         "monitor created",
-        extra={"monitor_id": monitor_id, "slug": slug, "project_id": project.id},
+        extra={"monitor_id": row.id, "slug": slug, "project_id": project.id},
     )
-    created = get_monitor_by_id(conn, monitor_id)
-    assert created is not None
-    return created
+    return _monitor(row)
 
 
 def merge_config(
@@ -470,13 +471,17 @@ def _monitor_environment_query() -> Select[Any]:
 
 
 def _monitor_environment(row: Row[Any]) -> MonitorEnvironment:
+    return _monitor_environment_named(row, row.environment_name)
+
+
+def _monitor_environment_named(row: Row[Any], name: str) -> MonitorEnvironment:
     date_added = aware_utc(row.date_added)
     assert date_added is not None
     return MonitorEnvironment(
         id=row.id,
         monitor_id=row.monitor_id,
         environment_id=row.environment_id,
-        environment=row.environment_name,
+        environment=name,
         status=MonitorStatus(row.status),
         is_muted=row.is_muted,
         next_checkin=aware_utc(row.next_checkin),
@@ -579,9 +584,16 @@ def ensure_environment(
     max_environments: int,
     *,
     now: datetime | None = None,
+    absent: bool = False,
+    environment_ids: dict[tuple[int, str], int] | None = None,
 ) -> MonitorEnvironment:
     """The monitor's environment named `name` ("production" when absent or empty),
     created (status ACTIVE, not muted) with the project's environment if need be.
+
+    `absent`: the caller read the monitor's environments in this transaction and this
+    one was not among them (it is not looked for before taking the creation lock).
+    `environment_ids`: the project environments' ids known to the caller, by (project
+    id, name); one looked up here is added.
 
     Raises MonitorEnvironmentValidationFailed("Environment name too long") for a name
     that cannot be an environment's, and MonitorEnvironmentLimitsExceeded when creating
@@ -590,33 +602,41 @@ def ensure_environment(
     name = environment_name(name)
     if not is_valid_environment_name(name):
         raise MonitorEnvironmentValidationFailed(ENVIRONMENT_NAME_INVALID)
-    found = get_monitor_environment(conn, monitor.id, name)
-    if found is not None:
-        return found
+    if not absent:
+        found = get_monitor_environment(conn, monitor.id, name)
+        if found is not None:
+            return found
     moment = _now(now)
-    environment_id = get_or_create_environment(conn, project.id, name, moment)
+    known = environment_ids if environment_ids is not None else {}
+    environment_id = known.get((project.id, name))
+    if environment_id is None:
+        environment_id = get_or_create_environment(conn, project.id, name, moment)
+        known[(project.id, name)] = environment_id
     # One creator at a time per monitor, so the count below cannot be passed together.
     serialize(conn, _MONITOR_ENVIRONMENTS_LOCK | monitor.id)
-    found = get_monitor_environment(conn, monitor.id, name)
-    if found is not None:
-        return found
     if count_monitor_environments(conn, monitor.id) >= max_environments:
+        found = get_monitor_environment(conn, monitor.id, name)
+        if found is not None:
+            return found  # made meanwhile
         raise MonitorEnvironmentLimitsExceeded(
             f"You may not exceed {max_environments} environments per monitor"
         )
-    try:
-        with conn.begin_nested():
-            conn.execute(
-                monitor_environment_table.insert().values(
-                    monitor_id=monitor.id,
-                    environment_id=environment_id,
-                    status=int(MonitorStatus.ACTIVE),
-                    is_muted=False,
-                    date_added=moment,
-                )
-            )
-    except IntegrityError:
-        pass  # created meanwhile: the same row is read below
-    found = get_monitor_environment(conn, monitor.id, name)
-    assert found is not None
-    return found
+    row = insert_new(
+        conn,
+        monitor_environment_table,
+        {
+            "monitor_id": monitor.id,
+            "environment_id": environment_id,
+            "status": int(MonitorStatus.ACTIVE),
+            "is_muted": False,
+            "date_added": moment,
+            "next_checkin": None,
+            "next_checkin_latest": None,
+            "last_checkin": None,
+        },
+    )
+    if row is None:  # made meanwhile
+        found = get_monitor_environment(conn, monitor.id, name)
+        assert found is not None
+        return found
+    return _monitor_environment_named(row, name)
