@@ -83,6 +83,7 @@ def test_checkins_bench_prints_ingest_beside_the_health_baseline(stack: Settings
     peak = re.search(r"peak RSS of vigil serve: (\d+) MB", done.stdout)
     assert peak and int(peak.group(1)) > 0
     assert "setup: 40 monitors created by their first check-in" in done.stderr
+    assert re.search(r"created in \d+\.\d s \(\d[\d,]* monitors/s\)", done.stderr)
 
 
 def test_a_database_in_use_is_refused_untouched(stack: Settings, engine: Engine) -> None:

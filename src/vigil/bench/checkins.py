@@ -270,8 +270,10 @@ def run(args: argparse.Namespace) -> list[Row]:
         slugs = [f"bench-{i:06d}" for i in range(args.monitors)]
         progress(f"setup: {args.monitors:,} monitors created by their first check-in …")
         setup = [cron_checkin(server, slug) for slug in slugs]
+        started = time.perf_counter()
         asyncio.run(load(server, setup, 32))
-        wait_for_rows(server.database_url, "monitor", args.monitors)
+        took = wait_for_rows(server.database_url, "monitor", args.monitors) - started
+        progress(f"  created in {took:.1f} s ({args.monitors / took:,.0f} monitors/s)")
         applied_so_far = count_rows(server.database_url, "monitor_checkin")
         with PeakMemory(server.child.pid) as memory:
             for concurrency in args.concurrency:

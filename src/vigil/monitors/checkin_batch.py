@@ -4,8 +4,9 @@ and keeps up to date (`BatchRows`), and the write-behind of its common check-ins
 
 Takes the caller's connection: reads projects, organizations and monitors, reads and locks
 monitor environments and check-ins, and writes only check-ins and monitor environments'
-check-in times (and status, ok after an environment's first check-in, when it is ok). Raises no processing errors and touches no incidents: a check-in it cannot
-take is left to the general path (`checkin_processing`)."""
+check-in times (and status: ok after an environment's first check-in, if that is ok).
+Raises no processing errors and touches no incidents: a check-in it cannot take is left
+to the general path (`checkin_processing`)."""
 
 from __future__ import annotations
 
