@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import exc as sa_exc
 
-from vigil.db.bulk import execute_many, insert_rows, sqlite_datetime
+from vigil.db.bulk import execute_many, insert_rows, sqlite_datetime, update_rows
 
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -178,6 +178,46 @@ def test_execute_many_updates_as_sqlalchemy_updates(
     stored = _stored(engine, ours)
     assert stored == _stored(engine, theirs)
     assert stored[0] != tuple(_stored_before_update(engine, ours))
+
+
+def test_update_rows_sets_each_rows_columns_by_key_as_sqlalchemy_would(
+    engine: Engine, tables: tuple[Table, Table]
+) -> None:
+    ours, theirs = tables
+    later = AT + timedelta(hours=1)
+    changes = [  # by the uuid column; nulls, JSON and a row that matches nothing
+        {"ref": uuid.UUID(int=7), "at": later, "data": {"now": "changed"}, "big": None},
+        {
+            "ref": uuid.UUID("bd16982e-afa9-4012-8813-c423c1038669"),
+            "at": None,
+            "data": None,
+            "big": 5,
+        },
+        {"ref": uuid.uuid4(), "at": later, "data": [1], "big": 1},
+    ]
+    with engine.begin() as conn:
+        insert_rows(conn, ours, _rows())
+        insert_rows(conn, theirs, _rows())
+        update_rows(conn, ours, "ref", changes)
+        update_rows(conn, ours, "id", [])  # nothing: no statement
+        for change in changes:
+            values = {k: v for k, v in change.items() if k != "ref"}
+            conn.execute(update(theirs).where(theirs.c.ref == change["ref"]).values(**values))
+    stored = _stored(engine, ours)
+    assert stored == _stored(engine, theirs)
+    with engine.connect() as conn:
+        back = {r.id: (r.at, r.data, r.big) for r in conn.execute(select(ours))}
+    assert back[1][1:] == ({"now": "changed"}, None) and back[1][0] is not None
+    assert back[3] == (None, None, 5)
+    assert back[2][2] is None  # untouched: its ref is null
+
+
+def test_update_rows_refuses_rows_with_nothing_to_set(
+    engine: Engine, tables: tuple[Table, Table]
+) -> None:
+    ours, _ = tables
+    with engine.begin() as conn, pytest.raises(ValueError):
+        update_rows(conn, ours, "id", [{"id": 1}])
 
 
 def _stored_before_update(engine: Engine, table: Table) -> tuple[Any, ...]:

@@ -12,7 +12,8 @@ date-times, written by `datetime.isoformat` in the same text SQLAlchemy writes.
 On PostgreSQL, a plain INSERT's rows go in with COPY (the driver's `copy.write_row`),
 in the caller's transaction: 500 event rows took 3-4 ms against 12-17 ms as
 SQLAlchemy's multi-row INSERT, most of which was building and parsing the statement.
-Any other statement (an upsert, an UPDATE) is SQLAlchemy's own multi-row execution.
+Any other statement (an upsert, an UPDATE) is SQLAlchemy's own multi-row execution, and
+`update_rows` sets many rows' columns by key in one statement.
 The driver's errors are raised as SQLAlchemy's (`IntegrityError`, `OperationalError`,
 ...), as an INSERT's would be."""
 
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, Update, insert
+from sqlalchemy import Connection, Insert, Table, Update, bindparam, insert, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.engine import Dialect
@@ -180,3 +181,66 @@ def _copy_rows(
             connection_invalidated=bool(getattr(raw, "broken", False)),
             dialect=conn.dialect,
         ) from exc
+
+
+def update_rows(
+    conn: Connection, table: Table, key: str, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """For each of `rows` (mappings of `table`'s column names, all with the same keys,
+    a different `key` value each), set its other columns in the row whose `key` column
+    holds its `key` value.
+
+    On PostgreSQL one statement does them all, each column's values sent as one array
+    and unnested (`UPDATE … FROM (SELECT unnest(…), …)`): the driver's executemany ran an
+    UPDATE per row, and a chunk's 125 took about half again the client's and the
+    server's time. Elsewhere, `execute_many`."""
+    if not rows:
+        return
+    columns = tuple(rows[0])
+    if key not in columns or len(columns) < 2:
+        raise ValueError(f"rows must give {key!r} and at least one column to set")
+    if conn.dialect.name != "postgresql":
+        bound = [{f"p_{name}": value for name, value in row.items()} for row in rows]
+        execute_many(conn, _update_statement(table, key, columns), bound)
+        return
+    sql, processors = _unnest_update(conn.dialect, table, key, columns)
+    params: dict[str, list[Any]] = {}
+    for i, (name, process) in enumerate(zip(columns, processors, strict=True)):
+        values = [row[name] for row in rows]
+        if process is not None:
+            values = [None if value is None else process(value) for value in values]
+        params[f"c{i}"] = values
+    conn.exec_driver_sql(sql, params)
+
+
+@functools.lru_cache(maxsize=64)
+def _update_statement(table: Table, key: str, columns: tuple[str, ...]) -> Update:
+    # Parameters are the columns' names prefixed: a column's own name is reserved for
+    # the SET clause.
+    return (
+        update(table)
+        .where(table.c[key] == bindparam(f"p_{key}"))
+        .values({name: bindparam(f"p_{name}") for name in columns if name != key})
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _unnest_update(
+    dialect: Dialect, table: Table, key: str, columns: tuple[str, ...]
+) -> tuple[str, tuple[Processor | None, ...]]:
+    quote = dialect.identifier_preparer.quote
+    name = dialect.identifier_preparer.format_table(table)
+    arrays = ", ".join(
+        f"unnest(CAST(%(c{i})s AS {table.c[column].type.compile(dialect=dialect)}[]))"
+        f" AS {quote(column)}"
+        for i, column in enumerate(columns)
+    )
+    sets = ", ".join(f"{quote(c)} = v.{quote(c)}" for c in columns if c != key)
+    sql = (
+        f"UPDATE {name} SET {sets} FROM (SELECT {arrays}) AS v "
+        f"WHERE {name}.{quote(key)} = v.{quote(key)}"
+    )
+    processors = tuple(
+        table.c[column].type.dialect_impl(dialect).bind_processor(dialect) for column in columns
+    )
+    return sql, processors

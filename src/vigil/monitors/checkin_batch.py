@@ -16,9 +16,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, select
 
-from vigil.db.bulk import execute_many, insert_rows
+from vigil.db.bulk import insert_rows, update_rows
 from vigil.db.tables import monitor_checkin as checkin_table
 from vigil.db.tables import monitor_environment as monitor_environment_table
 from vigil.monitors.checkin_store import MAX_DURATION, checkin_from_row, new_checkin_values
@@ -139,44 +139,19 @@ class BatchRows:
             del self.open_checkins[guid]
 
     def flush(self, conn: Connection) -> None:
-        """Write the pending check-ins, their updates and environment updates (through
-        the driver's executemany: SQLAlchemy's per-row parameter work cost more)."""
+        """Write the pending check-ins, their updates and environment updates, each kind
+        in one statement (or one executemany)."""
         insert_rows(conn, checkin_table, list(self.pending_checkins.values()))
         self.pending_checkins = {}
-        execute_many(conn, _UPDATE_CHECKINS, _bound("checkin_guid", self.pending_updates))
+        update_rows(conn, checkin_table, "guid", _keyed("guid", self.pending_updates))
         self.pending_updates = {}
-        execute_many(conn, _MOVE_ENVIRONMENTS, _bound("env_id", self.pending_environments))
+        update_rows(conn, monitor_environment_table, "id", _keyed("id", self.pending_environments))
         self.pending_environments = {}
 
 
-def _bound(key: str, pending: Mapping[Any, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    # Each pending row under the update's parameter names: its key, "new_<column>".
-    return [
-        {key: row_key, **{f"new_{name}": value for name, value in values.items()}}
-        for row_key, values in pending.items()
-    ]
-
-
-_UPDATE_CHECKINS = (
-    update(checkin_table)
-    .where(checkin_table.c.guid == bindparam("checkin_guid"))
-    .values(
-        duration=bindparam("new_duration"),
-        status=bindparam("new_status"),
-        timeout_at=bindparam("new_timeout_at"),
-        date_updated=bindparam("new_date_updated"),
-    )
-)
-_MOVE_ENVIRONMENTS = (
-    update(monitor_environment_table)
-    .where(monitor_environment_table.c.id == bindparam("env_id"))
-    .values(
-        status=bindparam("new_status"),
-        last_checkin=bindparam("new_last_checkin"),
-        next_checkin=bindparam("new_next_checkin"),
-        next_checkin_latest=bindparam("new_next_checkin_latest"),
-    )
-)
+def _keyed(key: str, pending: Mapping[Any, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    # Each pending row's columns with its key column.
+    return [{key: row_key, **values} for row_key, values in pending.items()]
 
 
 def write_behind(
