@@ -150,6 +150,24 @@ def test_nil_uuid_without_in_progress_creates_a_checkin_with_a_fresh_id(
     send(monitor_config=DAILY, check_in_id=NIL)
     [row] = checkins(engine)
     assert row.guid.int != 0 and row.status == CheckInStatus.OK
+    assert env_row(engine).status == MonitorStatus.OK
+
+
+def test_nil_uuid_in_one_chunk_opens_then_closes_the_same_checkin(
+    engine: Engine, project: Project, processing: CheckinProcessing
+) -> None:
+    # The first is its environment's first check-in; the second finds it in progress.
+    process_checkins(
+        engine,
+        [
+            checkin_item(project, T0, monitor_config=DAILY, check_in_id=NIL, status="in_progress"),
+            checkin_item(project, T0 + timedelta(minutes=3), check_in_id=NIL, status="ok"),
+        ],
+        processing,
+    )
+    [row] = checkins(engine)
+    assert (row.status, row.duration) == (CheckInStatus.OK, 180_000)
+    assert env_row(engine).status == MonitorStatus.OK
 
 
 def test_heartbeat_moves_date_updated_and_timeout(engine: Engine, send: Sender) -> None:

@@ -54,12 +54,13 @@ class BatchRows:
 
     Write-behind: an `ok` or `in_progress` check-in whose environment needs no status
     change (no recovery to evaluate), or gets its very first check-in and it is ok, and
-    that either is new or continues an in-progress check-in known here (its row read and
-    locked up front, or created in this chunk) only inserts or updates its row and moves
-    its environment's check-in times, and status to ok for that first one (B4.5-B4.7,
-    B5). Those writes are kept in `pending_*` and written by `flush`, which runs before
-    any check-in takes the general path and when the chunk ends, so every read sees the
-    writes of the check-ins before it."""
+    that either is new (by its id, or with the nil id as its environment's first) or
+    continues an in-progress check-in known here (its row read and locked up front, or
+    created in this chunk) only inserts or updates its row and moves its environment's
+    check-in times, and status to ok for that first one (B4.5-B4.7, B5). Those writes
+    are kept in `pending_*` and written by `flush`, which runs before any check-in takes
+    the general path and when the chunk ends, so every read sees the writes of the
+    check-ins before it."""
 
     projects: dict[int, tuple[Project, Organization] | None] = field(default_factory=dict)
     monitors: dict[tuple[int, str], Monitor] = field(default_factory=dict)
@@ -177,9 +178,15 @@ def write_behind(
         # Its first check-in, and ok: whatever the recovery threshold, every check-in
         # in its window is ok, and no incident can be open.
         env_status = MonitorStatus.OK
+    new = guid in rows.absent_guids
+    if guid.int == 0:
+        if not _untouched(env):
+            return False  # which check-in it closes, if any, is the general path's to find
+        # No check-in of it to close (B4.5): a new one, as the general path would make.
+        guid, new = uuid.uuid4(), True
     # Everything that can fail (a stored schedule that does not compute) before anything
     # is kept: a check-in that fails here is dropped whole, as its savepoint would be.
-    if guid in rows.absent_guids:
+    if new:
         values = new_checkin_values(
             monitor, env, guid, status, duration, trace_id, start_time, clock
         )
