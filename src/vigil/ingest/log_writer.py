@@ -329,6 +329,7 @@ class LogWriter:
     def close(self) -> None:
         with self._lock:
             producer, self._producer = self._producer, None
+            self._callbacks = None
         with self._flight_lock:
             waiter, self._waiter = self._waiter, None
         if waiter is not None:

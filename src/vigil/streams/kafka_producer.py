@@ -24,6 +24,8 @@ from arroyo.types import BrokerValue, Partition, Topic
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError, KafkaException, Message
 from confluent_kafka import Producer as ConfluentProducer
 
+from vigil.streams.backend import LogError
+
 log = logging.getLogger(__name__)
 
 # How long one poll waits for delivery reports: also how long `close` may take to notice.
@@ -47,6 +49,8 @@ class KafkaLogProducer(Producer[KafkaPayload]):
                 self._producer.poll(POLL_S)
             self._producer.flush()  # what is in flight is delivered, or fails, first
         except BaseException as exc:
+            if not self._closing.is_set():
+                log.exception("the Kafka producer stopped; nothing more is acknowledged")
             self._closed.set_exception(exc)
         else:
             self._closed.set_result(None)
@@ -54,6 +58,8 @@ class KafkaLogProducer(Producer[KafkaPayload]):
     def _send(self, destination: Topic | Partition, payload: KafkaPayload, done: _Delivery) -> None:
         if self._closing.is_set():
             raise RuntimeError("producer has been closed")
+        if self._closed.done():  # its polling thread died: nothing would be acknowledged
+            raise LogError(f"the Kafka producer stopped: {self._closed.exception()}")
         options: dict[str, Any] = {"on_delivery": done}
         if payload.headers:
             options["headers"] = list(payload.headers)
