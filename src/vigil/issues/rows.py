@@ -19,46 +19,40 @@ def insert_if_absent(conn: Connection, table: Table, values: Mapping[str, Any]) 
     also settles a race with a concurrent transaction inserting the same key (PostgreSQL
     waits for it, then does nothing) and leaves the caller's transaction usable. Other
     integrity errors (a missing foreign row) are raised."""
-    dialect = conn.dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        statement = _insert_if_absent_statement(dialect, table)
-        return conn.execute(statement, dict(values)).first() is not None
-    try:
-        with conn.begin_nested():
-            conn.execute(table.insert().values(**values))
-    except IntegrityError:
-        return False
-    return True
-
-
-@functools.cache
-def _insert_if_absent_statement(dialect: str, table: Table) -> Executable:
-    # Built once per table and given its values at execution: building a statement
-    # costs several times what SQLite takes to run it. RETURNING says whether a row went
-    # in (rowcount is not reliable for this on psycopg).
-    key = next(iter(table.primary_key.columns))
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(table).on_conflict_do_nothing().returning(key)
+    return _insert_or_keep(conn, table, values, whole=False) is not None
 
 
 def insert_new(conn: Connection, table: Table, values: Mapping[str, Any]) -> Row[Any] | None:
     """`insert_if_absent` giving the row as inserted, every column (its id, defaults):
     None when one with the same unique key exists. Saves reading back what was just
     written."""
+    return _insert_or_keep(conn, table, values, whole=True)
+
+
+def _insert_or_keep(
+    conn: Connection, table: Table, values: Mapping[str, Any], *, whole: bool
+) -> Row[Any] | None:
+    # The row inserted (its primary key, or every column if `whole`), None if kept.
     dialect = conn.dialect.name
     if dialect in ("postgresql", "sqlite"):
-        return conn.execute(_insert_new_statement(dialect, table), dict(values)).first()
+        statement = _insert_or_keep_statement(dialect, table, whole)
+        return conn.execute(statement, dict(values)).first()
+    returned = table.c if whole else table.primary_key.columns
     try:
         with conn.begin_nested():
-            return conn.execute(table.insert().values(**values).returning(*table.c)).first()
+            return conn.execute(table.insert().values(**values).returning(*returned)).first()
     except IntegrityError:
         return None
 
 
 @functools.cache
-def _insert_new_statement(dialect: str, table: Table) -> Executable:
+def _insert_or_keep_statement(dialect: str, table: Table, whole: bool) -> Executable:
+    # Built once per table and given its values at execution: building a statement
+    # costs several times what SQLite takes to run it. RETURNING says whether a row went
+    # in (rowcount is not reliable for this on psycopg).
+    returned = table.c if whole else [next(iter(table.primary_key.columns))]
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(table).on_conflict_do_nothing().returning(*table.c)
+    return insert(table).on_conflict_do_nothing().returning(*returned)
 
 
 def increment(

@@ -255,9 +255,7 @@ def _untouched(env: MonitorEnvironment) -> bool:
     """An environment no check-in has moved yet (as made by its first check-in): an
     incident opens only on a failure, which sets its check-in times and its status."""
     return (
-        env.status == MonitorStatus.ACTIVE
-        and env.last_checkin is None
-        and (env.next_checkin is None)
+        env.status == MonitorStatus.ACTIVE and env.last_checkin is None and env.next_checkin is None
     )
 
 

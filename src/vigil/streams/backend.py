@@ -40,6 +40,10 @@ def payload_size(payload: KafkaPayload) -> int:
     return size + sum(len(name.encode("utf-8")) + len(value) for name, value in payload.headers)
 
 
+# Called with None once the log acknowledged a message, or with why it failed.
+AckCallback = Callable[[BaseException | None], None]
+
+
 @runtime_checkable
 class AcksByCallback(Protocol):
     """A producer that can report acknowledgements by callback rather than by future
@@ -49,7 +53,7 @@ class AcksByCallback(Protocol):
         self,
         destination: Topic,
         payload: KafkaPayload,
-        on_ack: Callable[[BaseException | None], None],
+        on_ack: AckCallback,
     ) -> None:
         """Produce; later, on the producer's thread, `on_ack(None)` once the log
         acknowledged the message or `on_ack(error)` if it failed."""

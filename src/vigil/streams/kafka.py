@@ -29,8 +29,8 @@ from confluent_kafka.cimpl import NewTopic
 
 from vigil.config import Settings
 from vigil.streams import topics
-from vigil.streams.backend import LogError, MessageTooLarge, payload_size
-from vigil.streams.kafka_producer import AckCallback, KafkaLogProducer
+from vigil.streams.backend import AckCallback, LogError, MessageTooLarge, payload_size
+from vigil.streams.kafka_producer import KafkaLogProducer
 
 log = logging.getLogger(__name__)
 

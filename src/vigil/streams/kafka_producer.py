@@ -25,14 +25,13 @@ from arroyo.types import BrokerValue, Partition, Topic
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError, KafkaException, Message
 from confluent_kafka import Producer as ConfluentProducer
 
-from vigil.streams.backend import LogError
+from vigil.streams.backend import AckCallback, LogError
 
 log = logging.getLogger(__name__)
 
 # How long one poll waits for delivery reports: also how long `close` may take to notice.
 POLL_S = 0.1
 
-AckCallback = Callable[[BaseException | None], None]
 _Delivery = Callable[[KafkaError | None, Message], None]
 
 
