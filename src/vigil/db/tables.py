@@ -295,11 +295,21 @@ monitor_checkin = Table(
     Column("trace_id", Uuid, nullable=True),
     # the clock's timeout task: in-progress check-ins whose timeout has passed
     Index("ix_monitor_checkin_status_timeout_at", "status", "timeout_at"),
-    # thresholds, "latest in progress" and listings read an environment's newest first
+    # thresholds and listings read an environment's newest first
     Index(
         "ix_monitor_checkin_monitor_environment_id_date_added",
         "monitor_environment_id",
         "date_added",
+    ),
+    # an environment's in-progress check-ins (the nil id's "latest in progress", B4.5)
+    # without walking its history; 3 = CheckInStatus.IN_PROGRESS, which queries must
+    # write as a literal for either planner to use the index
+    Index(
+        "ix_monitor_checkin_in_progress",
+        "monitor_environment_id",
+        "date_added",
+        sqlite_where=text("status = 3"),
+        postgresql_where=text("status = 3"),
     ),
     Index("ix_monitor_checkin_monitor_id_date_added", "monitor_id", "date_added"),
 )

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, and_, desc, select, update
+from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from vigil.db.engine import is_transient
@@ -47,6 +47,7 @@ from vigil.monitors.checkin_store import (
     MAX_DURATION,
     checkin_from_row,
     get_checkin_by_guid,
+    latest_in_progress,
     new_checkin_values,
 )
 from vigil.monitors.enums import CheckInStatus, ObjectStatus
@@ -424,18 +425,7 @@ def _update_or_create(
     """The check-in after applying the message, or None when nothing is to follow (a
     late heartbeat for a finished run)."""
     if guid.int == 0:
-        row = conn.execute(
-            select(checkin_table)
-            .where(
-                and_(
-                    checkin_table.c.monitor_environment_id == env.id,
-                    checkin_table.c.status == int(CheckInStatus.IN_PROGRESS),
-                )
-            )
-            .order_by(desc(checkin_table.c.date_added), desc(checkin_table.c.id))
-            .limit(1)
-            .with_for_update()
-        ).first()
+        row = conn.execute(latest_in_progress(env.id)).first()
         existing = None if row is None else checkin_from_row(row)
         if existing is None:
             guid = uuid.uuid4()

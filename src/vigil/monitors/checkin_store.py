@@ -1,16 +1,18 @@
-"""Check-in rows (B4.5-B4.7): a row read as a `CheckIn`, reading one by id or guid, and
-the row a new check-in gets. Reads take the caller's connection, so the caller owns the
-transaction; only the check-in table is touched, and only to read."""
+"""Check-in rows (B4.5-B4.7): a row read as a `CheckIn`, reading one by id or guid, the
+in-progress ones of some monitors, and the row a new check-in gets. Reads take the
+caller's connection, so the caller owns the transaction; nothing is written here."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import ColumnElement, Connection, Row, Select, desc, literal_column, select
 
 from vigil.db.tables import monitor_checkin as checkin_table
+from vigil.db.tables import monitor_environment as monitor_environment_table
 from vigil.db.timestamps import aware_utc
 from vigil.monitors.enums import CheckInStatus
 from vigil.monitors.models import CheckIn, Monitor, MonitorEnvironment
@@ -18,6 +20,12 @@ from vigil.monitors.schedule import timeout_at
 
 # The largest duration (ms) a check-in row holds: its column is a 32-bit integer.
 MAX_DURATION: Final = 2_147_483_647
+
+# "In progress", written as the literal of the in-progress index's condition: with a
+# bound parameter, neither database's planner can tell that the partial index applies.
+IN_PROGRESS: Final[ColumnElement[bool]] = checkin_table.c.status == literal_column(
+    str(int(CheckInStatus.IN_PROGRESS))
+)
 
 
 def checkin_from_row(row: Row[Any]) -> CheckIn:
@@ -47,6 +55,29 @@ def get_checkin(conn: Connection, checkin_id: int) -> CheckIn | None:
 def get_checkin_by_guid(conn: Connection, guid: uuid.UUID) -> CheckIn | None:
     row = conn.execute(select(checkin_table).where(checkin_table.c.guid == guid)).first()
     return None if row is None else checkin_from_row(row)
+
+
+def latest_in_progress(env_id: int) -> Select[Any]:
+    """The environment's most recent in-progress check-in, locked (the nil id, B4.5)."""
+    return (
+        select(checkin_table)
+        .where(checkin_table.c.monitor_environment_id == env_id, IN_PROGRESS)
+        .order_by(desc(checkin_table.c.date_added), desc(checkin_table.c.id))
+        .limit(1)
+        .with_for_update()
+    )
+
+
+def in_progress_of_monitors(monitor_ids: Collection[int]) -> Select[tuple[int]]:
+    """The ids of the in-progress check-ins of these monitors' environments (not locked)."""
+    return select(checkin_table.c.id).where(
+        IN_PROGRESS,
+        checkin_table.c.monitor_environment_id.in_(
+            select(monitor_environment_table.c.id).where(
+                monitor_environment_table.c.monitor_id.in_(monitor_ids)
+            )
+        ),
+    )
 
 
 def new_checkin_values(
