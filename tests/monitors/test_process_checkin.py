@@ -519,12 +519,16 @@ def _scenario(project: Project) -> list[CheckinItem]:
     """Every path of steps 6-14 in one sequence: creation by config, write-behind ok and
     in_progress check-ins, their completion by id and by the nil id, failures reaching
     the threshold between ok check-ins, recovery, a finished check-in finished again, a
-    late heartbeat, an unknown monitor, a second environment, an invalid guid."""
+    late heartbeat, an unknown monitor, a second environment, an invalid guid; the nil
+    id's latest in-progress check-in among several (by time, then the later created),
+    after a general-path check-in of its environment, and with none in progress."""
     h = timedelta(hours=1)
+    m = timedelta(minutes=1)
     config = {**DAILY, "failure_issue_threshold": 2, "recovery_threshold": 2}
     run = uuid.uuid4().hex
     done = uuid.uuid4().hex
     late = uuid.uuid4().hex
+    first, second, tied = (uuid.uuid4().hex for _ in range(3))
     # check-in ids are fixed per position, so both projects' rows can be compared
     return [
         checkin_item(project, T0, monitor_config=config),
@@ -541,6 +545,17 @@ def _scenario(project: Project) -> list[CheckinItem]:
         checkin_item(project, T0 + 6 * h + timedelta(minutes=1), check_in_id=NIL),
         checkin_item(project, T0 + 7 * h),
         checkin_item(project, T0 + 8 * h),
+        checkin_item(project, T0 + 8 * h + 10 * m, status="in_progress", check_in_id=first),
+        checkin_item(project, T0 + 8 * h + 11 * m, status="in_progress", check_in_id=second),
+        checkin_item(project, T0 + 8 * h + 11 * m, status="in_progress", check_in_id=tied),
+        checkin_item(project, T0 + 8 * h + 12 * m, status="in_progress", check_in_id=NIL),
+        checkin_item(project, T0 + 8 * h + 13 * m, check_in_id=NIL),  # closes `tied`
+        checkin_item(project, T0 + 8 * h + 14 * m, check_in_id=NIL),  # closes `second`
+        checkin_item(project, T0 + 8 * h + 14 * m, check_in_id=done),  # the general path
+        checkin_item(project, T0 + 8 * h + 15 * m, check_in_id=NIL),  # closes `first`
+        checkin_item(project, T0 + 8 * h + 16 * m, check_in_id=NIL),  # none: a new one
+        checkin_item(project, T0 + 8 * h + 17 * m, check_in_id=NIL, status="in_progress"),
+        checkin_item(project, T0 + 8 * h + 18 * m, check_in_id=NIL, duration=30.0),
         checkin_item(
             project, T0 + 8 * h, environment="staging", status="in_progress", check_in_id=late
         ),
@@ -632,6 +647,17 @@ def test_a_batch_in_one_transaction_ends_as_one_check_in_at_a_time(
 
     expected = _state(engine, one_by_one)
     assert _state(engine, batched) == expected
+    # the nil id's check-ins closed the latest in progress, else made one (B4.5, B4.6)
+    after = T0 + timedelta(hours=8, minutes=10)
+    nine = T0 + timedelta(hours=9)
+    nil_section = [(c[0], c[1], c[2]) for c in expected["checkins"] if after <= c[2] < nine]
+    assert nil_section == [
+        (CheckInStatus.OK, 300_000, after),  # `first`, by the nil id after the general path
+        (CheckInStatus.OK, 180_000, after + timedelta(minutes=1)),  # `second`
+        (CheckInStatus.OK, 120_000, after + timedelta(minutes=1)),  # `tied`: created later
+        (CheckInStatus.OK, None, after + timedelta(minutes=6)),
+        (CheckInStatus.OK, 30_000, after + timedelta(minutes=7)),
+    ]
     # the scenario did reach every path it names
     assert len(expected["incidents"]) == 2 and expected["incidents"][0][1] is not None
     assert expected["occurrences"].count("status_change") == 1
@@ -639,6 +665,7 @@ def test_a_batch_in_one_transaction_ends_as_one_check_in_at_a_time(
     assert expected["errors"] == sorted(
         int(kind)
         for kind in (
+            ProcessingErrorType.CHECKIN_FINISHED,
             ProcessingErrorType.CHECKIN_FINISHED,
             ProcessingErrorType.CHECKIN_ENVIRONMENT_MISMATCH,
             ProcessingErrorType.MONITOR_NOT_FOUND,

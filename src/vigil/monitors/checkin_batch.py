@@ -16,12 +16,17 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, or_, select
 
 from vigil.db.bulk import insert_rows, update_rows
 from vigil.db.tables import monitor_checkin as checkin_table
 from vigil.db.tables import monitor_environment as monitor_environment_table
-from vigil.monitors.checkin_store import MAX_DURATION, checkin_from_row, new_checkin_values
+from vigil.monitors.checkin_store import (
+    MAX_DURATION,
+    checkin_from_row,
+    in_progress_of_monitors,
+    new_checkin_values,
+)
 from vigil.monitors.enums import CheckInStatus, MonitorStatus
 from vigil.monitors.models import CheckIn, Monitor, MonitorEnvironment
 from vigil.monitors.processing_errors import CheckinItem
@@ -47,17 +52,20 @@ class BatchRows:
 
     Read once, up front (`prefetch`): projects with their organization, the monitors the
     chunk names, their environments (rows locked for the transaction, so their state
-    here stays exact) and which check-in ids do not exist yet. Kept up to date with this
+    here stays exact), which check-in ids do not exist yet, and the in-progress
+    check-ins of the monitors that nil-id check-ins name. Kept up to date with this
     transaction's own writes: a monitor or environment it creates or updates, each
-    environment's state after a check-in moved it (forgotten, so read again, after any
-    check-in that took the general path), the ids of the projects' environments it met.
+    environment's state after a check-in moved it and its in-progress check-ins
+    (forgotten, so read again, after any check-in that took the general path), the ids of
+    the projects' environments it met.
 
     Write-behind: an `ok` or `in_progress` check-in whose environment needs no status
     change (no recovery to evaluate), or gets its very first check-in and it is ok, and
-    that either is new (by its id, or with the nil id as its environment's first) or
-    continues an in-progress check-in known here (its row read and locked up front, or
-    created in this chunk) only inserts or updates its row and moves its environment's
-    check-in times, and status to ok for that first one (B4.5-B4.7, B5). Those writes
+    that either is new (by its id, or with the nil id where its environment has no
+    check-in in progress) or continues an in-progress check-in known here (by its id or,
+    with the nil id, its environment's latest; read and locked up front, or created in
+    this chunk) only inserts or updates its row and moves its environment's check-in
+    times, and status to ok for that first one (B4.5-B4.7, B5). Those writes
     are kept in `pending_*` and written by `flush`, which runs before any check-in takes
     the general path and when the chunk ends, so every read sees the writes of the
     check-ins before it."""
@@ -69,7 +77,11 @@ class BatchRows:
     environment_ids: dict[tuple[int, str], int] = field(default_factory=dict)
     states: dict[int, MonitorEnvironment] = field(default_factory=dict)
     absent_guids: set[uuid.UUID] = field(default_factory=set)
+    # In-progress check-ins read and locked up front, or created here; in id order (the
+    # database's, then this transaction's inserts), which breaks ties of "latest".
     open_checkins: dict[uuid.UUID, CheckIn] = field(default_factory=dict)
+    # Environments whose every in-progress check-in is in `open_checkins`, for the nil id.
+    open_known: set[int] = field(default_factory=set)
     pending_checkins: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
     pending_updates: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
     pending_environments: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -79,6 +91,7 @@ class BatchRows:
         rows = cls()
         slugs: dict[int, set[str]] = {}
         guids: set[uuid.UUID] = set()
+        latest: set[tuple[int, str]] = set()  # monitors with a nil-id check-in
         for item in items:
             try:
                 project_id = int(item.message["project_id"])
@@ -89,17 +102,25 @@ class BatchRows:
             slugs.setdefault(project_id, set()).add(slug)
             if guid.int:
                 guids.add(guid)
+            else:
+                latest.add((project_id, slug))
         for project_id, wanted in slugs.items():
             if rows.project(conn, project_id) is not None:
                 for slug, monitor in get_monitors(conn, project_id, wanted).items():
                     rows.monitors[(project_id, slug)] = monitor
-        if guids:
+        # The in-progress check-ins of the environments a nil id may close (B4.5), found
+        # through their index, locked with those the chunk names by id.
+        latest_monitors = {rows.monitors[key].id for key in latest if key in rows.monitors}
+        open_ids: set[int] = set()
+        if latest_monitors:
+            open_ids = {r.id for r in conn.execute(in_progress_of_monitors(latest_monitors))}
+        if guids or open_ids:
             # check-ins locked before environments: the order the clock's tasks lock in
             found = [
                 checkin_from_row(r)
                 for r in conn.execute(
                     select(checkin_table)
-                    .where(checkin_table.c.guid.in_(guids))
+                    .where(or_(checkin_table.c.guid.in_(guids), checkin_table.c.id.in_(open_ids)))
                     .order_by(checkin_table.c.id)
                     .with_for_update()
                 )
@@ -109,6 +130,16 @@ class BatchRows:
         for env in lock_monitor_environments(conn, [m.id for m in rows.monitors.values()]):
             rows.environments[(env.monitor_id, env.environment)] = env.id
             rows.states[env.id] = env
+        if latest_monitors:
+            # Read again under the environments' locks, which whoever adds a check-in to
+            # them holds: an environment whose set changed since is left to the general path.
+            now_open = list(conn.execute(in_progress_of_monitors(latest_monitors)))
+            changed = {r.monitor_environment_id for r in now_open if r.id not in open_ids}
+            rows.open_known = {
+                env_id
+                for (monitor_id, _), env_id in rows.environments.items()
+                if monitor_id in latest_monitors and env_id not in changed
+            }
         return rows
 
     def project(self, conn: Connection, project_id: int) -> tuple[Project, Organization] | None:
@@ -134,10 +165,22 @@ class BatchRows:
         """Read the environment, and its open check-ins, again from here on (a check-in
         of it takes the general path, which may change them)."""
         self.states.pop(env_id, None)
+        self.open_known.discard(env_id)
         for guid in [
             g for g, c in self.open_checkins.items() if c.monitor_environment_id == env_id
         ]:
             del self.open_checkins[guid]
+
+    def latest_open(self, env_id: int) -> CheckIn | None:
+        """The environment's most recent in-progress check-in here: by date added, then
+        by id (the later in `open_checkins`)."""
+        latest: CheckIn | None = None
+        for checkin in self.open_checkins.values():
+            if checkin.monitor_environment_id == env_id and (
+                latest is None or checkin.date_added >= latest.date_added
+            ):
+                latest = checkin
+        return latest
 
     def flush(self, conn: Connection) -> None:
         """Write the pending check-ins, their updates and environment updates, each kind
@@ -180,10 +223,17 @@ def write_behind(
         env_status = MonitorStatus.OK
     new = guid in rows.absent_guids
     if guid.int == 0:
-        if not _untouched(env):
+        # The environment's latest in-progress check-in, else a new one (B4.5). An
+        # untouched environment has none: a check-in, even in progress, moves it.
+        if _untouched(env):
+            rows.open_known.add(env.id)
+        if env.id not in rows.open_known:
             return False  # which check-in it closes, if any, is the general path's to find
-        # No check-in of it to close (B4.5): a new one, as the general path would make.
-        guid, new = uuid.uuid4(), True
+        latest = rows.latest_open(env.id)
+        if latest is None:
+            guid, new = uuid.uuid4(), True
+        else:
+            guid, new = latest.guid, False
     # Everything that can fail (a stored schedule that does not compute) before anything
     # is kept: a check-in that fails here is dropped whole, as its savepoint would be.
     if new:

@@ -68,9 +68,10 @@ def latest_in_progress(env_id: int) -> Select[Any]:
     )
 
 
-def in_progress_of_monitors(monitor_ids: Collection[int]) -> Select[tuple[int]]:
-    """The ids of the in-progress check-ins of these monitors' environments (not locked)."""
-    return select(checkin_table.c.id).where(
+def in_progress_of_monitors(monitor_ids: Collection[int]) -> Select[tuple[int, int]]:
+    """(id, monitor environment id) of the in-progress check-ins of these monitors'
+    environments (not locked)."""
+    return select(checkin_table.c.id, checkin_table.c.monitor_environment_id).where(
         IN_PROGRESS,
         checkin_table.c.monitor_environment_id.in_(
             select(monitor_environment_table.c.id).where(
