@@ -86,6 +86,26 @@ def test_checkins_bench_prints_ingest_beside_the_health_baseline(stack: Settings
     assert re.search(r"created in \d+\.\d s \(\d[\d,]* monitors/s\)", done.stderr)
 
 
+def test_checkins_bench_sends_curl_check_ins_without_an_id(stack: Settings) -> None:
+    done = bench(
+        stack,
+        "checkins",
+        "--monitors",
+        "30",
+        "--checkins",
+        "60",
+        "--concurrency",
+        "3",
+        "--client",
+        "curl",
+    )
+    assert done.returncode == 0, done.stderr
+    rows = {m.group(1).strip(): m.groups()[1:] for m in TABLE_ROW.finditer(done.stdout)}
+    assert figure(rows["/_health/ (baseline), concurrency 3"][0]) > 0
+    curl = rows["check-ins by curl, concurrency 3"]
+    assert figure(curl[0]) > 0 and figure(curl[3]) > 0  # every one applied, as a new row
+
+
 def test_a_database_in_use_is_refused_untouched(stack: Settings, engine: Engine) -> None:
     with engine.begin() as conn:
         org = store.create_organization(conn, "in-use")

@@ -1,7 +1,7 @@
 """`vigil bench checkins`: check-ins end to end, real HTTP envelopes into a real
 `vigil serve`, until applied.
 
-    vigil bench checkins [--monitors N] [--checkins N]
+    vigil bench checkins [--monitors N] [--checkins N] [--client sdk|curl]
         [--concurrency 16 --concurrency 64] [--database-url URL] [--kafka SERVERS]
 
 Starts `vigil serve` in a fresh temporary home (the embedded default: SQLite + the embedded
@@ -16,7 +16,9 @@ log; or PostgreSQL + Kafka with `--database-url` and `--kafka`), then:
    - check-ins: `POST /api/{project}/envelope/` with one `ok` check-in each, spread over
      the monitors — ingest requests/s, p50/p99 latency (answer received = durable in the
      log), and *applied* check-ins/s: from the first request sent to the last check-in
-     row visible in the database (what the API reads);
+     row visible in the database (what the API reads); with `--client curl`, instead,
+     `GET /api/{project}/cron/{slug}/{key}/?status=ok…` without a check-in id, as cron
+     wrappers send them;
 3. the peak resident memory of the whole `vigil serve` process tree, sampled every 50 ms.
 
 The load generator is a small asyncio HTTP/1.1 client with keep-alive connections (one
@@ -159,6 +161,17 @@ def cron_checkin(server: Server, slug: str) -> bytes:
     return head.encode() + body
 
 
+def curl_checkin(server: Server, slug: str) -> bytes:
+    """An `ok` check-in as a cron wrapper sends it with curl: the crons HTTP endpoint's
+    GET form, without a check-in id (the nil id: it closes the environment's latest
+    in-progress check-in, or is a new one)."""
+    return _get(
+        f"/api/{server.project_id}/cron/{slug}/{server.public_key}/"
+        "?status=ok&duration=0.5&environment=production",
+        server,
+    )
+
+
 def checkin(server: Server, slug: str, with_config: bool) -> bytes:
     item: dict[str, object] = {
         "check_in_id": uuid.uuid4().hex,
@@ -288,16 +301,19 @@ def run(args: argparse.Namespace) -> list[Row]:
                     )
                 )
                 batch = [
-                    checkin(server, slugs[i % len(slugs)], with_config=False)
+                    curl_checkin(server, slugs[i % len(slugs)])
+                    if args.client == "curl"
+                    else checkin(server, slugs[i % len(slugs)], with_config=False)
                     for i in range(args.checkins)
                 ]
                 started = time.perf_counter()
                 latencies, elapsed = asyncio.run(load(server, batch, concurrency))
                 applied_so_far += len(batch)
                 done = wait_for_rows(server.database_url, "monitor_checkin", applied_so_far)
+                label = "check-ins" if args.client == "sdk" else "check-ins by curl"
                 rows.append(
                     Row(
-                        f"check-ins, concurrency {concurrency}",
+                        f"{label}, concurrency {concurrency}",
                         len(batch) / elapsed,
                         pct(latencies, 0.5) * 1000,
                         pct(latencies, 0.99) * 1000,
@@ -344,6 +360,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         action="append",
         help="requests in flight; repeat for several levels (default: 16 and 64)",
+    )
+    parser.add_argument(
+        "--client",
+        choices=("sdk", "curl"),
+        default="sdk",
+        help="sdk: envelopes, each check-in with its own id (default); curl: the crons "
+        "HTTP endpoint's GET form, without an id",
     )
     add_backend_arguments(parser)
 
