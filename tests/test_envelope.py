@@ -402,6 +402,33 @@ def test_a_project_over_its_check_in_quota_gets_429_for_the_monitor_category_onl
     assert by_project.count(other.project.id) == 1
 
 
+def test_an_environment_made_in_the_window_counts_before_anything_is_refused(
+    stack: Settings, engine: Engine, tenant: Tenant
+) -> None:
+    # The consumer makes environments in another process; the web counts them again
+    # before it refuses (B11: the reference recomputes the limit when one is created).
+    add_monitor_environments(engine, tenant, "job", "production")
+    clock = [1000.0]
+    app = create_app(stack)
+    app.state.monitor_quota = MonitorQuota(
+        lambda project_id: count_monitor_environments(engine, project_id),
+        clock=lambda: clock[0],
+    )
+    one = envelope(("check_in", check_in("job")))
+    with live_server(app) as server, httpx.Client(timeout=60) as client:
+        url = f"{server}/api/{tenant.project.id}/envelope/"
+        statuses = [
+            client.post(url, content=one, headers=sdk_auth(tenant)).status_code for _ in range(56)
+        ]
+        assert statuses == [200] * 56
+        add_monitor_environments(engine, tenant, "job", "staging")
+        clock[0] += 2
+        statuses = [
+            client.post(url, content=one, headers=sdk_auth(tenant)).status_code for _ in range(7)
+        ]
+        assert statuses == [200] * 6 + [429]
+
+
 def test_the_real_sdk_holds_back_its_check_ins_after_the_429(
     stack: Settings, engine: Engine, tenant: Tenant, log_backend: LogBackend
 ) -> None:

@@ -73,6 +73,31 @@ def test_admit_if_known_counts_as_admit_only_while_the_limit_is_remembered() -> 
     assert lookups == [1, 1]
 
 
+def test_a_refusal_counts_the_environments_again_at_most_once_a_second() -> None:
+    # A consumer creates environments in another process: the check-ins a new one
+    # allows must not be refused on a count from before it (an SDK refused backs off).
+    clock = Clock()
+    envs = {1: 0}
+    lookups: list[int] = []
+
+    def environments(project_id: int) -> int:
+        lookups.append(project_id)
+        return envs[project_id]
+
+    limiter = MonitorQuota(environments, clock=clock, window_s=60, environments_ttl_s=60)
+    assert limiter.admit(1, 50) is None
+    envs[1] = 1  # created meanwhile
+    assert limiter.admit(1, 1) == 60  # counted just now: refused on that count
+    assert lookups == [1]
+    clock.now += 1
+    assert limiter.admit_if_known(1, 1) is None  # a refusal on an old count: `admit` decides
+    assert limiter.admit(1, 6) is None  # counted again: 56 now
+    assert lookups == [1, 1]
+    assert limiter.admit_if_known(1, 1) == Verdict(59)  # fresh: refused on the loop
+    assert limiter.admit(1, 1) == 59
+    assert lookups == [1, 1]
+
+
 def test_projects_have_their_own_windows() -> None:
     clock = Clock()
     limiter = quota(clock)

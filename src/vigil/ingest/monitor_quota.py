@@ -11,7 +11,9 @@ vigil adapts the reference's shared quota as a per-process window: each web proc
 counts on its own, so N processes admit up to N times the limit. A project's window
 starts with its first counted check-in and lasts `window_s`. The number of monitor
 environments is read through `environments` (the caller's database query) and
-remembered for `environments_ttl_s`, since a consumer in another process creates them.
+remembered for `environments_ttl_s`; since a consumer in another process creates them
+(where the reference recomputes the limit at once), a refusal is only ever decided on a
+count at most `refresh_s` old: a refused SDK stops sending check-ins for the window.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ BASE_LIMIT: Final = 50
 PER_ENVIRONMENT: Final = 6  # the reference's option crons.per_monitor_rate_limit
 WINDOW_S: Final = 60.0
 ENVIRONMENTS_TTL_S: Final = 60.0
+REFRESH_S: Final = 1.0
 MAX_PROJECTS: Final = 10_000
 RATE_LIMITS_HEADER: Final = "X-Sentry-Rate-Limits"
 
@@ -74,12 +77,14 @@ class MonitorQuota:
         *,
         window_s: float = WINDOW_S,
         environments_ttl_s: float = ENVIRONMENTS_TTL_S,
+        refresh_s: float = REFRESH_S,
         max_projects: int = MAX_PROJECTS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._environments = environments
         self._window_s = window_s
         self._environments_ttl_s = environments_ttl_s
+        self._refresh_s = refresh_s
         self._max_projects = max_projects
         self._clock = clock
         self._lock = threading.Lock()
@@ -90,6 +95,13 @@ class MonitorQuota:
         """None if the project may send `quantity` more check-ins now (they are
         counted); else the whole seconds until its window ends (nothing counted)."""
         limit = self._limit(project_id)
+        now = self._clock()
+        with self._lock:
+            retry_after = self._count(project_id, quantity, limit, now)
+            if retry_after is None or not self._stale(project_id, now):
+                return retry_after
+        # Count the environments again before refusing: one may have been made since.
+        limit = self._limit(project_id, fresh=True)
         now = self._clock()
         with self._lock:
             return self._count(project_id, quantity, limit, now)
@@ -110,6 +122,14 @@ class MonitorQuota:
             cached = self._limits.get(project_id)
             if cached is None or now - cached[0] >= self._environments_ttl_s:
                 return None
+            window = self._windows.get(project_id)
+            if (
+                window is not None
+                and now < window.start + self._window_s
+                and window.count + quantity > cached[1]
+                and self._stale(project_id, now)
+            ):
+                return None  # a refusal needs a fresh count
             return Verdict(self._count(project_id, quantity, cached[1], now))
 
     def record(self, project_id: int, quantity: int) -> None:
@@ -136,11 +156,16 @@ class MonitorQuota:
                 self._windows.popitem(last=False)
         return window
 
-    def _limit(self, project_id: int) -> int | None:
+    def _stale(self, project_id: int, now: float) -> bool:
+        # the project's limit was counted more than `refresh_s` ago (or is unknown)
+        cached = self._limits.get(project_id)
+        return cached is None or now - cached[0] >= self._refresh_s
+
+    def _limit(self, project_id: int, *, fresh: bool = False) -> int | None:
         now = self._clock()
         with self._lock:
             cached = self._limits.get(project_id)
-            if cached is not None and now - cached[0] < self._environments_ttl_s:
+            if not fresh and cached is not None and now - cached[0] < self._environments_ttl_s:
                 return cached[1]
         try:
             limit = project_limit(self._environments(project_id))
