@@ -87,9 +87,11 @@ BASE = {"check_in_id": ID, "monitor_slug": "job", "status": "ok"}
         ({"monitor_slug": "job", "status": "ok"}, {**BASE, "check_in_id": NIL_CHECK_IN_ID}),
         ({**BASE, "check_in_id": None}, {**BASE, "check_in_id": NIL_CHECK_IN_ID}),
         ({**BASE, "check_in_id": ""}, {**BASE, "check_in_id": NIL_CHECK_IN_ID}),
-        # status: the three client statuses (any case), anything else is unknown.
+        # status: the three client statuses as written, anything else is unknown.
         ({**BASE, "status": "in_progress"}, {**BASE, "status": "in_progress"}),
-        ({**BASE, "status": " Error "}, {**BASE, "status": "error"}),
+        ({**BASE, "status": "error"}, {**BASE, "status": "error"}),
+        ({**BASE, "status": "OK"}, {**BASE, "status": "unknown"}),
+        ({**BASE, "status": " error "}, {**BASE, "status": "unknown"}),
         ({**BASE, "status": "missed"}, {**BASE, "status": "unknown"}),
         ({**BASE, "status": "timeout"}, {**BASE, "status": "unknown"}),
         ({**BASE, "status": ""}, {**BASE, "status": "unknown"}),

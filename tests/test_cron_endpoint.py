@@ -266,7 +266,7 @@ def test_lenient_values_are_normalised(
         httpx.post(
             url,
             json={
-                "status": "OK",
+                "status": "ok",
                 "monitor_config": {
                     "schedule": {"type": "interval", "value": "1", "unit": "hour"},
                     "made_up": 1,

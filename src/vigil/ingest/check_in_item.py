@@ -218,8 +218,9 @@ def _status(value: object) -> str:
         raise InvalidCheckIn(
             InvalidReason.MISSING_STATUS, "check-in has no status (in_progress, ok or error)"
         )
-    status = value.strip().lower() if isinstance(value, str) else None
-    return status if status in CLIENT_STATUSES else UNKNOWN_STATUS
+    # Exactly as sent, as Relay reads it: "OK" is unknown too, and the consumer refuses
+    # it with a processing error the user sees, where Sentry does.
+    return value if isinstance(value, str) and value in CLIENT_STATUSES else UNKNOWN_STATUS
 
 
 def _environment(value: object) -> str | None:
