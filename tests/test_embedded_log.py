@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -519,6 +521,43 @@ def test_oversize_messages_are_refused_and_nothing_is_written(tmp_path: Path) ->
 
 
 # --- files that are not vigil logs -----------------------------------------------------
+
+
+def test_a_second_connection_keeps_the_first_ones_locks(
+    settings: Settings, backend: EmbeddedBackend
+) -> None:
+    # POSIX file locks are the process's: closing any descriptor of the file drops
+    # them all, SQLite's included. Another process closing its connection then sees no
+    # other user, checkpoints the log and deletes its WAL under the open connections,
+    # whose writes go to the deleted file: lost to every new reader.
+    producer = backend.get_producer()
+    try:
+        produce(producer, TICKS, values("before"))
+        reader = backend.get_consumer("g")  # another connection, in this process
+        outsider = subprocess.run(
+            [sys.executable, "-c", _CLOSE_ONE_CONNECTION, str(settings.log_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert outsider.returncode == 0, outsider.stderr
+        assert Path(f"{settings.log_path}-wal").exists()
+        produce(producer, TICKS, values("after"))
+        reader.close()
+    finally:
+        producer.close().result(timeout=WAIT_S)
+    fresh = backend.get_consumer("fresh")
+    fresh.subscribe([TICKS])
+    assert [m.payload.value for m in consume(fresh, 2)] == [b"before", b"after"]
+    fresh.close()
+
+
+_CLOSE_ONE_CONNECTION = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1])
+conn.execute("SELECT count(*) FROM topics").fetchall()
+conn.close()
+"""
 
 
 def test_an_empty_file_becomes_a_log(settings: Settings) -> None:

@@ -100,7 +100,6 @@ def open_log(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise LogError(f"cannot create the directory of the embedded log {path}: {exc}") from None
-    _check_magic(path)
     try:
         conn = sqlite3.connect(
             path,
@@ -131,6 +130,8 @@ def open_log(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
                 f"the embedded log {path} stayed locked by another process for "
                 f"{busy_timeout_ms} ms (VIGIL_SQLITE_BUSY_TIMEOUT_MS)"
             ) from None
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB:
+            _refuse_foreign(path)
         raise LogError(
             f"the embedded log {path} is damaged or unreadable ({exc}); move it away to "
             "start a new log"
@@ -145,16 +146,18 @@ def _busy(exc: sqlite3.OperationalError) -> bool:
     return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
-def _check_magic(path: Path) -> None:
-    # SQLite's own message for a foreign file ("file is not a database") names neither
-    # the file nor the cause, so look at the header first.
+def _refuse_foreign(path: Path) -> None:
+    """LogError naming a file SQLite found not to be a database at all ("file is not a
+    database" names neither the file nor the cause); nothing if it is SQLite's.
+
+    Only once SQLite has refused it: reading the file outside SQLite, then closing it,
+    would drop every POSIX lock this process holds on it, those of its open log
+    connections included (another process would then delete the WAL under them)."""
     try:
         with path.open("rb") as f:
             head = f.read(len(SQLITE_MAGIC))
-    except FileNotFoundError:
+    except OSError:
         return
-    except OSError as exc:
-        raise LogError(f"cannot read the embedded log {path}: {exc}") from None
     if head and head != SQLITE_MAGIC:
         raise LogError(
             f"{path} is not a vigil log: it is not a SQLite database (it starts with "
