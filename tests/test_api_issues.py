@@ -645,6 +645,11 @@ def test_events_newest_first_with_their_occurrence_and_tags(
     assert 'rel="next"' in response.headers["Link"]
     only_prod = get(server, tenant, path, environment="production").json()
     assert [e["eventID"] for e in only_prod] == [second["event_id"]]
+    # latest and oldest of an environment, as Sentry: the newest event is not in it
+    for which in ("latest", "oldest"):
+        in_prod = get(server, tenant, f"{path}{which}/", environment="production")
+        assert in_prod.json()["eventID"] == second["event_id"]
+        assert get(server, tenant, f"{path}{which}/", environment="nowhere").status_code == 404
 
     latest = get(server, tenant, f"{path}latest/")
     assert latest.status_code == 200

@@ -848,6 +848,10 @@ def _one_event(request: Request, which: str) -> Response:
         issue = find_issue(conn, access.organization, request.path_params["issue_id"])
         io = occurrence_table
         query = _events_select(issue.id)
+        environments = request.query_params.getlist("environment")
+        if environments and which in ("latest", "oldest"):
+            # as Sentry: the newest (oldest) of the events in these environments
+            query = query.where(event_table.c.environment.in_(environments))
         if which == "oldest":
             query = query.order_by(io.c.timestamp.asc(), io.c.id.asc())
         else:
