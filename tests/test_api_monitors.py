@@ -155,8 +155,9 @@ def test_post_refuses_past_the_organization_monitor_limit(stack: Settings, tenan
     with live_server(create_app(limited)) as server:
         assert create(server, tenant, slug="one").status_code == 201
         response = create(server, tenant, slug="two")
-    assert response.status_code == 403
-    assert response.json() == {"detail": "You may not exceed 1 monitors per organization"}
+    assert response.status_code == 400
+    assert response.json()["nonFieldErrors"] == ["You may not exceed 1 monitors per organization"]
+    assert response.json()["detail"] == "You may not exceed 1 monitors per organization"
 
 
 def test_get_shows_environments(server: str, tenant: Tenant, engine: Engine) -> None:

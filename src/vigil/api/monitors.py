@@ -7,8 +7,8 @@ processing errors of monitors and projects.
   with a Sentry `Link` header;
   create one from `project`, `name`, optional `slug` (else the slugified name) and
   `config` (string `schedule_type`), validated as check-in configs are (B2). Field
-  errors are 400 in Sentry's shape (`{"config": {"schedule": [...]}}`); the
-  organization's monitor limit is a 403 with the reference's message.
+  errors are 400 in Sentry's shape (`{"config": {"schedule": [...]}}`); so is the
+  organization's monitor limit (`nonFieldErrors`, with the reference's message).
 - `GET|PUT|DELETE .../monitors/{monitor_slug}/`, organization- and project-scoped: PUT
   changes `name`, `slug`, `config` (merged into the stored one, then validated whole),
   `isMuted` (the monitor and all its environments) and `status` ("active"/"disabled").
@@ -270,7 +270,8 @@ def _create(
             max_monitors,
         )
     except store.MonitorLimitsExceeded as exc:
-        return JSONResponse({"detail": str(exc)}, status_code=403)
+        # Sentry's monitor validator refuses it as a non-field error
+        return field_error_response({"nonFieldErrors": [str(exc)]})
     monitor = ensured.monitor
     assert monitor is not None
     conn.execute(update(monitor_table).where(monitor_table.c.id == monitor.id).values(name=name))
