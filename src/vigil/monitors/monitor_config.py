@@ -339,16 +339,14 @@ def _check_interval(schedule: object) -> IntervalSchedule | str:
 
 
 def read_interval_unit(value: object) -> IntervalUnit | None:
-    """The interval unit named by `value`: "minute", also "Minute" and "minutes"."""
+    """The interval unit named by `value`, exactly as the reference names them ("minute":
+    not "Minute" nor "minutes", which it refuses, B2)."""
     if not isinstance(value, str):
         return None
-    name = value.strip().lower()
-    for candidate in (name, name.removesuffix("s")):
-        try:
-            return IntervalUnit(candidate)
-        except ValueError:
-            continue
-    return None
+    try:
+        return IntervalUnit(value)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -367,7 +365,7 @@ def normalise_crontab(value: object) -> NormalisedCrontab:
         return NormalisedCrontab("", INVALID_CRONTAB)
     expression = _WHITESPACE.sub(" ", value).strip()
     if expression.startswith("@"):
-        alias = CRONTAB_ALIASES.get(expression.lower())
+        alias = CRONTAB_ALIASES.get(expression)  # as written: "@DAILY" is not one
         if alias is None:
             return NormalisedCrontab(expression, CRONTAB_NOT_PARSEABLE)  # @reboot & co
         expression = alias
