@@ -233,6 +233,13 @@ def _without(key: str) -> dict[str, Any]:
         ({"project_id": 123456789}, "project_id", None),
         ({"event": {"project_id": 123456789}}, "project_id", None),
         ({"event": {"platform": "python"}}, "event", None),
+        (
+            {"initial_issue_priority": 60},
+            "initial_issue_priority",
+            "initial_issue_priority must be one of 25 (low), 50 (medium), 75 (high), not 60",
+        ),
+        ({"initial_issue_priority": 0}, "initial_issue_priority", None),
+        ({"priority": -5}, "priority", None),
     ],
 )
 def test_an_invalid_occurrence_is_a_400_naming_its_field(

@@ -16,6 +16,8 @@ normalisers, so a 202 means the consumer will not reject it for its shape:
 - an occurrence of a type that is not released needs the organization's
   `organizations:<type-slug-with-dashes>-ingest` feature: without it, 400 (the consumer
   would drop it with only a metric).
+- a priority (`initial_issue_priority`, or `priority`) must be one an issue can have:
+  25 (low), 50 (medium) or 75 (high).
 - what depends on the issue's state (assignee, the group's current status) is the
   consumer's business, as for messages produced to the log directly.
 
@@ -44,7 +46,7 @@ from vigil.api.auth import authorize
 from vigil.api.http import decoded, json_object, read_body, route
 from vigil.api.services import services
 from vigil.ingest.log_writer import KeyedValue, LogWriter, write_for_client
-from vigil.issues.enums import GroupStatus, GroupSubStatus, PayloadType
+from vigil.issues.enums import GroupStatus, GroupSubStatus, PayloadType, PriorityLevel
 from vigil.issues.errors import (
     EventPayloadValidationError,
     InvalidEventPayloadError,
@@ -161,6 +163,7 @@ def prepare(
             check_nesting(message)
             normalised = normalise_occurrence(message, resolve_assignee=no_assignees, now=now)
             check_storable(normalised.occurrence)
+            _check_priority(message, normalised.occurrence.initial_issue_priority)
             check_embedded_event(normalised, project_id, now)
             message_id = normalised.occurrence.id
             group_type = normalised.occurrence.type
@@ -180,6 +183,18 @@ def prepare(
         reasons = "; ".join(exc.current_errors) or str(exc)
         raise PayloadError("event", f"event is not a valid event: {reasons}") from None
     return message, message_id, message_key(message["fingerprint"], project_id)
+
+
+_PRIORITIES: Final = (PriorityLevel.LOW, PriorityLevel.MEDIUM, PriorityLevel.HIGH)
+
+
+def _check_priority(message: dict[str, Any], priority: int | None) -> None:
+    """A priority an issue can have (the consumer keeps any number, as the reference
+    does, and the issue would show none): low, medium or high."""
+    if priority is not None and priority not in _PRIORITIES:
+        field = "initial_issue_priority" if "initial_issue_priority" in message else "priority"
+        choices = ", ".join(f"{int(p)} ({p.label})" for p in _PRIORITIES)
+        raise PayloadError(field, f"{field} must be one of {choices}, not {priority}")
 
 
 def _check_status(new_status: int, new_substatus: int | None) -> None:
