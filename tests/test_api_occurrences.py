@@ -365,7 +365,9 @@ def _log_is_empty(stack: Settings, server: str, tenant: Tenant, log_backend: Log
     [
         (b"{not json", None),
         (b"[1, 2]", "request body must be a JSON object"),
-        (b"", "Missing required field: id"),
+        (b"", "the request has no body: send one occurrence or status change as JSON"),
+        (b" \n", "the request has no body: send one occurrence or status change as JSON"),
+        (b"{}", "Missing required field: id"),
     ],
 )
 def test_a_body_that_is_not_a_message_is_a_400(

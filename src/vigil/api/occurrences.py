@@ -229,7 +229,12 @@ async def post_occurrence(request: Request) -> Response:
     svc = services(request)
     # NULs are the validation's to judge, field by field (evidence may hold one).
     limit = svc.settings.max_message_bytes
-    body = json_object(decoded(request, await read_body(request, limit), limit), refuse_nul=False)
+    raw = decoded(request, await read_body(request, limit), limit)
+    if not raw.strip():
+        raise HTTPException(
+            400, "the request has no body: send one occurrence or status change as JSON"
+        )
+    body = json_object(raw, refuse_nul=False)
 
     def accept() -> tuple[dict[str, Any], str, bytes | None, int] | PayloadError:
         with svc.reading() as conn:
