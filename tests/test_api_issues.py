@@ -25,6 +25,7 @@ from tests.issues.occurrences import (
     status_change,
 )
 from tests.support.tenants import Tenant, make_tenant, make_token
+from vigil.api.paging import format_date
 from vigil.db.tables import activity, group_snooze, grouphash
 from vigil.issues.enums import ActivityType, GroupStatus, GroupSubStatus
 from vigil.issues.fingerprint import md5_hex
@@ -611,10 +612,15 @@ def test_events_newest_first_with_their_occurrence_and_tags(
         evidence_display=[{"name": "Failure reason", "value": "timeout", "important": True}],
     )
     second["event"] = event_payload(
-        pid, second["event_id"], later(1), environment="production", tags={"monitor.slug": "job"}
+        pid,
+        second["event_id"],
+        later(1),
+        environment="production",
+        tags={"monitor.slug": "job"},
+        received="2026-03-01T12:00:58.5+00:00",  # as crons' occurrences carry it
     )
     process(engine, first, now=T0)
-    process(engine, second, now=later(1))
+    process(engine, second, now=later(3))
     group_id = issue(engine, pid, "x", minutes=2)
     path = f"{ISSUES}{group_id}/events/"
     response = get(server, tenant, path)
@@ -628,6 +634,8 @@ def test_events_newest_first_with_their_occurrence_and_tags(
     assert event["projectID"] == str(pid)
     assert event["title"] == "Something broke"
     assert event["dateCreated"] == "2026-03-01T12:01:00Z"
+    assert event["dateReceived"] == "2026-03-01T12:00:58.500000Z"  # the producer's
+    assert listed[2]["dateReceived"] == format_date(T0)  # none given: when vigil got it
     assert event["tags"] == [
         {"key": "environment", "value": "production"},
         {"key": "level", "value": "error"},

@@ -84,6 +84,7 @@ from vigil.issues.enums import (
 )
 from vigil.issues.group_store import add_activity, add_history, get_group, update_group
 from vigil.issues.group_types import registry
+from vigil.issues.grouping import event_datetime
 from vigil.issues.snooze import (
     InvalidSnooze,
     Snooze,
@@ -230,6 +231,15 @@ def event_tags(row: Any) -> list[dict[str, str]]:
     return [{"key": key, "value": pairs[key]} for key in sorted(pairs)]
 
 
+def _received(data: Mapping[str, Any]) -> datetime | None:
+    """When the event was received as its producer says (a check-in's time, for crons'
+    occurrences), as Sentry shows it; None if it does not say, or not as a time."""
+    try:
+        return None if data.get("received") is None else event_datetime(data["received"])
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
 def serialize_event(row: Any, *, full: bool = False) -> dict[str, Any]:
     """An occurrence row joined to its event (`ev_*` columns, null when the event was
     never stored, as for buffered spans) in Sentry's event shape."""
@@ -247,7 +257,7 @@ def serialize_event(row: Any, *, full: bool = False) -> dict[str, Any]:
         "platform": row.ev_platform,
         "environment": row.ev_environment,
         "dateCreated": format_date(row.timestamp),
-        "dateReceived": format_date(row.ev_received or row.date_added),
+        "dateReceived": format_date(_received(data) or row.ev_received or row.date_added),
         "tags": event_tags(row),
         "user": data.get("user"),
         "occurrence": serialize_occurrence(dict(row.data)),
