@@ -132,6 +132,9 @@ def test_checkins_filter_by_environment_and_time_range(
     bad = get(server, tenant, {"start": "yesterday"})
     assert bad.status_code == 400
     assert bad.json()["start"] == ["start must be an ISO 8601 date"]
+    backwards = get(server, tenant, {"start": "2026-03-01T13:00:00Z", "end": "2026-03-01T11:00Z"})
+    assert backwards.status_code == 400
+    assert backwards.json()["start"] == ["start must be before end"]
 
 
 def test_checkins_within_a_stats_period(

@@ -59,7 +59,8 @@ PERIOD_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 def time_range(request: Request, now: datetime) -> tuple[datetime | None, datetime | None]:
     """Sentry's time range parameters: `statsPeriod` (`90s`, `30m`, `24h`, `14d`, `2w`:
     from that long before `now`, with no end), else `start` / `end` (ISO 8601, an empty
-    one absent). FieldErrors naming the parameter for anything else."""
+    one absent; a start after the end is refused). FieldErrors naming the parameter for
+    anything else."""
     period = request.query_params.get("statsPeriod")
     if period:
         matched = PERIOD.match(period)
@@ -71,7 +72,8 @@ def time_range(request: Request, now: datetime) -> tuple[datetime | None, dateti
         # Reaches before the year 1, or has more digits than int() converts (ValueError).
         except (OverflowError, ValueError):
             raise FieldErrors({"statsPeriod": [f"Invalid statsPeriod {period!r}"]}) from None
-    return (
-        datetime_param(request, "start", empty_is_absent=True),
-        datetime_param(request, "end", empty_is_absent=True),
-    )
+    start = datetime_param(request, "start", empty_is_absent=True)
+    end = datetime_param(request, "end", empty_is_absent=True)
+    if start is not None and end is not None and start > end:
+        raise FieldErrors({"start": ["start must be before end"]})  # Sentry's words
+    return start, end
