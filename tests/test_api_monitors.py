@@ -245,9 +245,14 @@ def test_put_mutes_the_monitor_and_its_environments(
     body = call("PUT", server, path, tenant.token, json={"isMuted": True}).json()
     assert body["isMuted"] is True
     assert [e["isMuted"] for e in body["environments"]] == [True]
+    # An environment made while the monitor is muted (by a check-in) is muted too.
+    add_environment(engine, tenant, "job", "staging")
+    body = call("GET", server, path, tenant.token).json()
+    assert body["isMuted"] is True
+    assert [e["isMuted"] for e in body["environments"]] == [True, True]
     body = call("PUT", server, path, tenant.token, json={"isMuted": False}).json()
     assert body["isMuted"] is False
-    assert [e["isMuted"] for e in body["environments"]] == [False]
+    assert [e["isMuted"] for e in body["environments"]] == [False, False]
 
 
 def test_put_disables_and_enables(server: str, tenant: Tenant) -> None:

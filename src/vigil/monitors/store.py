@@ -628,7 +628,9 @@ def ensure_environment(
             "monitor_id": monitor.id,
             "environment_id": environment_id,
             "status": int(MonitorStatus.ACTIVE),
-            "is_muted": False,
+            # A muted monitor's new environment is muted too: the monitor shows muted
+            # while all its environments are, and it alerts for none of them.
+            "is_muted": monitor.is_muted,
             "date_added": moment,
             "next_checkin": None,
             "next_checkin_latest": None,
