@@ -21,7 +21,7 @@ import pytest
 from arroyo.backends.abstract import Producer
 from arroyo.backends.kafka import KafkaPayload
 from prometheus_client import REGISTRY
-from sqlalchemy import Engine, make_url, select, text
+from sqlalchemy import Engine, create_engine, make_url, select, text
 from sqlalchemy import exc as sa_exc
 
 from tests.conftest import subprocess_env
@@ -419,6 +419,23 @@ def test_is_transient_tells_a_database_outage_from_bad_data(
     error: Exception, transient: bool
 ) -> None:
     assert is_transient(error) is transient
+
+
+def test_a_full_disk_is_an_outage(tmp_path: Path) -> None:
+    # A real SQLITE_FULL: the database may grow no further (as on a full disk). Retried
+    # once there is room, never dead-lettered as if the message were at fault.
+    engine = create_engine(f"sqlite:///{tmp_path / 'small.sqlite3'}")
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x BLOB)")
+        with pytest.raises(sa_exc.OperationalError) as full, engine.begin() as conn:
+            conn.exec_driver_sql("PRAGMA max_page_count = 8")
+            for _ in range(100):
+                conn.exec_driver_sql("INSERT INTO t VALUES (zeroblob(4000))")
+        assert "database or disk is full" in str(full.value)
+        assert is_transient(full.value)
+    finally:
+        engine.dispose()
 
 
 def test_a_consumer_may_take_larger_batches_than_the_setting(

@@ -138,7 +138,14 @@ def serialize(conn: Connection, lock_id: int) -> None:
 
 # SQLite reports both "try again" and "this statement is wrong" as OperationalError;
 # only these mean the database was busy or briefly unreachable.
-_SQLITE_TRANSIENT = ("locked", "busy", "disk i/o error", "unable to open database file")
+_SQLITE_TRANSIENT = (
+    "locked",
+    "busy",
+    "disk i/o error",
+    "unable to open database file",
+    # SQLITE_FULL: a full disk is an outage to wait out, not a message to dead-letter
+    "database or disk is full",
+)
 _PG_QUERY_CANCELED = "57014"  # statement timeout: may be the message's own doing
 
 
