@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, NamedTuple
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -38,7 +39,12 @@ from vigil.api import (
     webhooks,
 )
 from vigil.api import metrics as metrics_api
-from vigil.api.http import client_gone_handler, http_exception_handler, server_error_handler
+from vigil.api.http import (
+    client_gone_handler,
+    database_error_handler,
+    http_exception_handler,
+    server_error_handler,
+)
 from vigil.api.services import Services
 from vigil.config import Settings
 from vigil.db.engine import make_engine
@@ -129,6 +135,7 @@ def create_app(settings: Settings) -> Starlette:
         exception_handlers={
             HTTPException: http_exception_handler,
             ClientDisconnect: client_gone_handler,
+            SQLAlchemyError: database_error_handler,
             Exception: server_error_handler,
         },
         lifespan=lifespan,

@@ -3,8 +3,9 @@ reading, JSON bodies, and routes whose trailing slash is optional and whose path
 parameters are checked before any endpoint (or the database) sees them.
 
 Every error a client can cause is an `HTTPException` rendered as `{"detail": reason}`
-with its status; an unexpected exception is a 500 with a generic detail (and a logged
-traceback), never a stack trace in the answer.
+with its status; the database unavailable is a 503 (and a line in the log); an
+unexpected exception is a 500 with a generic detail (and a logged traceback), never a
+stack trace in the answer.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from vigil.db.engine import is_transient
 from vigil.db.ids import parse_id
 from vigil.ingest.content_encoding import (
     BodyTooLarge,
@@ -32,6 +34,9 @@ from vigil.ingest.content_encoding import (
 )
 
 log = logging.getLogger(__name__)
+
+# How long a client is asked to wait while the database is unavailable.
+RETRY_AFTER_S = 5
 
 # After a body turns out too large, read (and discard) up to this much more of it, so the
 # client, still sending, gets the 413 instead of a reset connection.
@@ -60,6 +65,26 @@ async def server_error_handler(request: Request, exc: Exception) -> Response:
         extra={"method": request.method, "path": request.url.path},
     )
     return error_response(500, "internal server error")
+
+
+async def database_error_handler(request: Request, exc: Exception) -> Response:
+    """A database error: while the database is unavailable (connection lost, locked past
+    the busy timeout, full), a 503 the client may retry and one line in the log, not a
+    500 with a traceback per request; any other is a 500 as `server_error_handler`'s."""
+    if not is_transient(exc):
+        return await server_error_handler(request, exc)
+    log.warning(
+        "database unavailable",
+        extra={"method": request.method, "path": request.url.path, "error": _first_line(exc)},
+    )
+    return error_response(
+        503, "the database is unavailable; retry later", {"Retry-After": str(RETRY_AFTER_S)}
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    cause = exc.__cause__ or getattr(exc, "orig", None) or exc
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
 
 
 # nginx's "client closed request": not sent (no one is there), only counted.

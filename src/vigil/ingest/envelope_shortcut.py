@@ -6,20 +6,27 @@ middleware, which answers an unexpected exception with the app's 500). A `POST` 
 `/api/{project_id}/envelope/` (slash optional) goes straight to
 `envelope.envelope_endpoint`, with what the routed path would have done around it: the
 project id read as a row id (404 past 64 bits), a NUL in a query parameter refused (400),
-`HTTPException` and a client gone mid-body answered by the app's handlers, and the answer
-counted in `HTTP_REQUESTS` under the route's name. Anything else goes on to the app.
+`HTTPException`, a client gone mid-body and a database error answered by the app's
+handlers, and the answer counted in `HTTP_REQUESTS` under the route's name. Anything
+else goes on to the app.
 """
 
 from __future__ import annotations
 
 import re
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vigil import metrics
-from vigil.api.http import RowIdConvertor, client_gone_handler, http_exception_handler
+from vigil.api.http import (
+    RowIdConvertor,
+    client_gone_handler,
+    database_error_handler,
+    http_exception_handler,
+)
 from vigil.ingest.envelope import ENVELOPE_ROUTE, envelope_endpoint
 
 _PATH = re.compile(r"/api/([0-9]+)/envelope/?")
@@ -51,6 +58,8 @@ async def _serve(scope: Scope, receive: Receive, send: Send, project_id: str) ->
             response = await http_exception_handler(request, exc)
         except ClientDisconnect as exc:
             response = await client_gone_handler(request, exc)
+        except SQLAlchemyError as exc:
+            response = await database_error_handler(request, exc)
         status = response.status_code
         await response(scope, receive, send)
     finally:
