@@ -8,6 +8,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -183,6 +184,24 @@ def test_the_first_token_is_shown_even_if_the_web_app_never_listens(stack: Setti
     assert "the web app is not answering on 192.0.2.1" in rest
     assert re.search(r"API token: vgl_[0-9a-f]+", rest)
     assert "listening on" not in rest
+
+
+def test_serve_refuses_a_port_another_program_listens_on(stack: Settings) -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        settings = replace(stack, bind=f"127.0.0.1:{port}")
+        result = subprocess.run(
+            [sys.executable, "-m", "vigil", "serve"],
+            env=subprocess_env(settings),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: another program listens there" in result.stderr
+    assert "listening on" not in result.stdout
 
 
 def test_serve_refuses_an_invalid_setting(tmp_path: Path) -> None:

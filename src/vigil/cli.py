@@ -4,8 +4,10 @@ organizations, projects, DSN keys, API tokens, features and server options."""
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import fields
@@ -79,6 +81,7 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
     )
     from vigil.streams.backend import get_backend
 
+    _check_free(settings.host, settings.port)
     engine = _prepare(settings)
     boot = bootstrap(engine)
     with engine.connect() as conn:
@@ -113,6 +116,23 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
     # The banner says "listening" and gives the DSN: only once the web app listens.
     announcement = Announcement(settings.host, settings.port, banner)
     return Supervisor(children, env, announcement).run()
+
+
+def _check_free(host: str, port: int) -> None:
+    """CommandError if another program listens at host:port: the banner would name its
+    address, and the web child fail to listen over and over. (Any other reason it cannot
+    listen there is the web child's to report.)"""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # as the web app's server binds (a port in TIME_WAIT is free)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise CommandError(
+                    f"cannot listen on {host}:{port}: another program listens there "
+                    "(stop it, or set VIGIL_BIND to another address)"
+                ) from None
 
 
 def _print_banner(
