@@ -89,7 +89,18 @@ def test_backup_copies_a_live_install_that_a_restore_brings_back(
     # Never over a backup, nor into a directory in use.
     again = run_vigil(stack, "backup", str(target))
     assert again.returncode == 1
-    assert f"{target}: exists and is not an empty directory" in again.stderr
+    assert f"{target}: not empty (vigil never overwrites a backup)" in again.stderr
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    into_file = run_vigil(stack, "backup", str(a_file))
+    assert (into_file.returncode, into_file.stderr.strip()) == (
+        1,
+        f"vigil: {a_file}: not a directory (give a new or empty directory)",
+    )
+    nowhere = run_vigil(stack, "backup", str(a_file / "below"))
+    assert nowhere.returncode == 1
+    assert f"vigil: {a_file / 'below'}: cannot make the directory" in nowhere.stderr
+    assert "Traceback" not in nowhere.stderr
 
 
 def test_backup_refuses_what_it_cannot_copy(tmp_path: Path) -> None:

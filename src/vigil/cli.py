@@ -289,9 +289,14 @@ def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
     if not database.is_file():
         raise CommandError(f"{database}: no such database (is VIGIL_HOME {settings.home}?)")
     target = Path(args.directory)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise CommandError(f"{target}: exists and is not an empty directory")
-    target.mkdir(parents=True, exist_ok=True)
+    if target.exists() and not target.is_dir():
+        raise CommandError(f"{target}: not a directory (give a new or empty directory)")
+    if target.is_dir() and any(target.iterdir()):
+        raise CommandError(f"{target}: not empty (vigil never overwrites a backup)")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"{target}: cannot make the directory: {exc.strerror or exc}") from None
     # The log first: a message it still holds that the database copy has applied is
     # applied again on restore, to no effect (applying is idempotent); the other order
     # could leave out a message accepted after the database was copied.
