@@ -213,11 +213,39 @@ def test_key_cache_cached_answers_only_fresh_entries_and_never_looks_up() -> Non
     assert cache.cached(KEY) == (key(),)
     assert cache.cached("0" * 32) == (None,)  # known not to exist
     clock.now += 2.0
-    assert cache.cached(KEY) is None  # stale
-    cache.get(KEY)
+    rows[KEY] = key(active=False)
+    assert cache.cached(KEY) is None  # expired: this caller is to look it up again
+    # Meanwhile the others get the expired entry, not a lookup each.
+    assert cache.cached(KEY) == (key(),)
+    assert cache.cached(KEY) == (key(),)
+    assert cache.get(KEY) == key(active=False)
+    assert cache.cached(KEY) == (key(active=False),)
     cache.forget(KEY)
     assert cache.cached(KEY) is None
     assert lookups == [KEY, "0" * 32, KEY]
+
+
+def test_key_cache_a_failed_lookup_lets_the_next_caller_look_up() -> None:
+    clock = Clock()
+    failing = [False]
+
+    def lookup(public_key: str) -> ProjectKey | None:
+        if failing[0]:
+            raise OSError("the database is down")
+        return key()
+
+    cache = KeyCache(lookup, ttl_s=2.0, clock=clock)
+    assert cache.get(KEY) == key()
+    clock.now += 2.0
+    failing[0] = True
+    assert cache.cached(KEY) is None
+    with pytest.raises(OSError):
+        cache.get(KEY)
+    assert cache.cached(KEY) is None  # nobody is looking it up: this caller is to
+    # A caller that claimed the lookup and never made it holds it for a TTL at most.
+    assert cache.cached(KEY) == (key(),)
+    clock.now += 2.0
+    assert cache.cached(KEY) is None
 
 
 def test_key_cache_keeps_at_most_max_entries() -> None:

@@ -11,9 +11,11 @@ this order (the first one present wins):
 5. the envelope header `dsn` (only consulted when none of the above is present).
 
 `presented_key` and `check_key` are pure; `KeyCache` remembers looked-up keys for a
-couple of seconds so a disabled key stops working within `KEY_CACHE_TTL_S`, or at once
-when it is disabled through this process's API (which calls `forget`). `find_key` answers
-from the cache on the event loop and hands only a miss to a worker thread.
+couple of seconds so a disabled key stops working within `KEY_CACHE_TTL_S` (and the time
+one lookup takes), or at once when it is disabled through this process's API (which
+calls `forget`). `find_key` answers from the cache on the event loop and hands only a
+miss to a worker thread: one per expired key, the others answered meanwhile from the
+expired entry.
 """
 
 from __future__ import annotations
@@ -170,16 +172,28 @@ class KeyCache:
         self._entries: OrderedDict[str, tuple[float, ProjectKey | None]] = OrderedDict()
         # Bumped by `forget`, so a lookup that raced with it does not store a stale key.
         self._generation = 0
+        # Keys whose expired entry one caller is looking up again; meanwhile the others
+        # are answered from it, so that every request in flight when an entry expires
+        # does not queue its own lookup (64 of them every 2 s under load). By when each
+        # was claimed: a claim older than the TTL (its caller gone) is taken over.
+        self._refreshing: dict[str, float] = {}
 
     def cached(self, public_key: str) -> tuple[ProjectKey | None] | None:
-        """`(key,)` when a fresh entry answers for `public_key` (the key, or None for a
-        key known not to exist); None when only a lookup can. Never does the lookup, so
-        an event loop may call it."""
+        """`(key,)` when an entry answers for `public_key` (the key, or None for a key
+        known not to exist): a fresh one, or an expired one while another caller looks it
+        up again; None when only a lookup (`get`) can, which the caller is then to make.
+        Never does the lookup, so an event loop may call it."""
         now = self._clock()
         with self._lock:
             entry = self._entries.get(public_key)
-            if entry is not None and now - entry[0] < self._ttl_s:
+            if entry is None:
+                return None
+            if now - entry[0] < self._ttl_s:
                 return (entry[1],)
+            claimed = self._refreshing.get(public_key)
+            if claimed is not None and now - claimed < self._ttl_s:
+                return (entry[1],)
+            self._refreshing[public_key] = now  # this caller's `get` looks it up
         return None
 
     def get(self, public_key: str) -> ProjectKey | None:
@@ -189,7 +203,11 @@ class KeyCache:
             if entry is not None and now - entry[0] < self._ttl_s:
                 return entry[1]
             generation = self._generation
-        key = self._lookup(public_key)
+        try:
+            key = self._lookup(public_key)
+        finally:
+            with self._lock:
+                self._refreshing.pop(public_key, None)
         with self._lock:
             if generation != self._generation:
                 return key
@@ -202,6 +220,7 @@ class KeyCache:
     def forget(self, public_key: str) -> None:
         with self._lock:
             self._entries.pop(public_key, None)
+            self._refreshing.pop(public_key, None)
             self._generation += 1
 
 
