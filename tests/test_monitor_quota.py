@@ -98,6 +98,27 @@ def test_a_refusal_counts_the_environments_again_at_most_once_a_second() -> None
     assert lookups == [1, 1]
 
 
+def test_an_expired_limit_is_counted_again_by_one_caller_the_others_judged_meanwhile() -> None:
+    clock = Clock()
+    lookups: list[int] = []
+
+    def environments(project_id: int) -> int:
+        lookups.append(project_id)
+        return 0
+
+    limiter = MonitorQuota(environments, clock=clock, window_s=1000, environments_ttl_s=60)
+    assert limiter.admit(1, 10) is None
+    clock.now += 60
+    assert limiter.admit_if_known(1, 1) is None  # expired: this caller is to count again
+    # Meanwhile the others are judged on the expired limit, without a lookup each...
+    assert limiter.admit_if_known(1, 39) == Verdict(None)
+    # ...except a refusal, which is never decided on an old count.
+    assert limiter.admit_if_known(1, 2) is None
+    assert limiter.admit(1, 1) is None  # the counting caller's own
+    assert limiter.admit_if_known(1, 1) == Verdict(940)
+    assert lookups == [1, 1]
+
+
 def test_projects_have_their_own_windows() -> None:
     clock = Clock()
     limiter = quota(clock)

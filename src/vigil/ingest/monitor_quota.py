@@ -90,6 +90,9 @@ class MonitorQuota:
         self._lock = threading.Lock()
         self._windows: OrderedDict[int, _Window] = OrderedDict()
         self._limits: OrderedDict[int, tuple[float, int]] = OrderedDict()
+        # Projects whose expired limit one caller is counting again (since when): the
+        # others are judged on the expired one meanwhile, not sent to count it too.
+        self._refreshing: dict[int, float] = {}
 
     def admit(self, project_id: int, quantity: int) -> int | None:
         """None if the project may send `quantity` more check-ins now (they are
@@ -120,8 +123,14 @@ class MonitorQuota:
         now = self._clock()
         with self._lock:
             cached = self._limits.get(project_id)
-            if cached is None or now - cached[0] >= self._environments_ttl_s:
+            if cached is None:
                 return None
+            if now - cached[0] >= self._environments_ttl_s:
+                claimed = self._refreshing.get(project_id)
+                if claimed is None or now - claimed >= self._environments_ttl_s:
+                    self._refreshing[project_id] = now  # this caller's `admit` counts
+                    return None
+                # Judged on the expired limit meanwhile (a refusal, below, never is).
             window = self._windows.get(project_id)
             if (
                 window is not None
@@ -175,6 +184,9 @@ class MonitorQuota:
                 extra={"project_id": project_id, "error": str(exc)},
             )
             return None
+        finally:
+            with self._lock:
+                self._refreshing.pop(project_id, None)
         with self._lock:
             self._limits[project_id] = (now, limit)
             self._limits.move_to_end(project_id)
