@@ -22,6 +22,7 @@ from arroyo.backends.kafka import KafkaPayload
 from prometheus_client import REGISTRY
 from sentry_sdk.crons import capture_checkin
 from sqlalchemy import Engine
+from starlette.applications import Starlette
 
 from tests.support.live_server import live_server
 from tests.support.log_reader import read_messages
@@ -352,6 +353,16 @@ def add_monitor_environments(engine: Engine, tenant: Tenant, slug: str, *names: 
             monitor_store.ensure_environment(conn, tenant.project, ensured.monitor, name, 10)
 
 
+def app_with_quota_clock(stack: Settings, engine: Engine, clock: list[float]) -> Starlette:
+    """The app, its check-in quota counting the database's environments on `clock[0]`."""
+    app = create_app(stack)
+    app.state.monitor_quota = MonitorQuota(
+        lambda project_id: count_monitor_environments(engine, project_id),
+        clock=lambda: clock[0],
+    )
+    return app
+
+
 def test_a_project_over_its_check_in_quota_gets_429_for_the_monitor_category_only(
     stack: Settings, engine: Engine, tenant: Tenant, log_backend: LogBackend
 ) -> None:
@@ -361,11 +372,7 @@ def test_a_project_over_its_check_in_quota_gets_429_for_the_monitor_category_onl
     other = make_tenant(engine, "other-org")
     add_monitor_environments(engine, other, "job", "production")
     clock = [1000.0]
-    app = create_app(stack)
-    app.state.monitor_quota = MonitorQuota(
-        lambda project_id: count_monitor_environments(engine, project_id),
-        clock=lambda: clock[0],
-    )
+    app = app_with_quota_clock(stack, engine, clock)
     one = envelope(("check_in", check_in("job")))
     with live_server(app) as server, httpx.Client(timeout=60) as client:
 
@@ -409,11 +416,7 @@ def test_an_environment_made_in_the_window_counts_before_anything_is_refused(
     # before it refuses (B11: the reference recomputes the limit when one is created).
     add_monitor_environments(engine, tenant, "job", "production")
     clock = [1000.0]
-    app = create_app(stack)
-    app.state.monitor_quota = MonitorQuota(
-        lambda project_id: count_monitor_environments(engine, project_id),
-        clock=lambda: clock[0],
-    )
+    app = app_with_quota_clock(stack, engine, clock)
     one = envelope(("check_in", check_in("job")))
     with live_server(app) as server, httpx.Client(timeout=60) as client:
         url = f"{server}/api/{tenant.project.id}/envelope/"

@@ -32,6 +32,19 @@ def quota(clock: Clock, environments: dict[int, int] | None = None) -> MonitorQu
     return MonitorQuota(lambda project_id: envs.get(project_id, 0), clock=clock)
 
 
+class Environments:
+    """The environments lookup: each project's count (0 unless set), and the projects
+    looked up, in order."""
+
+    def __init__(self) -> None:
+        self.counts: dict[int, int] = {}
+        self.lookups: list[int] = []
+
+    def __call__(self, project_id: int) -> int:
+        self.lookups.append(project_id)
+        return self.counts.get(project_id, 0)
+
+
 def test_the_limit_admits_exactly_its_count_per_window() -> None:
     clock = Clock()
     limiter = quota(clock, {1: 2})
@@ -56,12 +69,7 @@ def test_a_batch_is_admitted_or_refused_whole_and_refusals_are_not_counted() -> 
 
 def test_admit_if_known_counts_as_admit_only_while_the_limit_is_remembered() -> None:
     clock = Clock()
-    lookups: list[int] = []
-
-    def environments(project_id: int) -> int:
-        lookups.append(project_id)
-        return 0
-
+    environments = Environments()
     limiter = MonitorQuota(environments, clock=clock, window_s=1000, environments_ttl_s=60)
     assert limiter.admit_if_known(1, 1) is None  # unknown limit: nothing counted
     assert limiter.admit(1, 48) is None
@@ -70,42 +78,31 @@ def test_admit_if_known_counts_as_admit_only_while_the_limit_is_remembered() -> 
     clock.now += 60  # the limit is due for a lookup again: only `admit` does it
     assert limiter.admit_if_known(1, 1) is None
     assert limiter.admit(1, 1) == 940
-    assert lookups == [1, 1]
+    assert environments.lookups == [1, 1]
 
 
 def test_a_refusal_counts_the_environments_again_at_most_once_a_second() -> None:
     # A consumer creates environments in another process: the check-ins a new one
     # allows must not be refused on a count from before it (an SDK refused backs off).
     clock = Clock()
-    envs = {1: 0}
-    lookups: list[int] = []
-
-    def environments(project_id: int) -> int:
-        lookups.append(project_id)
-        return envs[project_id]
-
+    environments = Environments()
     limiter = MonitorQuota(environments, clock=clock, window_s=60, environments_ttl_s=60)
     assert limiter.admit(1, 50) is None
-    envs[1] = 1  # created meanwhile
+    environments.counts[1] = 1  # created meanwhile
     assert limiter.admit(1, 1) == 60  # counted just now: refused on that count
-    assert lookups == [1]
+    assert environments.lookups == [1]
     clock.now += 1
     assert limiter.admit_if_known(1, 1) is None  # a refusal on an old count: `admit` decides
     assert limiter.admit(1, 6) is None  # counted again: 56 now
-    assert lookups == [1, 1]
+    assert environments.lookups == [1, 1]
     assert limiter.admit_if_known(1, 1) == Verdict(59)  # fresh: refused on the loop
     assert limiter.admit(1, 1) == 59
-    assert lookups == [1, 1]
+    assert environments.lookups == [1, 1]
 
 
 def test_an_expired_limit_is_counted_again_by_one_caller_the_others_judged_meanwhile() -> None:
     clock = Clock()
-    lookups: list[int] = []
-
-    def environments(project_id: int) -> int:
-        lookups.append(project_id)
-        return 0
-
+    environments = Environments()
     limiter = MonitorQuota(environments, clock=clock, window_s=1000, environments_ttl_s=60)
     assert limiter.admit(1, 10) is None
     clock.now += 60
@@ -116,7 +113,7 @@ def test_an_expired_limit_is_counted_again_by_one_caller_the_others_judged_meanw
     assert limiter.admit_if_known(1, 2) is None
     assert limiter.admit(1, 1) is None  # the counting caller's own
     assert limiter.admit_if_known(1, 1) == Verdict(940)
-    assert lookups == [1, 1]
+    assert environments.lookups == [1, 1]
 
 
 def test_projects_have_their_own_windows() -> None:
@@ -137,20 +134,14 @@ def test_recorded_check_ins_count_but_are_never_refused() -> None:
 
 def test_environments_are_looked_up_again_after_their_ttl() -> None:
     clock = Clock()
-    environments = {1: 0}
-    lookups: list[int] = []
-
-    def lookup(project_id: int) -> int:
-        lookups.append(project_id)
-        return environments[project_id]
-
-    limiter = MonitorQuota(lookup, clock=clock, window_s=1000, environments_ttl_s=60)
+    environments = Environments()
+    limiter = MonitorQuota(environments, clock=clock, window_s=1000, environments_ttl_s=60)
     assert limiter.admit(1, 50) is None
-    environments[1] = 1  # a consumer created a monitor environment
+    environments.counts[1] = 1  # a consumer created a monitor environment
     assert limiter.admit(1, 1) is not None  # still the remembered limit
     clock.now += 60
     assert limiter.admit(1, 6) is None
-    assert lookups == [1, 1]
+    assert environments.lookups == [1, 1]
 
 
 def test_a_failing_lookup_admits() -> None:
